@@ -1,0 +1,69 @@
+"""Command line entry point.
+
+Sub-commands are imported lazily so that `orchestrator-tui mcp` never pays for (or even
+imports) Textual, and `orchestrator-tui opencode install` needs nothing but the stdlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator-tui",
+        description="Supervise a pool of OpenCode sessions: an MCP server for agents, a dashboard for humans.",
+    )
+    from orchestrator_tui import __version__
+
+    parser.add_argument("--version", action="version", version=f"orchestrator-tui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    mcp = sub.add_parser(
+        "mcp",
+        help="run the MCP server (stdio) with the six orchestrator tools",
+        description="Serve the orchestrator tools over MCP stdio. Add this command to your MCP client.",
+    )
+    mcp.add_argument(
+        "--attach",
+        metavar="URL",
+        help="use an existing OpenCode server instead of starting one "
+        "(env ORCHESTRATOR_TUI_ATTACH; password from OPENCODE_SERVER_PASSWORD)",
+    )
+
+    model = sub.add_parser(
+        "scripted-model",
+        help="run the scripted OpenAI-compatible model server used by tests and the demo",
+    )
+    model.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+
+    oc = sub.add_parser("opencode", help="manage the pinned OpenCode binary")
+    oc_sub = oc.add_subparsers(dest="opencode_command", metavar="ACTION", required=True)
+    oc_sub.add_parser("install", help="install the pinned OpenCode into the user cache if it is not there")
+    oc_sub.add_parser("path", help="print the OpenCode binary that would be used")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "mcp":
+        from orchestrator_tui.mcp.server import main as mcp_main
+
+        return mcp_main(attach=args.attach)
+    if args.command == "scripted-model":
+        from orchestrator_tui.scripted_model.server import main as model_main
+
+        return model_main(port=args.port)
+    if args.command == "opencode":
+        from orchestrator_tui.opencode import binary
+
+        return binary.cli(args.opencode_command)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""`orchestrator-tui mcp`: the six tools over MCP stdio, on the official SDK's low-level server.
+
+The low-level ``Server`` is used rather than ``MCPServer`` because the contract fixes details
+the decorator API would choose for us: the exact input schemas (nullable-first types, the
+"Optional; omit or use null." suffixes), the ``invalid input: …`` texts for bad arguments,
+and the text content beside ``structuredContent``.
+
+Lifetime rules: stdout carries JSON-RPC only (diagnostics go to stderr); the managed OpenCode
+server lives exactly as long as this worker, whatever ends it (stdin EOF, SIGTERM, SIGINT,
+an exception), so no ``opencode serve`` is ever orphaned. This module never imports Textual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+from orchestrator_tui import __version__
+from orchestrator_tui.orchestrator.errors import ToolError
+from orchestrator_tui.orchestrator.specs import TOOL_SPECS
+from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
+
+log = logging.getLogger("orchestrator_tui.mcp")
+
+SERVER_NAME = "orchestrator-tui"
+BANNER = (
+    f"{SERVER_NAME} mcp {__version__} started (6 tools; the OpenCode server starts on the first tool call)"
+)
+
+
+def _tool_listing() -> list[Any]:
+    import mcp_types as types
+
+    from orchestrator_tui.orchestrator import types as t
+
+    return [
+        types.Tool(
+            name=spec.name,
+            title=spec.name,
+            description=spec.description,
+            input_schema=t.input_schema(spec.input_model),
+            output_schema=t.output_schema(spec.output_model),
+        )
+        for spec in TOOL_SPECS.values()
+    ]
+
+
+def build_server(orchestrator: Orchestrator) -> Any:
+    """The MCP server object for one orchestrator (also used in-process by tests)."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+
+    from orchestrator_tui.orchestrator import types as t
+
+    tools = _tool_listing()
+
+    async def list_tools(ctx: Any, params: Any) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        _remember_client(orchestrator, ctx)
+        session = ctx.session
+        ticks = 0
+
+        async def progress(status: str, partial: str) -> None:
+            nonlocal ticks
+            ticks += 1
+            tail = partial.strip().splitlines()[-1][:200] if partial.strip() else ""
+            message = f"session {status}" + (f": {tail}" if tail else "")
+            await session.report_progress(float(ticks), None, message)
+
+        try:
+            output, _ = await orchestrator.call(params.name, params.arguments or {}, progress)
+        except ToolError as exc:
+            return types.CallToolResult(content=[types.TextContent(type="text", text=str(exc))], is_error=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug must surface as a tool error, never kill the worker
+            log.exception("tool %s failed unexpectedly", params.name)
+            text = f"internal error: unexpected failure in {params.name}: {type(exc).__name__}: {exc}"
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=t.render_text(output))],
+            structured_content=output.to_json(),  # type: ignore[attr-defined]
+        )
+
+    return Server(
+        SERVER_NAME,
+        version=__version__,
+        title=SERVER_NAME,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+    )
+
+
+def _remember_client(orchestrator: Orchestrator, ctx: Any) -> None:
+    if orchestrator.client_info.name is not None:
+        return
+    try:
+        params = ctx.session.client_params
+        info = params.client_info if params is not None else None
+    except Exception:
+        info = None
+    if info is not None:
+        orchestrator.client_info = ClientInfo(getattr(info, "name", None), getattr(info, "version", None))
+
+
+async def serve_stdio(orchestrator: Orchestrator) -> None:
+    from mcp.server.stdio import stdio_server
+
+    server = build_server(orchestrator)
+    async with stdio_server() as (read_stream, write_stream):
+        await server.run(read_stream, write_stream, server.create_initialization_options())
+
+
+async def _amain(attach: str | None) -> None:
+    from orchestrator_tui.pool.registry import Registry
+    from orchestrator_tui.pool.service import PoolService, ServerSpec
+
+    service = PoolService(ServerSpec.from_env(attach_url=attach))
+    try:
+        registry: Registry | None = Registry.for_pool(os.environ.get("ORCHESTRATOR_TUI_POOL", "default"))
+    except Exception as exc:  # the audit trail is valuable, but not worth refusing to work
+        print(f"orchestrator-tui: registry unavailable ({exc}); continuing without it", file=sys.stderr)
+        registry = None
+    orchestrator = Orchestrator(service, registry=registry, origin="agent")
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def on_signal(signum: int) -> None:
+        log.info("received signal %d; shutting down", signum)
+        main_task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            loop.add_signal_handler(sig, on_signal, sig)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+    try:
+        await serve_stdio(orchestrator)
+    except asyncio.CancelledError:
+        pass
+    finally:
+        try:
+            await asyncio.wait_for(asyncio.shield(orchestrator.close()), 5.0)
+        except BaseException:
+            pass
+        if registry is not None:
+            registry.close()
+
+
+def main(attach: str | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("ORCHESTRATOR_TUI_LOG", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    print(BANNER, file=sys.stderr, flush=True)
+    from orchestrator_tui.opencode.process import kill_all_managed
+
+    try:
+        asyncio.run(_amain(attach))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        kill_all_managed()
+    return 0

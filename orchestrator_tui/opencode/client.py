@@ -1,0 +1,312 @@
+"""Async HTTP client for the OpenCode server: one method per endpoint we use.
+
+Errors are typed and their ``str()`` is the text the tools show to the caller (spec §1.3):
+``HTTP error <status>: <message>``, ``Transport error: <text>``, ``JSON error: <text>``.
+Every request has a timeout: OpenCode can accept a connection and never answer it
+(observed §1.3), so an unbounded request is a hang waiting to happen.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from orchestrator_tui.opencode.models import (
+    Command,
+    Health,
+    Message,
+    PermissionRequest,
+    QuestionRequest,
+    Session,
+    SessionStatus,
+)
+
+T = TypeVar("T")
+
+#: Default per-request timeout. Long enough for any REST call OpenCode answers, short enough
+#: that a wedged connection surfaces as an error instead of a hang.
+DEFAULT_TIMEOUT = 60.0
+#: The command endpoint blocks until the whole turn ends (observed §4); it gets its own budget.
+COMMAND_TIMEOUT = 6 * 3600.0
+
+
+class OpenCodeError(Exception):
+    """Base of every error the client raises; ``str()`` is user-facing."""
+
+
+class HttpStatusError(OpenCodeError):
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        self.status = status
+        self.message = message
+        self.body = body
+        super().__init__(f"HTTP error {status}: {message}")
+
+    @property
+    def is_not_found(self) -> bool:
+        return self.status == 404
+
+
+class TransportError(OpenCodeError):
+    def __init__(self, text: str, *, connect_failed: bool = False, timed_out: bool = False) -> None:
+        #: True when the request provably never reached the server (connection refused):
+        #: the only case where re-sending a non-idempotent request is safe.
+        self.connect_failed = connect_failed
+        self.timed_out = timed_out
+        super().__init__(f"Transport error: {text}")
+
+
+class DecodeError(OpenCodeError):
+    def __init__(self, text: str) -> None:
+        super().__init__(f"JSON error: {text}")
+
+
+def error_message_from_body(status: int, text: str) -> str:
+    """Choose the message of a non-2xx answer the way the reference client does (spec §1.3)."""
+    try:
+        body = json.loads(text) if text.strip() else None
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("error")
+        if body.get("success") is False and isinstance(errors, list):
+            rendered = []
+            for entry in errors:
+                if isinstance(entry, dict):
+                    msg = entry.get("message")
+                    path = entry.get("path")
+                    if isinstance(msg, str) and isinstance(path, list) and path:
+                        rendered.append(".".join(str(p) for p in path) + ": " + msg)
+                    elif isinstance(msg, str):
+                        rendered.append(msg)
+                    else:
+                        rendered.append(json.dumps(entry))
+                else:
+                    rendered.append(str(entry))
+            return "; ".join(rendered)
+        data = body.get("data")
+        if isinstance(body.get("name"), str) and isinstance(data, dict) and isinstance(data.get("message"), str):
+            return f"{body['name']}: {data['message']}"
+        if isinstance(body.get("message"), str):
+            return body["message"]
+    if not text.strip():
+        return f"HTTP {status}"
+    return text if len(text) <= 1024 else text[:1024] + "…"
+
+
+_SESSIONS = TypeAdapter(list[Session])
+_STATUSES = TypeAdapter(dict[str, SessionStatus])
+_MESSAGES = TypeAdapter(list[Message])
+_PERMISSIONS = TypeAdapter(list[PermissionRequest])
+_QUESTIONS = TypeAdapter(list[QuestionRequest])
+_COMMANDS = TypeAdapter(list[Command])
+
+
+class OpenCodeClient:
+    """A thin typed client bound to one server (and optionally one directory instance).
+
+    ``directory`` is sent as a query parameter on every non-``/global/`` request, as the
+    reference does, so the managed server's working directory scopes sessions and commands.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: tuple[str, str] | None = None,
+        directory: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.directory = directory
+        self.auth = auth
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=httpx.BasicAuth(*auth) if auth else None,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            # Keep-alive connections to a server that just died fail on reuse; a small pool
+            # and short expiry keep the recovery path quick.
+            limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=5.0),
+        )
+
+    # ------------------------------------------------------------------ plumbing
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def _params(self, path: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self.directory and not path.startswith("/global/"):
+            params["directory"] = self.directory
+        if extra:
+            params.update({k: v for k, v in extra.items() if v is not None})
+        return params
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                params=self._params(path, params),
+                json=json_body,
+                timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+            )
+        except httpx.ConnectError as exc:
+            raise TransportError(_describe(exc), connect_failed=True) from exc
+        except httpx.TimeoutException as exc:
+            raise TransportError(_describe(exc), timed_out=True) from exc
+        except httpx.HTTPError as exc:
+            raise TransportError(_describe(exc)) from exc
+        if response.status_code >= 400:
+            text = response.text
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            raise HttpStatusError(response.status_code, error_message_from_body(response.status_code, text), body)
+        return response
+
+    async def _get(self, path: str, adapter: TypeAdapter[T], **kw: Any) -> T:
+        response = await self.request("GET", path, **kw)
+        return _decode(response, adapter)
+
+    # ------------------------------------------------------------------ endpoints
+
+    async def health(self, *, timeout: float | None = None) -> Health:
+        response = await self.request("GET", "/global/health", timeout=timeout)
+        return _decode(response, Health)
+
+    async def list_sessions(self, *, limit: int | None = None, roots: bool | None = None) -> list[Session]:
+        params = {"limit": limit, "roots": None if roots is None else str(roots).lower()}
+        return await self._get("/session", _SESSIONS, params=params)
+
+    async def create_session(self, *, title: str | None = None, parent_id: str | None = None) -> Session:
+        body: dict[str, Any] = {}
+        if title is not None:
+            body["title"] = title
+        if parent_id is not None:
+            body["parentID"] = parent_id
+        return _decode(await self.request("POST", "/session", json_body=body), Session)
+
+    async def get_session(self, session_id: str) -> Session:
+        return _decode(await self.request("GET", f"/session/{_seg(session_id)}"), Session)
+
+    async def delete_session(self, session_id: str) -> None:
+        await self.request("DELETE", f"/session/{_seg(session_id)}")
+
+    async def abort_session(self, session_id: str) -> None:
+        await self.request("POST", f"/session/{_seg(session_id)}/abort")
+
+    async def session_status(self, *, timeout: float | None = None) -> dict[str, SessionStatus]:
+        return await self._get("/session/status", _STATUSES, timeout=timeout)
+
+    async def messages(self, session_id: str, *, limit: int | None = None) -> list[Message]:
+        return await self._get(f"/session/{_seg(session_id)}/message", _MESSAGES, params={"limit": limit})
+
+    async def prompt_async(
+        self, session_id: str, text: str, *, agent: str | None = None, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+        if agent:
+            body["agent"] = agent
+        if extra:
+            body.update(extra)
+        await self.request("POST", f"/session/{_seg(session_id)}/prompt_async", json_body=body)
+
+    async def command(self, session_id: str, command: str, arguments: str) -> dict[str, Any]:
+        """Run a named command. Blocks until the command's turn is over (observed §4)."""
+        response = await self.request(
+            "POST",
+            f"/session/{_seg(session_id)}/command",
+            json_body={"command": command, "arguments": arguments},
+            timeout=COMMAND_TIMEOUT,
+        )
+        return _decode_any(response)
+
+    async def summarize(self, session_id: str, provider_id: str, model_id: str) -> None:
+        # OpenCode 1.18.33 wants `providerID`/`modelID`; the reference sent camel `Id` and
+        # always got a 400 (spec §10.3).
+        await self.request(
+            "POST",
+            f"/session/{_seg(session_id)}/summarize",
+            json_body={"providerID": provider_id, "modelID": model_id},
+        )
+
+    async def permissions(self, *, timeout: float | None = None) -> list[PermissionRequest]:
+        return await self._get("/permission", _PERMISSIONS, timeout=timeout)
+
+    async def reply_permission(self, request_id: str, reply: str, message: str | None = None) -> None:
+        body: dict[str, Any] = {"reply": reply}
+        if message is not None:
+            body["message"] = message
+        await self.request("POST", f"/permission/{_seg(request_id)}/reply", json_body=body)
+
+    async def questions(self, *, timeout: float | None = None) -> list[QuestionRequest]:
+        return await self._get("/question", _QUESTIONS, timeout=timeout)
+
+    async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:
+        await self.request(
+            "POST", f"/question/{_seg(request_id)}/reply", json_body={"answers": [list(a) for a in answers]}
+        )
+
+    async def reject_question(self, request_id: str) -> None:
+        await self.request("POST", f"/question/{_seg(request_id)}/reject", json_body={})
+
+    async def commands(self) -> list[Command]:
+        return await self._get("/command", _COMMANDS)
+
+    async def providers(self) -> dict[str, Any]:
+        return _decode_any(await self.request("GET", "/provider"))
+
+
+def _seg(value: str) -> str:
+    """Percent-encode an id as exactly one path segment."""
+    return quote(value, safe="")
+
+
+def _describe(exc: httpx.HTTPError) -> str:
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text
+
+
+def _decode(response: httpx.Response, adapter: TypeAdapter[T] | type[BaseModel]) -> Any:
+    try:
+        if isinstance(adapter, TypeAdapter):
+            return adapter.validate_json(response.content)
+        return adapter.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise DecodeError(_short_validation(exc)) from exc
+
+
+def _decode_any(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise DecodeError(str(exc)) from exc
+
+
+def _short_validation(exc: ValidationError) -> str:
+    first = exc.errors()[0] if exc.errors() else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()))
+    return f"{first.get('msg', 'invalid response')}{' at ' + loc if loc else ''} ({exc.error_count()} error(s))"

@@ -1,0 +1,382 @@
+"""The managed ``opencode serve`` process (behaviour spec §5.4, §5.5, §5.9; observed spec §1).
+
+One `ManagedServer` is one child process in its own process group, bound to 127.0.0.1 on a port we
+picked, protected by a random password only we know. Facts that shape this module:
+
+* Requests on connections made in the ~0.35 s before the ``opencode server listening on`` line hang
+  forever, so no HTTP request is sent before that line (only the bounded ``/doc`` probe after the
+  startup timeout).
+* ``--port 0`` tries 4096 first, so we pick a free port ourselves; a port taken in between makes the
+  child exit with rc=1 and ``ServeError`` on stderr, which is retried once with a new port.
+* The first SIGTERM can be swallowed while OpenCode's background ``npm install`` runs, so `stop`
+  always ends with SIGKILL to the whole group.
+
+The child's stdout and stderr are drained for its whole life by two daemon threads (a full pipe
+would block it); nothing is forwarded to our stdout, which is the JSON-RPC channel of the MCP
+worker. The process is a plain `subprocess.Popen`, so a server is not tied to the event loop that
+started it and can be killed synchronously from ``atexit``, signal handlers and ``finally`` blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from orchestrator_tui.opencode.binary import MANAGED_ENV, Launcher
+
+log = logging.getLogger(__name__)
+
+HOSTNAME = "127.0.0.1"
+USERNAME = "opencode"
+READY_MARKER = "opencode server listening on"
+#: Outer text of the reference around any start failure (the handle layer wraps with it).
+START_FAILED = "Failed to start embedded `opencode serve`"
+EXITED_UNEXPECTEDLY = "Failed to spawn server: Server process exited unexpectedly"
+
+_STDERR_TAIL = 50
+_STDOUT_TAIL = 20
+_DOC_PROBE_TIMEOUT = 0.5
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class ServerStartError(Exception):
+    """Starting ``opencode serve`` failed; ``str(exc)`` is the user-visible text."""
+
+    def __init__(self, text: str, *, port_in_use: bool = False) -> None:
+        super().__init__(text)
+        self.port_in_use = port_in_use
+
+
+# ------------------------------------------------------------------------------------------------
+# every group this process started, so that nothing outlives us
+
+_live: dict[int, ManagedServer] = {}
+_live_lock = threading.Lock()
+_atexit_registered = False
+
+
+def kill_all_managed() -> None:
+    """SIGKILL every still-live process group this process started (registered with ``atexit``)."""
+    with _live_lock:
+        servers = list(_live.values())
+    for server in servers:
+        server.kill_sync()
+
+
+def _register(server: ManagedServer) -> None:
+    global _atexit_registered
+    with _live_lock:
+        _live[server.pid] = server
+        if not _atexit_registered:
+            atexit.register(kill_all_managed)
+            _atexit_registered = True
+
+
+def _unregister(server: ManagedServer) -> None:
+    with _live_lock:
+        if _live.get(server.pid) is server:
+            del _live[server.pid]
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOSTNAME, 0))
+        return int(sock.getsockname()[1])
+
+
+def child_environment(
+    env: Mapping[str, str] | None, *, password: str, config_content: str | None
+) -> dict[str, str]:
+    """Inherited (or given) environment plus what the managed server needs. ``OPENCODE_CLIENT`` is
+    never set by us: ``sdk`` would hide the question tool."""
+    child_env = dict(os.environ if env is None else env)
+    child_env[MANAGED_ENV] = "1"
+    child_env["OPENCODE_SERVER_USERNAME"] = USERNAME
+    child_env["OPENCODE_SERVER_PASSWORD"] = password
+    if config_content is not None:
+        child_env["OPENCODE_CONFIG_CONTENT"] = config_content
+    return child_env
+
+
+class ManagedServer:
+    """A running ``opencode serve`` child; create it with `ManagedServer.start`."""
+
+    base_url: str
+    username: str
+    password: str
+    pid: int
+    port: int
+    launcher: Launcher
+
+    def __init__(
+        self, *, launcher: Launcher, proc: subprocess.Popen[bytes], port: int, password: str
+    ) -> None:
+        self.launcher = launcher
+        self.port = port
+        self.base_url = f"http://{HOSTNAME}:{port}"
+        self.username = USERNAME
+        self.password = password
+        self.pid = proc.pid
+        self._proc = proc
+        self._stderr: deque[str] = deque(maxlen=_STDERR_TAIL)
+        self._stdout: deque[str] = deque(maxlen=_STDOUT_TAIL)
+        self._ready = threading.Event()
+        self._stdout_closed = threading.Event()
+        self._stderr_closed = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
+        self._finished = False
+        self._readers = [
+            threading.Thread(
+                target=self._drain, args=(proc.stdout, True), name=f"opencode-{self.pid}-stdout", daemon=True
+            ),
+            threading.Thread(
+                target=self._drain, args=(proc.stderr, False), name=f"opencode-{self.pid}-stderr", daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def __repr__(self) -> str:  # never shows the password
+        state = f"exited rc={self.returncode}" if self.exited() else "running"
+        return f"<ManagedServer pid={self.pid} {self.base_url} {state}>"
+
+    # -- start -------------------------------------------------------------------------------------
+
+    @classmethod
+    async def start(
+        cls,
+        *,
+        launcher: Launcher,
+        cwd: Path,
+        env: Mapping[str, str] | None = None,
+        config_content: str | None = None,
+        startup_timeout: float = 20.0,
+    ) -> ManagedServer:
+        """Spawn ``<launcher> serve --hostname 127.0.0.1 --port <free port>`` in ``cwd`` and wait until
+        it is ready. Raises `ServerStartError`; on any failure or cancellation the group is killed.
+
+        The recursion guard (spec §5.2) is the caller's business: this always starts.
+        """
+        password = secrets.token_urlsafe(32)
+        child_env = child_environment(env, password=password, config_content=config_content)
+        for attempt in (1, 2):
+            port = _free_port()
+            server = cls._spawn(launcher, Path(cwd), child_env, port, password)
+            try:
+                await server._wait_ready(startup_timeout)
+            except ServerStartError as exc:
+                server.kill_sync()
+                if exc.port_in_use and attempt == 1:
+                    log.info("port %d was taken before opencode could bind it; retrying on another", port)
+                    continue
+                raise
+            except BaseException:
+                server.kill_sync()
+                raise
+            return server
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _spawn(
+        cls, launcher: Launcher, cwd: Path, child_env: dict[str, str], port: int, password: str
+    ) -> ManagedServer:
+        argv = launcher.argv("serve", "--hostname", HOSTNAME, "--port", str(port))
+        try:
+            proc = subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=child_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            raise ServerStartError(f"Failed to spawn server: {exc}") from None
+        server = cls(launcher=launcher, proc=proc, port=port, password=password)
+        _register(server)
+        log.debug("spawned %s (pid %d, port %d) in %s", launcher, proc.pid, port, cwd)
+        return server
+
+    async def _wait_ready(self, startup_timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + startup_timeout
+        while not self._ready.is_set():
+            if self._stdout_closed.is_set() or self._proc.poll() is not None:
+                raise await self._exit_error()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                if await self._probe_doc():
+                    log.info("opencode pid %d answered /doc without the listening line", self.pid)
+                    return
+                tail = self._tail_text()
+                ms = round(startup_timeout * 1000)
+                raise ServerStartError(f"Server not ready within {ms}ms" + (f"\n{tail}" if tail else ""))
+            fut = self._add_waiter(loop)
+            # The readers wake us at once; the slice also notices a child that died while some
+            # grandchild still holds its stdout open.
+            try:
+                await asyncio.wait_for(fut, min(remaining, 0.25))
+            except TimeoutError:
+                self._drop_waiter(fut)
+        elapsed = loop.time() - started
+        log.info("opencode serve ready at %s (pid %d) after %.2f s", self.base_url, self.pid, elapsed)
+
+    async def _exit_error(self) -> ServerStartError:
+        # Let the child finish exiting and the stderr reader reach EOF, so the tail is complete.
+        for _ in range(100):
+            if self._proc.poll() is not None and self._stderr_closed.is_set():
+                break
+            await asyncio.sleep(0.01)
+        rc = self._proc.poll()
+        tail = self._tail_text()
+        port_in_use = rc == 1 and any("ServeError" in line for line in self._stderr)
+        detail = tail or f"(nothing on stderr; exit status {rc})"
+        return ServerStartError(f"{EXITED_UNEXPECTEDLY}\n{detail}", port_in_use=port_in_use)
+
+    async def _probe_doc(self) -> bool:
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(auth=self.auth, timeout=_DOC_PROBE_TIMEOUT) as client:
+                response = await client.get(f"{self.base_url}/doc")
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    # -- output readers (threads) ------------------------------------------------------------------
+
+    def _drain(self, stream: IO[bytes] | None, is_stdout: bool) -> None:
+        if stream is None:
+            return
+        buffer = self._stdout if is_stdout else self._stderr
+        try:
+            for raw in iter(stream.readline, b""):
+                line = _ANSI.sub("", raw.decode("utf-8", errors="replace")).rstrip()
+                buffer.append(line)
+                if is_stdout and not self._ready.is_set() and READY_MARKER in line:
+                    self._ready.set()
+                    self._wake()
+        except (OSError, ValueError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+            (self._stdout_closed if is_stdout else self._stderr_closed).set()
+            self._wake()
+
+    def _add_waiter(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = loop.create_future()
+        with self._waiters_lock:
+            self._waiters.append((loop, fut))
+        return fut
+
+    def _drop_waiter(self, fut: asyncio.Future[None]) -> None:
+        with self._waiters_lock:
+            self._waiters = [(loop, f) for loop, f in self._waiters if f is not fut]
+
+    def _wake(self) -> None:
+        with self._waiters_lock:
+            waiters, self._waiters = self._waiters, []
+        for loop, fut in waiters:
+            with contextlib.suppress(RuntimeError):  # loop closed meanwhile
+                loop.call_soon_threadsafe(_resolve, fut)
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def auth(self) -> tuple[str, str]:
+        """Basic-auth credentials, as httpx accepts them."""
+        return (self.username, self.password)
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.poll()
+
+    def exited(self) -> bool:
+        """Whether the child has exited (a local check, no HTTP)."""
+        return self._proc.poll() is not None
+
+    def stderr_tail(self) -> list[str]:
+        """The last lines the child wrote to stderr (ANSI colours removed)."""
+        return list(self._stderr)
+
+    def _tail_text(self) -> str:
+        lines = list(self._stderr)
+        while lines and not lines[0].strip():
+            lines.pop(0)
+        while lines and not lines[-1].strip():
+            lines.pop()
+        return "\n".join(lines)
+
+    # -- stop --------------------------------------------------------------------------------------
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+    async def stop(self, grace: float = 3.0) -> None:
+        """SIGTERM the group, give the child ``grace`` seconds, then SIGKILL the group and reap the
+        child. Idempotent; a group that is already gone is fine."""
+        if self._finished:
+            return
+        self._signal_group(signal.SIGTERM)
+        deadline = time.monotonic() + max(grace, 0.0)
+        for _ in range(int(grace / 0.02) + 2):
+            if self._proc.poll() is not None or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.02)
+        if self._proc.poll() is None:
+            log.warning("opencode pid %d ignored SIGTERM for %.1f s; sending SIGKILL", self.pid, grace)
+        # Always: the child may be gone while its own children (e.g. npm) are not.
+        self._signal_group(signal.SIGKILL)
+        for _ in range(500):
+            if self._proc.poll() is not None:
+                break
+            await asyncio.sleep(0.01)
+        self._finish()
+
+    def kill_sync(self) -> None:
+        """SIGKILL the group now and reap the child; safe in ``atexit``, signal handlers and ``finally``."""
+        if self._finished:
+            return
+        self._signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+            self._proc.wait(timeout=1.0)
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = True
+        _unregister(self)
+        self._wake()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)

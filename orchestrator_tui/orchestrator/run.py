@@ -1,0 +1,412 @@
+"""The ``run`` state machine (spec §2), on top of the live pool.
+
+The reference opens one SSE connection per call; here the process-wide pool already holds
+the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatching work
+(subscribe-before-dispatch) and reads that session's events in order. A 1 s REST poll runs
+beside it as the safety net for anything the stream misses (a reconnect, a dead stream).
+
+Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33
+(spec §9–§10): ``session.idle`` is gated like a polled idle (stale idles from an earlier
+turn do not end a new one); ``session.status`` busy/retry events count as activity; reasoning
+deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
+the configured durations and 0 means "no limit".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.models import (
+    Message,
+    MessageUpdated,
+    PartDelta,
+    PartUpdated,
+    PermissionAsked,
+    PermissionRequest,
+    QuestionAsked,
+    QuestionRequest,
+    SessionError,
+    SessionIdle,
+    SessionStatusEvent,
+)
+from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
+from orchestrator_tui.orchestrator.errors import Cancelled, Internal
+from orchestrator_tui.orchestrator.tokens import TokenTracker
+from orchestrator_tui.orchestrator.types import (
+    QuestionInfoView,
+    QuestionOptionView,
+    RunOutput,
+    RunStatus,
+)
+from orchestrator_tui.pool.state import Pool
+
+log = logging.getLogger(__name__)
+
+POLL_INTERVAL = 1.0
+FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
+#: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
+POLL_REQUEST_TIMEOUT = 10.0
+
+Progress = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass
+class RunPlan:
+    """What one pass of the state machine is asked to do (already validated)."""
+
+    session_id: str
+    message: str | None = None
+    command: str | None = None
+    wait_for_activity: bool = False
+    idle_grace: float = 1.0
+
+
+@dataclass
+class RunResult:
+    output: RunOutput
+    tracker: TokenTracker | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def feed_tracker(tracker: TokenTracker, event: object) -> None:
+    """Hand the token tracker the two event kinds it reads (spec §2.6), as plain mappings."""
+    if isinstance(event, MessageUpdated) or (
+        isinstance(event, PartUpdated) and event.properties.part.type == "step-finish"
+    ):
+        tracker.observe_event(event.type, event.properties.model_dump(exclude_none=True))
+
+
+def extract_response(messages: list[Message]) -> str | None:
+    """The last assistant message's text parts, concatenated (spec §2.5 step 2)."""
+    for message in reversed(messages):
+        if message.info.role == "assistant":
+            text = "".join(p.text or "" for p in message.parts if p.type == "text")
+            return text if text.strip() else None
+    return None
+
+
+def permission_output(session_id: str, req: PermissionRequest, partial: str = "", warnings=()) -> RunOutput:
+    return RunOutput(
+        session_id=session_id,
+        status=RunStatus.PERMISSION_REQUIRED,
+        permission_request_id=req.id,
+        permission_type=req.permission,
+        permission_patterns=list(req.patterns),
+        partial_response=partial or None,
+        warnings=list(warnings),
+    )
+
+
+def question_output(session_id: str, req: QuestionRequest, partial: str = "", warnings=()) -> RunOutput:
+    return RunOutput(
+        session_id=session_id,
+        status=RunStatus.QUESTION_REQUIRED,
+        question_request_id=req.id,
+        questions=[
+            QuestionInfoView(
+                question=q.question,
+                header=q.header or "",
+                options=[QuestionOptionView(label=o.label, description=o.description or "") for o in q.options],
+                multiple=bool(q.multiple),
+                custom=True if q.custom is None else bool(q.custom),
+            )
+            for q in req.questions
+        ],
+        partial_response=partial or None,
+        warnings=list(warnings),
+    )
+
+
+class RunMachine:
+    """One ``run`` (or respond continuation) against one session."""
+
+    def __init__(
+        self,
+        client: OpenCodeClient,
+        pool: Pool,
+        config: OrchestratorConfig,
+        *,
+        model_limits: dict[tuple[str, str], int] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.client = client
+        self.pool = pool
+        self.config = config
+        self.model_limits = model_limits or {}
+        self.progress = progress
+
+    # ---------------------------------------------------------------- steps 5–8
+
+    async def preflight(self, session_id: str) -> tuple[bool, RunOutput | None]:
+        """Status, then pending permission, then pending question (spec §2.1 steps 5–7)."""
+        try:
+            statuses = await self.client.session_status()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to get session status: {exc}") from exc
+        status = statuses.get(session_id)
+        is_idle = status is None or status.type == "idle"
+        try:
+            permissions = await self.client.permissions()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list permissions: {exc}") from exc
+        for req in permissions:
+            if req.sessionID == session_id:
+                return is_idle, permission_output(session_id, req)
+        try:
+            questions = await self.client.questions()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list questions: {exc}") from exc
+        for q in questions:
+            if q.sessionID == session_id:
+                return is_idle, question_output(session_id, q)
+        return is_idle, None
+
+    async def execute(self, plan: RunPlan) -> RunResult:
+        sid = plan.session_id
+        is_idle, interruption = await self.preflight(sid)
+        if interruption is not None:
+            return RunResult(interruption)
+        if plan.message is None and plan.command is None and is_idle and not plan.wait_for_activity:
+            return await self.finalize(sid, TokenTracker(self.config.compaction_threshold, self.model_limits), [])
+        with self.pool.watch(sid) as watch:
+            return await self._loop(plan, watch)
+
+    # ---------------------------------------------------------------- the loop
+
+    async def _loop(self, plan: RunPlan, watch) -> RunResult:
+        sid = plan.session_id
+        client = self.client
+        loop = asyncio.get_running_loop()
+        dispatched = plan.command is not None or plan.message is not None or plan.wait_for_activity
+        grace_deadline: float | None = None
+        awaiting_grace = False
+        if plan.wait_for_activity and plan.command is None and plan.message is None:
+            grace_deadline = loop.time() + plan.idle_grace
+
+        command_task: asyncio.Task[object] | None = None
+        if plan.command is not None:
+            command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or ""))
+        elif plan.message is not None:
+            try:
+                await client.prompt_async(sid, plan.message)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to send prompt: {exc}") from exc
+            grace_deadline = loop.time() + plan.idle_grace
+
+        cfg = self.config
+        start = loop.time()
+        session_deadline = cfg.session_deadline()
+        deadline = start + session_deadline if session_deadline is not None else None
+        inactivity = cfg.inactivity_timeout()
+        last_activity = start
+        tracker = TokenTracker(cfg.compaction_threshold, self.model_limits)
+        partial: list[str] = []
+        warnings: list[str] = []
+        observed_busy = False
+        next_poll = start  # the first tick fires immediately
+        get_task: asyncio.Task[object] = loop.create_task(watch.get())
+
+        def activity() -> None:
+            nonlocal last_activity, observed_busy, awaiting_grace
+            last_activity = loop.time()
+            observed_busy = True
+            awaiting_grace = False
+
+        async def accept_idle() -> RunResult | None:
+            """Apply the completion rules of §2.3 to an observed idle."""
+            nonlocal awaiting_grace
+            if not dispatched or observed_busy:
+                return await self.finalize(sid, tracker, warnings)
+            if grace_deadline is None:
+                return None  # the command POST is still in flight
+            if loop.time() >= grace_deadline:
+                return await self.finalize(sid, tracker, warnings)
+            awaiting_grace = True
+            return None
+
+        try:
+            if not dispatched:
+                # Post-subscribe re-check (step 13): the session may have gone idle meanwhile.
+                try:
+                    statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+                    if sid not in statuses or statuses[sid].type == "idle":
+                        return await self.finalize(sid, tracker, warnings)
+                except OpenCodeError as exc:
+                    log.warning("post-subscribe status check failed: %s", exc)
+
+            while True:
+                now = loop.time()
+                if inactivity is not None and now - last_activity >= inactivity:
+                    raise Internal(inactivity_timeout_text(sid, cfg.inactivity_timeout_secs))
+                if deadline is not None and now >= deadline:
+                    raise Internal(deadline_text(cfg.session_deadline_secs))
+
+                wake = [next_poll]
+                if awaiting_grace and grace_deadline is not None:
+                    wake.append(grace_deadline)
+                if inactivity is not None:
+                    wake.append(last_activity + inactivity)
+                if deadline is not None:
+                    wake.append(deadline)
+                timeout = max(0.0, min(wake) - now)
+                waiting: set[asyncio.Future[object]] = {get_task}
+                if command_task is not None:
+                    waiting.add(command_task)
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+
+                # (e) the command POST finished
+                if command_task is not None and command_task in done:
+                    error = command_task.result()
+                    command_task = None
+                    if isinstance(error, str):
+                        raise Internal(f"Failed to execute command '{plan.command}': {error}")
+                    grace_deadline = loop.time() + plan.idle_grace
+
+                # (b) an event of this session
+                if get_task in done:
+                    event = get_task.result()
+                    get_task = loop.create_task(watch.get())
+                    feed_tracker(tracker, event)
+                    if isinstance(event, PermissionAsked):
+                        return RunResult(permission_output(sid, event.properties, "".join(partial), warnings), tracker)
+                    if isinstance(event, QuestionAsked):
+                        return RunResult(question_output(sid, event.properties, "".join(partial), warnings), tracker)
+                    if isinstance(event, PartDelta):
+                        activity()
+                        p = event.properties
+                        if p.delta and self.pool.session(sid).part_kind(p.partID) != "reasoning":
+                            partial.append(p.delta)
+                    elif isinstance(event, PartUpdated | MessageUpdated):
+                        activity()
+                    elif isinstance(event, SessionStatusEvent):
+                        if event.properties.status.type != "idle":
+                            activity()
+                    elif isinstance(event, SessionError):
+                        err = event.properties.error
+                        text = json.dumps(err, ensure_ascii=False) if err is not None else "Unknown error"
+                        raise Internal(f"Session error: {text}")
+                    elif isinstance(event, SessionIdle):
+                        result = await accept_idle()
+                        if result is not None:
+                            return result
+                    continue
+
+                now = loop.time()
+                # (d) the idle-grace timer
+                if awaiting_grace and grace_deadline is not None and now >= grace_deadline:
+                    awaiting_grace = False
+                    try:
+                        statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+                        st = statuses.get(sid)
+                        if st is None or st.type == "idle":
+                            return await self.finalize(sid, tracker, warnings)
+                        activity()
+                    except OpenCodeError as exc:
+                        log.warning("idle-grace status check failed: %s", exc)
+
+                # (c) the poll tick
+                if now >= next_poll:
+                    next_poll = now + POLL_INTERVAL
+                    result = await self._poll(sid, partial, warnings, tracker)
+                    if isinstance(result, RunResult):
+                        return result
+                    if result == "busy":
+                        activity()
+                    elif result == "idle":
+                        done_result = await accept_idle()
+                        if done_result is not None:
+                            return done_result
+                    if self.progress is not None:
+                        await self._report(sid, partial)
+        except asyncio.CancelledError:
+            if command_task is not None:
+                command_task.cancel()
+            raise Cancelled() from None
+        finally:
+            get_task.cancel()
+            if command_task is not None:
+                # OpenCode keeps running the turn when the client goes away (observed §4);
+                # dropping the request only stops us waiting for it.
+                command_task.cancel()
+
+    async def _report(self, sid: str, partial: list[str]) -> None:
+        assert self.progress is not None
+        view = self.pool.sessions.get(sid)
+        status = view.status.value if view else "unknown"
+        text = "".join(partial)
+        try:
+            await self.progress(status, text[-500:])
+        except Exception:  # progress is advisory; a closed client must not fail the run
+            log.debug("progress notification failed", exc_info=True)
+
+    async def _poll(self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker):
+        client = self.client
+        try:
+            permissions = await client.permissions(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing permissions failed: %s", exc)
+            permissions = []
+        for req in permissions:
+            if req.sessionID == sid:
+                return RunResult(permission_output(sid, req, "".join(partial), warnings), tracker)
+        try:
+            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing questions failed: %s", exc)
+            questions = []
+        for q in questions:
+            if q.sessionID == sid:
+                return RunResult(question_output(sid, q, "".join(partial), warnings), tracker)
+        try:
+            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: session status failed: %s", exc)
+            return None
+        st = statuses.get(sid)
+        return "idle" if st is None or st.type == "idle" else "busy"
+
+    async def _send_command(self, sid: str, command: str, arguments: str) -> str | None:
+        """POST the command; returns an error text or None. Never sends it twice unless the
+        first attempt provably never reached the server (spec §10.4)."""
+        for attempt in range(2):
+            try:
+                await self.client.command(sid, command, arguments)
+                return None
+            except OpenCodeError as exc:
+                if attempt == 0 and getattr(exc, "connect_failed", False):
+                    await asyncio.sleep(0.05)
+                    continue
+                return str(exc)
+        return None  # pragma: no cover - loop always returns
+
+    # ---------------------------------------------------------------- finalize
+
+    async def finalize(self, sid: str, tracker: TokenTracker, warnings: list[str]) -> RunResult:
+        response: str | None = None
+        for delay in FINALIZE_BACKOFF:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to list messages: {exc}") from exc
+            response = extract_response(messages)
+            if response is not None:
+                break
+        warnings = list(warnings)
+        provider_model = tracker.provider_model
+        if tracker.compaction_needed and provider_model is not None:
+            try:
+                await self.client.summarize(sid, *provider_model)
+                warnings.append("Context limit reached; summarization triggered")
+            except OpenCodeError as exc:
+                warnings.append(f"Summarization failed: {exc}")
+        return RunResult(
+            RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
+        )
+

@@ -1,0 +1,500 @@
+"""The six orchestrator tools as plain async methods (spec §1.4, §3, §4), transport-free.
+
+:class:`Orchestrator` is what the MCP adapter calls and what tests drive directly. Inputs
+are validated models; outputs are the seed's output types; every failure is a
+:class:`~orchestrator_tui.orchestrator.errors.ToolError` whose text is the contract.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.models import Message, SessionStatus
+from orchestrator_tui.orchestrator import types as t
+from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
+from orchestrator_tui.orchestrator.errors import Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.run import Progress, RunMachine, RunPlan, RunResult, extract_response
+from orchestrator_tui.orchestrator.specs import TOOL_SPECS
+from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
+from orchestrator_tui.pool.registry import Origin, Registry
+from orchestrator_tui.pool.service import PoolService
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LIST_LIMIT = 20
+RECENT_TOOL_CALLS = 10
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    """Who is calling: the MCP client's name/version from its ``initialize``."""
+
+    name: str | None = None
+    version: str | None = None
+
+
+def _looks_like_session_id(session_id: str) -> bool:
+    # OpenCode 1.18.33 validates ids server-side and answers a malformed one with HTTP 500;
+    # we answer "not found" instead, as the contract intends (spec §10.5).
+    return session_id.startswith("ses")
+
+
+def status_summary(status: SessionStatus | None) -> t.SessionStatusIdle | t.SessionStatusBusy | t.SessionStatusRetry:
+    """Map an OpenCode status; a missing entry is idle, an unknown type is busy-like (0.7.x)."""
+    if status is None or status.type == "idle":
+        return t.SessionStatusIdle()
+    if status.type == "retry":
+        return t.SessionStatusRetry(attempt=status.attempt or 0, message=status.message or "", next=status.next or 0)
+    return t.SessionStatusBusy()
+
+
+def tool_calls_of(messages: list[Message], limit: int = RECENT_TOOL_CALLS) -> list[t.ToolCallSummary]:
+    """Newest first: messages newest→oldest, parts last→first (spec §4.2 step 4)."""
+    calls: list[t.ToolCallSummary] = []
+    for message in reversed(messages):
+        for part in reversed(message.parts):
+            if part.type != "tool":
+                continue
+            state = part.state
+            status = state.status if state is not None else "pending"
+            start = state.time.start if state is not None and state.time is not None else None
+            end = state.time.end if state is not None and state.time is not None else None
+            if status == "running":
+                summary: t.ToolStateSummary = t.ToolStateRunning()
+                started, completed = start, None
+            elif status == "completed":
+                summary = t.ToolStateCompleted()
+                started, completed = start, end
+            elif status == "error":
+                summary = t.ToolStateError(message=(state.error if state else None) or "")
+                started, completed = start, end
+            else:
+                summary = t.ToolStatePending()
+                started = completed = None
+            calls.append(
+                t.ToolCallSummary(
+                    call_id=part.callID or part.id or "",
+                    tool_name=part.tool or "",
+                    state=summary,
+                    started_at=started,
+                    completed_at=completed,
+                )
+            )
+            if len(calls) >= limit:
+                return calls
+    return calls
+
+
+class Orchestrator:
+    """The tool semantics over one :class:`PoolService`."""
+
+    def __init__(
+        self,
+        service: PoolService,
+        *,
+        registry: Registry | None = None,
+        origin: Origin = "agent",
+        env: Mapping[str, str] | None = None,
+        launcher_id: str | None = None,
+    ) -> None:
+        self.service = service
+        self.registry = registry
+        self.origin: Origin = origin
+        self.env = os.environ if env is None else env
+        self.launcher_id = launcher_id or uuid.uuid4().hex
+        self.client_info = ClientInfo()
+        self._launched: set[str] = set()
+        self._config: tuple[int, OrchestratorConfig] | None = None
+        from orchestrator_tui.orchestrator.calllog import CallLogger
+
+        self.call_logger = CallLogger(self.env)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @property
+    def cwd(self) -> Path:
+        return self.service.spec.cwd
+
+    async def acquire(self) -> Snapshot:
+        try:
+            return await self.service.acquire()
+        except ServerUnavailable as exc:
+            raise Internal(str(exc)) from exc
+
+    def config_for(self, snapshot: Snapshot) -> OrchestratorConfig:
+        """The orchestrator config, re-read once per server start (spec §5.6)."""
+        if self._config is None or self._config[0] != snapshot.generation:
+            config, warnings = load_config(self.cwd, self.env)
+            for warning in warnings:
+                print(f"orchestrator-tui: {warning}", file=sys.stderr)
+            self._config = (snapshot.generation, config)
+        return self._config[1]
+
+    def _record_launch(self, session_id: str) -> None:
+        self._launched.add(session_id)
+        if self.registry is not None:
+            self.registry.record_launch(
+                session_id, self.origin, self.launcher_id, self.client_info.name, self.client_info.version
+            )
+
+    def launched_by_me(self, session_ids: list[str]) -> set[str]:
+        mine = {sid for sid in session_ids if sid in self._launched}
+        if self.registry is not None:
+            launches = self.registry.launches(session_ids)
+            mine |= {sid for sid, rec in launches.items() if rec.launcher_id == self.launcher_id}
+        return mine
+
+    def _machine(self, snapshot: Snapshot, progress: Progress | None) -> RunMachine:
+        return RunMachine(
+            snapshot.client,
+            self.service.pool,
+            self.config_for(snapshot),
+            model_limits=snapshot.model_limits,
+            progress=progress,
+        )
+
+    async def call(
+        self, name: str, arguments: object, progress: Progress | None = None
+    ) -> tuple[BaseModel, RunResult | None]:
+        """Parse, run and log one tool call by name (the single entry point of every adapter)."""
+        started = datetime.now(UTC)
+        result: RunResult | None = None
+        output: BaseModel | None = None
+        error: ToolError | None = None
+        request: Any = arguments if isinstance(arguments, dict) else {"_raw": repr(arguments)[:200]}
+        try:
+            spec = TOOL_SPECS.get(name)
+            if spec is None:
+                raise InvalidInput(f"Unknown tool: {name}")
+            inp = t.parse_input(spec.input_model, arguments)
+            request = inp.model_dump(mode="json")
+            if name == "run":
+                result = await self.run(inp, progress)  # type: ignore[arg-type]
+                output = result.output
+            elif name == "respond_permission":
+                result = await self.respond_permission(inp, progress)  # type: ignore[arg-type]
+                output = result.output
+            elif name == "respond_question":
+                result = await self.respond_question(inp, progress)  # type: ignore[arg-type]
+                output = result.output
+            elif name == "list_sessions":
+                output = await self.list_sessions(inp)  # type: ignore[arg-type]
+            elif name == "get_session_state":
+                output = await self.get_session_state(inp)  # type: ignore[arg-type]
+            else:
+                output = await self.list_commands(inp)  # type: ignore[arg-type]
+            return output, result
+        except ToolError as exc:
+            error = exc
+            raise
+        finally:
+            self.call_logger.record(
+                tool=name,
+                request=request,
+                started=started,
+                completed=datetime.now(UTC),
+                result_text=t.render_text(output) if output is not None and error is None else None,
+                error=str(error) if error is not None else None,
+                token_usage=result.tracker.to_log_token_usage() if result and result.tracker else None,
+            )
+
+    # ---------------------------------------------------------------- run
+
+    async def run(self, inp: t.RunInput, progress: Progress | None = None) -> RunResult:
+        message = inp.message.strip() if inp.message is not None else None
+        if inp.session_id is None and inp.message is None and inp.command is None:
+            raise InvalidInput(
+                "Either session_id (to resume/check status) or message/command (to start work) is required"
+            )
+        if inp.command is not None and inp.message is None:
+            raise InvalidInput("message is required when command is specified (becomes $ARGUMENTS for template expansion)")
+        if message is not None and not message:
+            raise InvalidInput("message cannot be empty or whitespace-only")
+        snapshot = await self.acquire()
+        config = self.config_for(snapshot)
+        if inp.command is not None:
+            blocked = config.command_policy().blocked_message(inp.command)
+            if blocked:
+                raise InvalidInput(blocked)
+        client = snapshot.client
+        if inp.session_id is not None:
+            sid = inp.session_id
+            await self._ensure_session(
+                client,
+                sid,
+                f"Session '{sid}' not found. Use list_sessions to discover sessions, "
+                "or omit session_id to create a new session.",
+            )
+        else:
+            try:
+                session = await client.create_session()
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to create session: {exc}") from exc
+            sid = session.id
+            self._record_launch(sid)
+            self.service.pool.load_sessions([session])
+        plan = RunPlan(
+            session_id=sid,
+            message=message,
+            command=inp.command,
+            wait_for_activity=bool(inp.wait_for_activity),
+            idle_grace=idle_grace_ms(self.env) / 1000,
+        )
+        return await self._machine(snapshot, progress).execute(plan)
+
+    async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
+        if not _looks_like_session_id(sid):
+            raise InvalidInput(not_found)
+        try:
+            await client.get_session(sid)
+        except HttpStatusError as exc:
+            if exc.status in (404, 400):
+                raise InvalidInput(not_found) from exc
+            raise Internal(f"Failed to get session: {exc}") from exc
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to get session: {exc}") from exc
+
+    # ---------------------------------------------------------------- respond_*
+
+    async def respond_permission(self, inp: t.RespondPermissionInput, progress: Progress | None = None) -> RunResult:
+        snapshot = await self.acquire()
+        client = snapshot.client
+        sid = inp.session_id
+        try:
+            pending = await client.permissions()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list permissions: {exc}") from exc
+        if inp.permission_request_id is not None:
+            rid = inp.permission_request_id
+            req = next((p for p in pending if p.id == rid), None)
+            if req is None:
+                raise InvalidInput(f"No pending permission found with id '{rid}'. (session_id='{sid}')")
+            if req.sessionID != sid:
+                raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
+        else:
+            mine = [p for p in pending if p.sessionID == sid]
+            if not mine:
+                raise InvalidInput(
+                    f"No pending permission found for session '{sid}'. "
+                    "The permission may have already been responded to."
+                )
+            if len(mine) > 1:
+                ids = ", ".join(p.id for p in mine)
+                raise InvalidInput(
+                    f"Multiple pending permissions found for session '{sid}': {ids}. "
+                    "Please retry with permission_request_id (returned by run)."
+                )
+            req = mine[0]
+        reply = inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
+        pre_warnings: list[str] = []
+        baseline: str | None = None
+        if reply == "reject":
+            try:
+                baseline = extract_response(await client.messages(sid))
+            except OpenCodeError as exc:
+                pre_warnings.append(f"Failed to fetch baseline messages: {exc}")
+        try:
+            await client.reply_permission(req.id, reply, inp.message)
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to reply to permission: {exc}") from exc
+        self.service.pool.resolve_request(req.id)
+        self._record_decision(req.id, sid, "permission", reply, {"permission": req.permission, "patterns": req.patterns})
+        result = await self.run(
+            t.RunInput(session_id=sid, wait_for_activity=True if reply != "reject" else None), progress
+        )
+        out = result.output
+        out.warnings = [*out.warnings, *pre_warnings]
+        if reply == "reject" and out.status == t.RunStatus.COMPLETED and (
+            out.response is None or out.response == baseline
+        ):
+            out.response = None
+            patterns = ", ".join(req.patterns) or "(none)"
+            out.warnings.append(
+                f"Permission rejected for '{req.permission}'. Patterns: {patterns}. "
+                "Session stopped without generating a new assistant response."
+            )
+        return result
+
+    async def respond_question(self, inp: t.RespondQuestionInput, progress: Progress | None = None) -> RunResult:
+        snapshot = await self.acquire()
+        client = snapshot.client
+        sid = inp.session_id
+        try:
+            pending = await client.questions()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list questions: {exc}") from exc
+        if inp.question_request_id is not None:
+            rid = inp.question_request_id
+            req = next((q for q in pending if q.id == rid), None)
+            if req is None:
+                raise InvalidInput(f"No pending question found with id '{rid}'. (session_id='{sid}')")
+            if req.sessionID != sid:
+                raise InvalidInput(f"Question request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
+        else:
+            mine = [q for q in pending if q.sessionID == sid]
+            if not mine:
+                raise InvalidInput(
+                    f"No pending question found for session '{sid}'. The question may have already been responded to."
+                )
+            if len(mine) > 1:
+                ids = ", ".join(q.id for q in mine)
+                raise InvalidInput(
+                    f"Multiple pending questions found for session '{sid}': {ids}. "
+                    "Please retry with question_request_id (returned by run)."
+                )
+            req = mine[0]
+        action = inp.action.value if hasattr(inp.action, "value") else str(inp.action)
+        if action == "reply":
+            if not inp.answers:
+                raise InvalidInput("answers is required when action=reply")
+            try:
+                await client.reply_question(req.id, inp.answers)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to reply to question: {exc}") from exc
+            wait: bool | None = True
+        else:
+            try:
+                await client.reject_question(req.id)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to reject question: {exc}") from exc
+            wait = None
+        self.service.pool.resolve_request(req.id)
+        self._record_decision(req.id, sid, "question", action, {"answers": inp.answers} if action == "reply" else None)
+        return await self.run(t.RunInput(session_id=sid, wait_for_activity=wait), progress)
+
+    def _record_decision(
+        self, request_id: str, session_id: str, kind: str, decision: str, detail: Mapping[str, Any] | None
+    ) -> None:
+        if self.registry is None:
+            return
+        try:
+            self.registry.record_decision(
+                request_id=request_id,
+                session_id=session_id,
+                kind=kind,
+                decision=decision,
+                decided_by=self.origin,
+                channel="mcp" if self.origin == "agent" else "dashboard",
+                detail=detail,
+                client_name=self.client_info.name,
+            )
+        except Exception:  # the audit trail must never fail the reply that already happened
+            log.exception("could not record decision for %s", request_id)
+
+    # ---------------------------------------------------------------- list / state
+
+    async def list_sessions(self, inp: t.ListSessionsInput) -> t.ListSessionsOutput:
+        snapshot = await self.acquire()
+        client = snapshot.client
+        limit = DEFAULT_LIST_LIMIT if inp.limit is None else inp.limit
+        try:
+            sessions = await client.list_sessions(limit=max(limit, 1))
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list sessions: {exc}") from exc
+        statuses: dict[str, SessionStatus] | None
+        try:
+            statuses = await client.session_status()
+        except OpenCodeError as exc:
+            log.warning("session status unavailable for list_sessions: %s", exc)
+            statuses = None
+        sessions = sessions[:limit]
+        mine = self.launched_by_me([s.id for s in sessions])
+        summaries = []
+        for s in sessions:
+            summaries.append(
+                t.SessionSummary(
+                    id=s.id,
+                    title=s.title,
+                    updated=s.time.updated,
+                    created=s.time.created,
+                    directory=s.directory,
+                    path=s.path or None,
+                    status=None if statuses is None else status_summary(statuses.get(s.id)),
+                    change_stats=(
+                        t.ChangeStats(
+                            additions=s.summary.additions, deletions=s.summary.deletions, files=s.summary.files
+                        )
+                        if s.summary is not None
+                        else None
+                    ),
+                    launched_by_you=s.id in mine,
+                )
+            )
+        return t.ListSessionsOutput(sessions=summaries)
+
+    async def get_session_state(self, inp: t.GetSessionStateInput) -> t.GetSessionStateOutput:
+        snapshot = await self.acquire()
+        client = snapshot.client
+        sid = inp.session_id
+        not_found = f"Session '{sid}' not found. Use list_sessions to discover available sessions."
+        if not _looks_like_session_id(sid):
+            raise InvalidInput(not_found)
+        try:
+            session = await client.get_session(sid)
+        except HttpStatusError as exc:
+            if exc.status in (404, 400):
+                raise InvalidInput(not_found) from exc
+            raise Internal(f"Failed to get session: {exc}") from exc
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to get session: {exc}") from exc
+        try:
+            statuses = await client.session_status()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to get session status: {exc}") from exc
+        try:
+            messages = await client.messages(sid)
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list messages: {exc}") from exc
+        pending = 0
+        for m in reversed(messages):
+            if m.info.role == "assistant":
+                break
+            if m.info.role == "user":
+                pending += 1
+        if messages:
+            last = messages[-1].info.time
+            last_activity = last.completed if last.completed is not None else last.created
+        else:
+            last_activity = session.time.updated
+        return t.GetSessionStateOutput(
+            session_id=session.id,
+            title=session.title,
+            directory=session.directory,
+            path=session.path or None,
+            status=status_summary(statuses.get(session.id)),
+            launched_by_you=session.id in self.launched_by_me([session.id]),
+            pending_message_count=pending,
+            last_activity=last_activity,
+            recent_tool_calls=tool_calls_of(messages),
+        )
+
+    async def list_commands(self, inp: t.ListCommandsInput) -> t.ListCommandsOutput:
+        snapshot = await self.acquire()
+        config = self.config_for(snapshot)
+        try:
+            commands = await snapshot.client.commands()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list commands: {exc}") from exc
+        policy = config.command_policy()
+        return t.ListCommandsOutput(
+            commands=[
+                t.CommandInfo(name=c.name, description=c.description)
+                for c in commands
+                if policy.decide(c.name) == "allowed"
+            ]
+        )
+
+    async def close(self) -> None:
+        await self.service.close()
+

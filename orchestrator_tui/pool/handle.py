@@ -1,0 +1,200 @@
+"""Acquiring the OpenCode server, and recovering it when it dies (spec §5.1, §5.8).
+
+A :class:`ServerHandle` is the process-wide owner of "the server we talk to". Every tool call
+acquires a :class:`Snapshot` from it. A healthy snapshot costs one short health probe; a dead
+managed server is rebuilt once (single flight: concurrent callers share the rebuild); an
+attached (external) server that stops answering fails with a sticky, explicit error, because
+we cannot restart what we did not start.
+
+Callers keep the snapshot they acquired even if the handle later replaces it; an old
+snapshot's managed child is stopped when it is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+
+if TYPE_CHECKING:
+    from orchestrator_tui.opencode.process import ManagedServer
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT = 5.0
+START_ATTEMPTS = 2
+
+Mode = Literal["managed", "external"]
+_generation = itertools.count(1)
+
+
+class ServerUnavailable(Exception):
+    """The server could not be started or reached; ``str()`` is the user-facing text."""
+
+
+@dataclass(eq=False)
+class Snapshot:
+    """One server incarnation: its client, its child process (if we started it), its facts."""
+
+    client: OpenCodeClient
+    managed: ManagedServer | None = None
+    version: str | None = None
+    #: (providerID, modelID) → context window, loaded once per start (spec §2.6).
+    model_limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    generation: int = field(default_factory=lambda: next(_generation))
+
+    @property
+    def base_url(self) -> str:
+        return self.client.base_url
+
+    @property
+    def mode(self) -> Mode:
+        return "managed" if self.managed is not None else "external"
+
+    async def close(self) -> None:
+        """Stop the child (if any) and release the HTTP client."""
+        if self.managed is not None:
+            await self.managed.stop()
+        await self.client.aclose()
+
+
+Starter = Callable[[], Awaitable[Snapshot]]
+
+
+@dataclass
+class _State:
+    kind: Literal["empty", "ready", "failed"]
+    snapshot: Snapshot | None = None
+    mode: Mode = "managed"
+    error: str = ""
+    base_url: str | None = None
+
+
+class ServerHandle:
+    """The acquire/recovery state machine of spec §5.8.
+
+    ``start`` builds a fresh snapshot (it is retried once, as the reference does);
+    ``on_replace(old, new)`` lets the owner re-point its event stream at the new server.
+    """
+
+    def __init__(
+        self,
+        start: Starter,
+        *,
+        guard: Callable[[], str | None] | None = None,
+        health_timeout: float = HEALTH_TIMEOUT,
+        on_replace: Callable[[Snapshot | None, Snapshot], Awaitable[None]] | None = None,
+    ) -> None:
+        self._start = start
+        self._guard = guard
+        self._health_timeout = health_timeout
+        self._on_replace = on_replace
+        self._lock = asyncio.Lock()
+        self._state = _State("empty")
+        self.starts = 0
+
+    @classmethod
+    def preloaded(cls, snapshot: Snapshot, start: Starter | None = None, **kw: object) -> ServerHandle:
+        """A handle that already holds a snapshot (an attached server, or a test seam)."""
+
+        async def refuse() -> Snapshot:
+            raise ServerUnavailable("no start procedure configured for this handle")
+
+        handle = cls(start or refuse, **kw)  # type: ignore[arg-type]
+        handle._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
+        return handle
+
+    @property
+    def current(self) -> Snapshot | None:
+        return self._state.snapshot if self._state.kind == "ready" else None
+
+    async def acquire(self) -> Snapshot:
+        while True:
+            async with self._lock:
+                state = self._state
+                if state.kind == "empty":
+                    return await self._start_locked(None)
+                if state.kind == "failed":
+                    if state.mode == "external":
+                        raise ServerUnavailable(_external_text(state.base_url, state.error))
+                    return await self._start_locked(None)
+                snapshot = state.snapshot
+                assert snapshot is not None
+            # Validate outside the lock so concurrent healthy acquires do not serialize.
+            problem = await self.validate(snapshot)
+            async with self._lock:
+                if self._state.kind != "ready" or self._state.snapshot is not snapshot:
+                    continue  # someone replaced it meanwhile: look again
+                if problem is None:
+                    return snapshot
+                log.warning("OpenCode server at %s needs recovery: %s", snapshot.base_url, problem)
+                if snapshot.mode == "external":
+                    self._state = _State("failed", None, "external", problem, snapshot.base_url)
+                    raise ServerUnavailable(_external_text(snapshot.base_url, problem))
+                return await self._start_locked(snapshot)
+
+    async def validate(self, snapshot: Snapshot) -> str | None:
+        """None when healthy, else why the snapshot needs recovery."""
+        if snapshot.managed is not None and snapshot.managed.exited():
+            return "managed child is no longer running"
+        try:
+            health = await asyncio.wait_for(snapshot.client.health(timeout=self._health_timeout), self._health_timeout)
+        except TimeoutError:
+            return f"/global/health probe timed out after {_duration(self._health_timeout)}"
+        except OpenCodeError as exc:
+            if getattr(exc, "timed_out", False):
+                return f"/global/health probe timed out after {_duration(self._health_timeout)}"
+            return f"/global/health probe failed: {exc}"
+        if not health.healthy:
+            return "/global/health reported unhealthy"
+        return None
+
+    async def _start_locked(self, stale: Snapshot | None) -> Snapshot:
+        if self._guard is not None and (blocked := self._guard()):
+            self._state = _State("failed", None, "managed", blocked)
+            raise ServerUnavailable(blocked)
+        error = "unknown error"
+        for _attempt in range(START_ATTEMPTS):
+            self.starts += 1
+            try:
+                snapshot = await self._start()
+                break
+            except ServerUnavailable as exc:
+                error = str(exc)
+            except Exception as exc:  # never let a start failure escape untyped
+                log.exception("server start failed")
+                error = str(exc) or type(exc).__name__
+        else:
+            self._state = _State("failed", None, "managed", error, stale.base_url if stale else None)
+            raise ServerUnavailable(error)
+        self._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
+        if stale is not None and stale.managed is not None:
+            stale.managed.kill_sync()
+        if self._on_replace is not None:
+            await self._on_replace(stale, snapshot)
+        return snapshot
+
+    async def close(self) -> None:
+        async with self._lock:
+            snapshot = self._state.snapshot
+            self._state = _State("empty")
+        if snapshot is not None:
+            await snapshot.close()
+
+
+def _external_text(base_url: str | None, reason: str) -> str:
+    return f"External OpenCode server unavailable (base_url={base_url or '<unknown>'}): {reason}"
+
+
+def _duration(seconds: float) -> str:
+    """Rust ``Debug`` style durations, as the reference prints them (``25ms``, ``5s``)."""
+    if seconds >= 1 and float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    if seconds >= 1:
+        return f"{seconds:g}s"
+    return f"{round(seconds * 1000)}ms"

@@ -1,0 +1,436 @@
+"""The live pool: one in-memory truth per process about every session of an OpenCode server.
+
+It is fed by two sources that can disagree for a moment: the event stream (fast, but nothing
+is replayed after a reconnect) and REST resyncs (complete, but a snapshot of the past). The
+reducer is therefore written so that both can be applied in any order: statuses start as
+*unknown* until observed, and a request that was answered while a resync was in flight is
+not brought back by that resync's stale list.
+
+Consumers never poll it. The dashboard subscribes to coalesced :class:`Changes` (at most one
+notification per event-loop turn, whatever the event rate); the ``run`` tool opens a
+:meth:`Pool.watch` on one session and reads that session's events in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from orchestrator_tui.opencode.models import (
+    Event,
+    MessageUpdated,
+    PartDelta,
+    PartUpdated,
+    PermissionAsked,
+    PermissionReplied,
+    PermissionRequest,
+    QuestionAsked,
+    QuestionRejected,
+    QuestionReplied,
+    QuestionRequest,
+    Session,
+    SessionCreated,
+    SessionDeleted,
+    SessionError,
+    SessionIdle,
+    SessionStatus,
+    SessionStatusEvent,
+    SessionUpdated,
+    event_session_id,
+)
+
+log = logging.getLogger(__name__)
+
+#: How many tool calls the pool remembers per session (the dashboard's timeline).
+MAX_TOOL_CALLS = 50
+#: Streamed text kept per session; older text is dropped from the front.
+MAX_TEXT_CHARS = 64_000
+#: Answered request ids remembered so a stale resync cannot resurrect them.
+MAX_RESOLVED = 4096
+
+
+class Status(StrEnum):
+    """A session's status as the pool knows it. ``UNKNOWN`` until observed."""
+
+    UNKNOWN = "unknown"
+    IDLE = "idle"
+    BUSY = "busy"
+    RETRY = "retry"
+
+
+@dataclass(slots=True)
+class ToolCall:
+    call_id: str
+    tool: str
+    status: str
+    title: str | None = None
+    started_at: int | None = None
+    completed_at: int | None = None
+    error: str | None = None
+    message_id: str | None = None
+    input: dict[str, object] | None = None
+
+
+@dataclass(slots=True)
+class SessionView:
+    """Everything the pool knows about one session."""
+
+    id: str
+    info: Session | None = None
+    status: Status = Status.UNKNOWN
+    retry: SessionStatus | None = None
+    last_error: dict[str, object] | None = None
+    #: Wall-clock ms of the last activity seen (event or status change).
+    last_activity: int | None = None
+    tool_calls: OrderedDict[str, ToolCall] = field(default_factory=OrderedDict)
+    #: Id of the assistant message whose text is in ``_text``.
+    text_message_id: str | None = None
+    _text: dict[str, list[str]] = field(default_factory=dict)
+    _part_kinds: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+    @property
+    def title(self) -> str:
+        return self.info.title if self.info else ""
+
+    @property
+    def directory(self) -> str | None:
+        return self.info.directory if self.info else None
+
+    @property
+    def text(self) -> str:
+        """The streamed text of the latest assistant message (text parts only, in order)."""
+        return "".join("".join(chunks) for chunks in self._text.values())
+
+    def part_kind(self, part_id: str | None) -> str | None:
+        return self._part_kinds.get(part_id) if part_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed since the previous notification (coalesced)."""
+
+    sessions: frozenset[str] = frozenset()
+    removed: frozenset[str] = frozenset()
+    requests: bool = False
+    connection: bool = False
+
+
+ChangeListener = Callable[[Changes], None]
+
+
+class SessionWatch:
+    """An ordered feed of one session's events, opened before work is dispatched."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        self.queue: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+class Pool:
+    def __init__(self) -> None:
+        self.sessions: dict[str, SessionView] = {}
+        #: Pending requests, oldest first (insertion order).
+        self.permissions: dict[str, PermissionRequest] = {}
+        self.questions: dict[str, QuestionRequest] = {}
+        self._resolved: OrderedDict[str, None] = OrderedDict()
+        self._watches: dict[str, list[SessionWatch]] = {}
+        self._listeners: list[ChangeListener] = []
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+        self._dirty_requests = False
+        self._dirty_connection = False
+        self._flush_scheduled = False
+        self.connection_state = "disconnected"
+        self.connection_detail = ""
+        self.events_seen = 0
+        self.resyncs = 0
+
+    # ------------------------------------------------------------------ reads
+
+    def session(self, session_id: str) -> SessionView:
+        view = self.sessions.get(session_id)
+        if view is None:
+            view = self.sessions[session_id] = SessionView(session_id)
+        return view
+
+    def pending_for(self, session_id: str) -> tuple[list[PermissionRequest], list[QuestionRequest]]:
+        return (
+            [p for p in self.permissions.values() if p.sessionID == session_id],
+            [q for q in self.questions.values() if q.sessionID == session_id],
+        )
+
+    def needs_input(self, session_id: str) -> bool:
+        perms, questions = self.pending_for(session_id)
+        return bool(perms or questions)
+
+    # ------------------------------------------------------------------ subscriptions
+
+    def subscribe(self, listener: ChangeListener) -> Callable[[], None]:
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    @contextmanager
+    def watch(self, session_id: str) -> Iterator[SessionWatch]:
+        watch = SessionWatch(session_id)
+        self._watches.setdefault(session_id, []).append(watch)
+        try:
+            yield watch
+        finally:
+            watches = self._watches.get(session_id, [])
+            if watch in watches:
+                watches.remove(watch)
+            if not watches:
+                self._watches.pop(session_id, None)
+
+    def _touch(self, session_id: str) -> None:
+        self._dirty.add(session_id)
+        self._schedule()
+
+    def _touch_requests(self) -> None:
+        self._dirty_requests = True
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._flush_scheduled or not self._listeners:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._flush_scheduled = True
+        loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Deliver one coalesced notification for everything changed since the last one."""
+        self._flush_scheduled = False
+        if not (self._dirty or self._removed or self._dirty_requests or self._dirty_connection):
+            return
+        changes = Changes(
+            sessions=frozenset(self._dirty),
+            removed=frozenset(self._removed),
+            requests=self._dirty_requests,
+            connection=self._dirty_connection,
+        )
+        self._dirty.clear()
+        self._removed.clear()
+        self._dirty_requests = self._dirty_connection = False
+        for listener in list(self._listeners):
+            try:
+                listener(changes)
+            except Exception:
+                log.exception("pool listener failed")
+
+    def set_connection(self, state: str, detail: str = "") -> None:
+        self.connection_state = state
+        self.connection_detail = detail
+        self._dirty_connection = True
+        self._schedule()
+
+    # ------------------------------------------------------------------ the reducer
+
+    def apply(self, directory: str | None, event: Event) -> None:
+        """Fold one event into the model, then hand it to that session's watchers."""
+        self.events_seen += 1
+        sid = event_session_id(event)
+        if isinstance(event, PartDelta):
+            self._on_delta(event)
+        elif isinstance(event, PartUpdated):
+            self._on_part(event)
+        elif isinstance(event, MessageUpdated):
+            self._on_message(event)
+        elif isinstance(event, SessionStatusEvent):
+            self._set_status(event.properties.sessionID, event.properties.status)
+        elif isinstance(event, SessionIdle):
+            self._set_status(event.properties.sessionID, None)
+        elif isinstance(event, SessionCreated | SessionUpdated):
+            view = self.session(event.properties.info.id)
+            view.info = event.properties.info
+            view.deleted = False
+            self._touch(view.id)
+        elif isinstance(event, SessionDeleted):
+            self._forget(event.properties.info.id)
+        elif isinstance(event, SessionError):
+            if sid is not None:
+                view = self.session(sid)
+                view.last_error = event.properties.error
+                self._touch(sid)
+        elif isinstance(event, PermissionAsked):
+            req = event.properties
+            if req.id not in self._resolved:
+                self.permissions[req.id] = req
+                self._touch_requests()
+                self._touch(req.sessionID)
+        elif isinstance(event, QuestionAsked):
+            req = event.properties
+            if req.id not in self._resolved:
+                self.questions[req.id] = req
+                self._touch_requests()
+                self._touch(req.sessionID)
+        elif isinstance(event, PermissionReplied | QuestionReplied | QuestionRejected):
+            self.resolve_request(event.properties.requestID)
+        if sid is not None:
+            watches = self._watches.get(sid)
+            if watches:
+                for watch in watches:
+                    watch.queue.put_nowait(event)
+
+    def resolve_request(self, request_id: str) -> None:
+        """Forget a pending request, and remember that it is answered."""
+        self._resolved[request_id] = None
+        if len(self._resolved) > MAX_RESOLVED:
+            self._resolved.popitem(last=False)
+        req = self.permissions.pop(request_id, None) or self.questions.pop(request_id, None)
+        if req is not None:
+            self._touch_requests()
+            self._touch(req.sessionID)
+
+    def _forget(self, session_id: str) -> None:
+        self.sessions.pop(session_id, None)
+        for store in (self.permissions, self.questions):
+            for rid in [rid for rid, r in store.items() if r.sessionID == session_id]:
+                del store[rid]
+                self._dirty_requests = True
+        self._dirty.discard(session_id)
+        self._removed.add(session_id)
+        self._schedule()
+
+    def _set_status(self, session_id: str, status: SessionStatus | None) -> None:
+        view = self.session(session_id)
+        kind = status.type if status is not None else "idle"
+        new = Status.IDLE if kind == "idle" else Status.RETRY if kind == "retry" else Status.BUSY
+        view.retry = status if new is Status.RETRY else None
+        if new is not Status.IDLE:
+            view.last_activity = _now_ms()
+        if view.status is not new or new is Status.RETRY:
+            view.status = new
+            self._touch(session_id)
+
+    def _on_delta(self, event: PartDelta) -> None:
+        p = event.properties
+        view = self.session(p.sessionID)
+        view.last_activity = _now_ms()
+        if p.delta and (p.field in (None, "text")) and view._part_kinds.get(p.partID or "", "text") == "text":
+            if p.messageID and p.messageID != view.text_message_id:
+                self._start_text(view, p.messageID)
+            chunks = view._text.setdefault(p.partID or "", [])
+            chunks.append(p.delta)
+            if len(chunks) > 512:  # keep appends O(1) amortised and memory bounded
+                joined = "".join(chunks)
+                chunks[:] = [joined[-MAX_TEXT_CHARS:]]
+        self._touch(p.sessionID)
+
+    def _start_text(self, view: SessionView, message_id: str) -> None:
+        view.text_message_id = message_id
+        view._text.clear()
+        view._part_kinds.clear()
+
+    def _on_part(self, event: PartUpdated) -> None:
+        part = event.properties.part
+        sid = event.properties.sessionID or part.sessionID
+        if sid is None:
+            return
+        view = self.session(sid)
+        view.last_activity = _now_ms()
+        if part.id:
+            view._part_kinds[part.id] = part.type
+        if part.type == "text" and part.id and part.messageID and not part.synthetic:
+            if part.messageID == view.text_message_id:
+                if part.text is not None:
+                    view._text[part.id] = [part.text]
+        elif part.type == "tool" and part.callID:
+            self._on_tool(view, part.callID, part)
+        self._touch(sid)
+
+    def _on_tool(self, view: SessionView, call_id: str, part: object) -> None:
+        from orchestrator_tui.opencode.models import Part
+
+        assert isinstance(part, Part)
+        state = part.state
+        call = view.tool_calls.get(call_id)
+        if call is None:
+            call = view.tool_calls[call_id] = ToolCall(call_id=call_id, tool=part.tool or "?", status="pending")
+            while len(view.tool_calls) > MAX_TOOL_CALLS:
+                view.tool_calls.popitem(last=False)
+        call.message_id = part.messageID
+        if state is not None:
+            call.status = state.status
+            call.title = state.title or call.title
+            call.error = state.error
+            if state.input:
+                call.input = state.input
+            if state.time is not None:
+                call.started_at = state.time.start
+                call.completed_at = state.time.end
+
+    def _on_message(self, event: MessageUpdated) -> None:
+        info = event.properties.info
+        sid = info.sessionID or event.properties.sessionID
+        if sid is None:
+            return
+        view = self.session(sid)
+        view.last_activity = _now_ms()
+        if info.role == "assistant" and info.id != view.text_message_id and info.time.completed is None:
+            self._start_text(view, info.id)
+        if info.error:
+            view.last_error = info.error
+        self._touch(sid)
+
+    # ------------------------------------------------------------------ resync
+
+    def load_sessions(self, sessions: Iterable[Session], *, complete: bool = False) -> None:
+        """Merge a REST session list; ``complete`` means it is every session the pool tracks."""
+        seen = set()
+        for info in sessions:
+            seen.add(info.id)
+            view = self.session(info.id)
+            if view.info is None or (info.time.updated or 0) >= (view.info.time.updated or 0):
+                view.info = info
+                self._dirty.add(info.id)
+        if complete:
+            for sid in [sid for sid, v in self.sessions.items() if sid not in seen and v.info is not None]:
+                self._forget(sid)
+        self._schedule()
+
+    def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:
+        """A complete status map: every known session absent from it is idle (observed §5)."""
+        for sid, view in self.sessions.items():
+            status = statuses.get(sid)
+            if status is None and view.status is not Status.IDLE:
+                self._set_status(sid, None)
+        for sid, status in statuses.items():
+            self._set_status(sid, status)
+
+    def load_requests(self, permissions: list[PermissionRequest], questions: list[QuestionRequest]) -> None:
+        """Replace the pending sets with a REST snapshot, minus anything answered meanwhile."""
+        for store, fresh in ((self.permissions, permissions), (self.questions, questions)):
+            fresh_ids = {r.id for r in fresh}
+            for rid in [rid for rid in store if rid not in fresh_ids]:
+                req = store.pop(rid)
+                self._dirty.add(req.sessionID)
+                self._dirty_requests = True
+            for req in fresh:
+                if req.id in self._resolved or req.id in store:
+                    continue
+                store[req.id] = req  # type: ignore[index,assignment]
+                self._dirty.add(req.sessionID)
+                self._dirty_requests = True
+        self._schedule()
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,125 @@
+"""Shared fixtures: the real pinned OpenCode, isolated storage, the scripted model.
+
+Every ``opencode serve`` a test starts runs in its own process group, with OpenCode's
+storage in temporary XDG dirs (it honours all four), and is stopped at teardown even when
+the test fails. The binary itself comes from the user cache, where the program installs it
+on first use, so the 350 MB install happens once per machine, not once per test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator_tui.opencode import binary
+from orchestrator_tui.scripted_model.server import ScriptedModelServer, opencode_config
+
+
+@pytest.fixture(scope="session")
+def opencode_binary() -> str:
+    """Path (or launcher) of the pinned OpenCode, installing it into the user cache if needed."""
+    launcher = binary.resolve_launcher(Path.cwd(), os.environ)
+    assert not launcher.args, "tests expect a direct OpenCode binary"
+    return launcher.binary
+
+
+@pytest.fixture(scope="session")
+def xdg_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One isolated XDG tree per test session.
+
+    Kept for the whole session on purpose: OpenCode runs a background ``npm install`` into a
+    fresh config dir on start; re-using the dir means it runs once, not on every server start.
+    """
+    root = tmp_path_factory.mktemp("xdg")
+    for name in ("data", "config", "cache", "state"):
+        (root / name).mkdir()
+    return root
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer() as server:
+        yield server
+
+
+@pytest.fixture
+def opencode_env(xdg_root: Path, opencode_binary: str, tmp_path: Path) -> dict[str, str]:
+    """The environment a managed server is started with: isolated storage, the pinned binary."""
+    env = dict(os.environ)
+    for var in ("OPENCODE_ORCHESTRATOR_MANAGED", "OPENCODE_BINARY_ARGS", "OPENCODE_CONFIG_CONTENT"):
+        env.pop(var, None)
+    env.update(
+        XDG_DATA_HOME=str(xdg_root / "data"),
+        XDG_CONFIG_HOME=str(xdg_root / "config"),
+        XDG_CACHE_HOME=str(xdg_root / "cache"),
+        XDG_STATE_HOME=str(xdg_root / "state"),
+        OPENCODE_BINARY=opencode_binary,
+        ORCHESTRATOR_TUI_STATE_DIR=str(tmp_path / "state"),
+        AGENTIC_LOGGING_DISABLED="1",
+        OPENCODE_DISABLE_MODELS_FETCH="1",
+    )
+    return env
+
+
+@pytest.fixture
+def project_dir(tmp_path: Path) -> Path:
+    """A fresh git project (OpenCode scopes sessions and config to the working directory)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    return project
+
+
+@pytest.fixture
+def model_config(scripted_model: ScriptedModelServer) -> Callable[..., str]:
+    """OPENCODE_CONFIG_CONTENT for the scripted model, with optional overrides."""
+
+    def make(**overrides: Any) -> str:
+        return json.dumps(opencode_config(scripted_model.base_url, **overrides))
+
+    return make
+
+
+@pytest.fixture
+async def make_orchestrator(
+    project_dir: Path, opencode_env: dict[str, str], model_config: Callable[..., str]
+) -> AsyncIterator[Callable[..., Any]]:
+    """Build Orchestrators on managed real servers; all of them are closed at teardown."""
+    from orchestrator_tui.orchestrator.tools import Orchestrator
+    from orchestrator_tui.pool.registry import Registry
+    from orchestrator_tui.pool.service import PoolService, ServerSpec
+
+    made: list[Orchestrator] = []
+    registries: list[Registry] = []
+
+    def make(
+        *, cwd: Path | None = None, env: dict[str, str] | None = None, config: str | None = None, **overrides: Any
+    ) -> Orchestrator:
+        environment = dict(opencode_env if env is None else env)
+        spec = ServerSpec(
+            cwd=cwd or project_dir,
+            config_content=config if config is not None else model_config(**overrides),
+            env=environment,
+        )
+        registry = Registry(Path(environment["ORCHESTRATOR_TUI_STATE_DIR"]) / "default" / "registry.sqlite3")
+        registries.append(registry)
+        orch = Orchestrator(PoolService(spec), registry=registry, env=environment)
+        made.append(orch)
+        return orch
+
+    yield make
+    for orch in made:
+        await orch.close()
+    for registry in registries:
+        registry.close()
+
+
+@pytest.fixture
+async def orchestrator(make_orchestrator: Callable[..., Any]) -> Any:
+    return make_orchestrator()
