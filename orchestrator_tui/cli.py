@@ -50,9 +50,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.command == "mcp":
+        # Take hold of stdin/stdout and start answering the handshake before the heavy imports.
+        from orchestrator_tui.mcp.prelude import Wire
+
+        wire = Wire.open()
         from orchestrator_tui.mcp.server import main as mcp_main
 
-        return mcp_main(attach=args.attach)
+        return mcp_main(attach=args.attach, wire=wire)
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 

@@ -115,9 +115,7 @@ async def test_permission_request_returns_status(make_orchestrator: Any, token_f
     orch = make_orchestrator(**PERMISSION_CONFIG)
     path, _ = token_file
     sid = await new_session(orch)
-    result = await asyncio.wait_for(
-        orch.run(t.RunInput(session_id=sid, message=external_read_prompt(path))), 120
-    )
+    result = await asyncio.wait_for(orch.run(t.RunInput(session_id=sid, message=external_read_prompt(path))), 120)
     out = result.output
     assert out.status == t.RunStatus.PERMISSION_REQUIRED, out
     assert out.permission_request_id and out.permission_request_id.startswith("per")
@@ -125,9 +123,7 @@ async def test_permission_request_returns_status(make_orchestrator: Any, token_f
     assert out.permission_patterns == [f"{path.parent}/*"]
 
 
-async def test_permission_response_resumes_and_completes(
-    make_orchestrator: Any, token_file: tuple[Path, str]
-) -> None:
+async def test_permission_response_resumes_and_completes(make_orchestrator: Any, token_file: tuple[Path, str]) -> None:
     orch = make_orchestrator(**PERMISSION_CONFIG)
     path, token = token_file
     sid = await new_session(orch)

@@ -6,6 +6,7 @@ exact texts of §1.4 — full strings, not substrings, because agents parse thes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -98,7 +99,9 @@ def test_tool_error_display_texts() -> None:
 
 
 def test_run_output_text_format_completed() -> None:
-    out = RunOutput(session_id="sess-123", status=RunStatus.COMPLETED, response="Task completed successfully.")
+    out = RunOutput(
+        session_id="sess-123", status=RunStatus.COMPLETED, response="Task completed successfully."
+    )
     text = out.text()
     assert "completed" in text
     assert "sess-123" in text
@@ -130,13 +133,25 @@ def test_run_output_text_format_permission_required() -> None:
 def test_run_output_text_format_question_required() -> None:
     out = _question_output()
     text = out.text()
-    for needle in ("question_required", "question-123", "Continue with deploy?", "orchestrator_respond_question"):
+    for needle in (
+        "question_required",
+        "question-123",
+        "Continue with deploy?",
+        "orchestrator_respond_question",
+    ):
         assert needle in text
 
 
 def test_list_sessions_text_format() -> None:
     text = _list_sessions_output().text()
-    for needle in ("Sessions (1)", "sess-1", "Research caching", "idle", "launched by you", "Path: src/cache.rs"):
+    for needle in (
+        "Sessions (1)",
+        "sess-1",
+        "Research caching",
+        "idle",
+        "launched by you",
+        "Path: src/cache.rs",
+    ):
         assert needle in text
 
 
@@ -334,7 +349,11 @@ def test_list_sessions_exact_text() -> None:
                 launched_by_you=True,
             ),
             SessionSummary(
-                id="ses_b", title="Busy one", updated=NOW_MS - 3 * HOUR_MS, status=SessionStatusBusy(), launched_by_you=False
+                id="ses_b",
+                title="Busy one",
+                updated=NOW_MS - 3 * HOUR_MS,
+                status=SessionStatusBusy(),
+                launched_by_you=False,
             ),
             SessionSummary(
                 id="ses_c",
@@ -381,7 +400,9 @@ def test_get_session_state_exact_text() -> None:
         pending_message_count=2,
         last_activity=NOW_MS - 90_000,
         recent_tool_calls=[
-            ToolCallSummary(call_id="call-4", tool_name="bash", state=ToolStateError(message="boom"), started_at=40),
+            ToolCallSummary(
+                call_id="call-4", tool_name="bash", state=ToolStateError(message="boom"), started_at=40
+            ),
             ToolCallSummary(call_id="call-3", tool_name="write", state=ToolStateCompleted()),
             ToolCallSummary(call_id="call-2", tool_name="read", state=ToolStateRunning()),
             ToolCallSummary(call_id="call-1", tool_name="glob", state=ToolStatePending()),
@@ -584,7 +605,13 @@ def test_get_session_state_json_keeps_always_present_fields() -> None:
         launched_by_you=False,
         pending_message_count=0,
         recent_tool_calls=[
-            ToolCallSummary(call_id="c1", tool_name="bash", state=ToolStateError(message="boom"), started_at=40, completed_at=41),
+            ToolCallSummary(
+                call_id="c1",
+                tool_name="bash",
+                state=ToolStateError(message="boom"),
+                started_at=40,
+                completed_at=41,
+            ),
             ToolCallSummary(call_id="c2", tool_name="read", state=ToolStatePending()),
         ],
     )
@@ -595,7 +622,13 @@ def test_get_session_state_json_keeps_always_present_fields() -> None:
         "launched_by_you": False,
         "pending_message_count": 0,
         "recent_tool_calls": [
-            {"call_id": "c1", "tool_name": "bash", "state": {"status": "error", "message": "boom"}, "started_at": 40, "completed_at": 41},
+            {
+                "call_id": "c1",
+                "tool_name": "bash",
+                "state": {"status": "error", "message": "boom"},
+                "started_at": 40,
+                "completed_at": 41,
+            },
             {"call_id": "c2", "tool_name": "read", "state": {"status": "pending"}},
         ],
     }
@@ -670,7 +703,8 @@ def test_schemas_are_object_rooted_2020_12_without_clutter(tool: str) -> None:
 def test_optional_inputs_are_nullable_with_guidance() -> None:
     run = input_schema(RunInput)
     assert run["properties"]["session_id"] == {
-        "description": "Existing session ID to resume. Omit to create a new session.\n\nOptional; omit or use null.",
+        "description": "Existing session ID to resume. Omit to create a new session."
+        "\n\nOptional; omit or use null.",
         "type": ["null", "string"],
         "default": None,
     }
@@ -743,7 +777,9 @@ def _sample_outputs() -> list[Any]:
             launched_by_you=True,
             pending_message_count=1,
             last_activity=5,
-            recent_tool_calls=[ToolCallSummary(call_id="c", tool_name="x", state=ToolStateError(message="e"))],
+            recent_tool_calls=[
+                ToolCallSummary(call_id="c", tool_name="x", state=ToolStateError(message="e"))
+            ],
         ),
         ListCommandsOutput(commands=[CommandInfo(name="a", description="d"), CommandInfo(name="b")]),
     ]
@@ -771,7 +807,9 @@ def test_parse_input_accepts_valid_arguments_and_ignores_extras() -> None:
     reply = parse_input(RespondPermissionInput, {"session_id": "s", "reply": "always"})
     assert reply.reply is PermissionReply.ALWAYS
     assert reply.reply == "always"
-    question = parse_input(RespondQuestionInput, {"session_id": "s", "action": "reply", "answers": [["yes"], []]})
+    question = parse_input(
+        RespondQuestionInput, {"session_id": "s", "action": "reply", "answers": [["yes"], []]}
+    )
     assert question.action is QuestionAction.REPLY
     assert question.answers == [["yes"], []]
     assert parse_input(GetSessionStateInput, {"session_id": "ses_9"}).session_id == "ses_9"
@@ -787,7 +825,10 @@ def test_parse_input_none_means_no_arguments() -> None:
 
 def test_parse_input_answers_default_and_null() -> None:
     assert parse_input(RespondQuestionInput, {"session_id": "s", "action": "reject"}).answers == []
-    assert parse_input(RespondQuestionInput, {"session_id": "s", "action": "reject", "answers": None}).answers == []
+    assert (
+        parse_input(RespondQuestionInput, {"session_id": "s", "action": "reject", "answers": None}).answers
+        == []
+    )
 
 
 @pytest.mark.parametrize(
@@ -820,12 +861,36 @@ def test_parse_input_answers_default_and_null() -> None:
             "invalid type for `session_id`: expected a string, got 5; "
             "invalid type for `reply`: expected one of `once`, `always`, `reject`, got 3",
         ),
-        (ListSessionsInput, {"limit": "abc"}, 'invalid type for `limit`: expected a non-negative integer, got "abc"'),
-        (ListSessionsInput, {"limit": -1}, "invalid value for `limit`: expected a non-negative integer, got -1"),
-        (ListSessionsInput, {"limit": True}, "invalid type for `limit`: expected a non-negative integer, got true"),
-        (ListSessionsInput, {"limit": 2.5}, "invalid type for `limit`: expected a non-negative integer, got 2.5"),
-        (ListSessionsInput, {"limit": 20.0}, "invalid type for `limit`: expected a non-negative integer, got 20.0"),
-        (ListSessionsInput, {"limit": math.nan}, "invalid type for `limit`: expected a non-negative integer, got NaN"),
+        (
+            ListSessionsInput,
+            {"limit": "abc"},
+            'invalid type for `limit`: expected a non-negative integer, got "abc"',
+        ),
+        (
+            ListSessionsInput,
+            {"limit": -1},
+            "invalid value for `limit`: expected a non-negative integer, got -1",
+        ),
+        (
+            ListSessionsInput,
+            {"limit": True},
+            "invalid type for `limit`: expected a non-negative integer, got true",
+        ),
+        (
+            ListSessionsInput,
+            {"limit": 2.5},
+            "invalid type for `limit`: expected a non-negative integer, got 2.5",
+        ),
+        (
+            ListSessionsInput,
+            {"limit": 20.0},
+            "invalid type for `limit`: expected a non-negative integer, got 20.0",
+        ),
+        (
+            ListSessionsInput,
+            {"limit": math.nan},
+            "invalid type for `limit`: expected a non-negative integer, got NaN",
+        ),
         (
             ListSessionsInput,
             {"limit": 10**5000},
@@ -843,18 +908,23 @@ def test_parse_input_answers_default_and_null() -> None:
             "invalid type for `command`: expected a string, got an object; "
             "invalid type for `message`: expected a string, got an array",
         ),
-        (GetSessionStateInput, {"session_id": None}, "invalid type for `session_id`: expected a string, got null"),
+        (
+            GetSessionStateInput,
+            {"session_id": None},
+            "invalid type for `session_id`: expected a string, got null",
+        ),
         (
             RespondQuestionInput,
             {"session_id": "s", "action": "reply", "answers": "yes"},
-            'invalid type for `answers`: expected an array of string arrays, one per question (e.g. [["yes"]]), '
-            'got "yes"',
+            "invalid type for `answers`: expected an array of string arrays, "
+            'one per question (e.g. [["yes"]]), got "yes"',
         ),
         (
             RespondQuestionInput,
             {"session_id": "s", "action": "reply", "answers": [["a", 1], "b"]},
             "invalid type for `answers[0][1]`: expected a string, got 1; "
-            'invalid type for `answers[1]`: expected an array of strings (the selected option labels), got "b"',
+            "invalid type for `answers[1]`: expected an array of strings "
+            '(the selected option labels), got "b"',
         ),
         (RunInput, [1, 2], "invalid type: expected the tool arguments as a JSON object, got an array"),
         (RunInput, "hello", 'invalid type: expected the tool arguments as a JSON object, got "hello"'),
@@ -888,12 +958,14 @@ _json_scalars = (
 )
 _json_values = st.recursive(
     _json_scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["session_id", "reply", "action", "answers", "limit", "message", "command", "x"])
-        | st.text(max_size=5),
-        children,
-        max_size=5,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["session_id", "reply", "action", "answers", "limit", "message", "command", "x"])
+            | st.text(max_size=5),
+            children,
+            max_size=5,
+        )
     ),
     max_leaves=25,
 )
@@ -920,9 +992,12 @@ def test_parse_input_survives_pathological_values() -> None:
         child: list[Any] = []
         node.append(child)
         node = child
-    for value in (deep, {"answers": deep, "session_id": "s", "action": "reply"}, {"limit": 10**10000}, object()):
+    for value in (
+        deep,
+        {"answers": deep, "session_id": "s", "action": "reply"},
+        {"limit": 10**10000},
+        object(),
+    ):
         for model, _ in TOOL_MODELS.values():
-            try:
+            with contextlib.suppress(InvalidInput):
                 parse_input(model, value)
-            except InvalidInput:
-                pass

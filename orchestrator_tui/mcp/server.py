@@ -13,6 +13,7 @@ an exception), so no ``opencode serve`` is ever orphaned. This module never impo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ import sys
 from typing import Any
 
 from orchestrator_tui import __version__
+from orchestrator_tui.mcp.prelude import AsyncWireIn, AsyncWireOut, Wire
 from orchestrator_tui.orchestrator.errors import ToolError
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
@@ -27,9 +29,7 @@ from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
 log = logging.getLogger("orchestrator_tui.mcp")
 
 SERVER_NAME = "orchestrator-tui"
-BANNER = (
-    f"{SERVER_NAME} mcp {__version__} started (6 tools; the OpenCode server starts on the first tool call)"
-)
+BANNER = f"{SERVER_NAME} mcp {__version__} started (6 tools; the OpenCode server starts on the first tool call)"
 
 
 def _tool_listing() -> list[Any]:
@@ -49,7 +49,7 @@ def _tool_listing() -> list[Any]:
     ]
 
 
-def build_server(orchestrator: Orchestrator) -> Any:
+def build_server(orchestrator: Orchestrator | None) -> Any:
     """The MCP server object for one orchestrator (also used in-process by tests)."""
     import mcp_types as types
     from mcp.server.lowlevel import Server
@@ -62,6 +62,7 @@ def build_server(orchestrator: Orchestrator) -> Any:
         return types.ListToolsResult(tools=tools)
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
+        assert orchestrator is not None, "this server was built for listing only"
         _remember_client(orchestrator, ctx)
         session = ctx.session
         ticks = 0
@@ -109,15 +110,19 @@ def _remember_client(orchestrator: Orchestrator, ctx: Any) -> None:
         orchestrator.client_info = ClientInfo(getattr(info, "name", None), getattr(info, "version", None))
 
 
-async def serve_stdio(orchestrator: Orchestrator) -> None:
+async def serve_stdio(orchestrator: Orchestrator, wire: Wire) -> None:
     from mcp.server.stdio import stdio_server
 
     server = build_server(orchestrator)
-    async with stdio_server() as (read_stream, write_stream):
+    async with stdio_server(stdin=AsyncWireIn(wire), stdout=AsyncWireOut(wire)) as (  # type: ignore[arg-type]
+        read_stream,
+        write_stream,
+    ):
+        wire.hand_over()
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def _amain(attach: str | None) -> None:
+async def _amain(attach: str | None, wire: Wire) -> None:
     from orchestrator_tui.pool.registry import Registry
     from orchestrator_tui.pool.service import PoolService, ServerSpec
 
@@ -137,24 +142,23 @@ async def _amain(attach: str | None) -> None:
         main_task.cancel()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
             loop.add_signal_handler(sig, on_signal, sig)
-        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
-            pass
     try:
-        await serve_stdio(orchestrator)
+        await serve_stdio(orchestrator, wire)
     except asyncio.CancelledError:
         pass
     finally:
-        try:
+        # Stopping the managed server must happen whatever ended us; never hang on it.
+        with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.shield(orchestrator.close()), 5.0)
-        except BaseException:
-            pass
         if registry is not None:
             registry.close()
 
 
-def main(attach: str | None = None) -> int:
+def main(attach: str | None = None, wire: Wire | None = None) -> int:
+    """Run the worker. ``wire`` is opened by the CLI before anything heavy is imported."""
+    wire = wire or Wire.open()
     logging.basicConfig(
         level=os.environ.get("ORCHESTRATOR_TUI_LOG", "INFO").upper(),
         stream=sys.stderr,
@@ -164,7 +168,7 @@ def main(attach: str | None = None) -> int:
     from orchestrator_tui.opencode.process import kill_all_managed
 
     try:
-        asyncio.run(_amain(attach))
+        asyncio.run(_amain(attach, wire))
     except KeyboardInterrupt:
         pass
     finally:

@@ -9,6 +9,7 @@ so a read timeout of :data:`SILENCE_TIMEOUT` doubles as the dead-connection dete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -93,10 +94,8 @@ class EventStream:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                pass
         self._connected.clear()
         self._set_status(StreamStatus("stopped"))
 
@@ -128,9 +127,7 @@ class EventStream:
                     response = source.response
                     if response.status_code >= 400:
                         body = (await response.aread()).decode(errors="replace")
-                        detail = f"HTTP {response.status_code}: " + error_message_from_body(
-                            response.status_code, body
-                        )
+                        detail = f"HTTP {response.status_code}: " + error_message_from_body(response.status_code, body)
                         raise _StreamRefused(detail)
                     self._connected.set()
                     backoff = BACKOFF_START

@@ -94,9 +94,13 @@ def _unregister(server: ManagedServer) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOSTNAME, 0))
-        return int(sock.getsockname()[1])
+    """A port the OS just handed out on 127.0.0.1 (4096, OpenCode's default, if that fails)."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOSTNAME, 0))
+            return int(sock.getsockname()[1])
+    except OSError:
+        return 4096
 
 
 def child_environment(
@@ -231,6 +235,9 @@ class ManagedServer:
                 ms = round(startup_timeout * 1000)
                 raise ServerStartError(f"Server not ready within {ms}ms" + (f"\n{tail}" if tail else ""))
             fut = self._add_waiter(loop)
+            if self._ready.is_set() or self._stdout_closed.is_set():  # happened while registering
+                self._drop_waiter(fut)
+                continue
             # The readers wake us at once; the slice also notices a child that died while some
             # grandchild still holds its stdout open.
             try:
@@ -256,8 +263,9 @@ class ManagedServer:
         import httpx
 
         try:
-            async with httpx.AsyncClient(auth=self.auth, timeout=_DOC_PROBE_TIMEOUT) as client:
-                response = await client.get(f"{self.base_url}/doc")
+            # trust_env=False: an HTTP(S)_PROXY from the environment must not capture 127.0.0.1
+            async with httpx.AsyncClient(timeout=_DOC_PROBE_TIMEOUT, trust_env=False) as client:
+                response = await client.get(f"{self.base_url}/doc", auth=self.auth)
         except httpx.HTTPError:
             return False
         return response.is_success

@@ -78,7 +78,7 @@ def _trim(value: str) -> str:
 class CommandsConfig(BaseModel):
     """``[orchestrator.commands]``: which OpenCode commands ``run``/``list_commands`` may use."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     allow: list[str] = []
     deny: list[str] = []
@@ -93,7 +93,7 @@ class OrchestratorConfig(BaseModel):
     which a completed run asks OpenCode to summarize the session.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     session_deadline_secs: int = Field(default=DEFAULT_SESSION_DEADLINE_SECS, ge=0)
     inactivity_timeout_secs: int = Field(default=DEFAULT_INACTIVITY_TIMEOUT_SECS, ge=0)
@@ -284,7 +284,7 @@ def _toml_repr(value: object) -> str:
     if isinstance(value, dict):
         return "a table"
     if isinstance(value, list):
-        return "an array" if not all(isinstance(v, str) for v in value) else repr(value)
+        return "an array"
     text = str(value)
     return text if len(text) <= 40 else text[:40] + "…"
 

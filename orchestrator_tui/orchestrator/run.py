@@ -409,4 +409,3 @@ class RunMachine:
         return RunResult(
             RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
         )
-

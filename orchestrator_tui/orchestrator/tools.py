@@ -218,7 +218,9 @@ class Orchestrator:
                 "Either session_id (to resume/check status) or message/command (to start work) is required"
             )
         if inp.command is not None and inp.message is None:
-            raise InvalidInput("message is required when command is specified (becomes $ARGUMENTS for template expansion)")
+            raise InvalidInput(
+                "message is required when command is specified (becomes $ARGUMENTS for template expansion)"
+            )
         if message is not None and not message:
             raise InvalidInput("message cannot be empty or whitespace-only")
         snapshot = await self.acquire()
@@ -309,14 +311,18 @@ class Orchestrator:
         except OpenCodeError as exc:
             raise Internal(f"Failed to reply to permission: {exc}") from exc
         self.service.pool.resolve_request(req.id)
-        self._record_decision(req.id, sid, "permission", reply, {"permission": req.permission, "patterns": req.patterns})
+        self._record_decision(
+            req.id, sid, "permission", reply, {"permission": req.permission, "patterns": req.patterns}
+        )
         result = await self.run(
             t.RunInput(session_id=sid, wait_for_activity=True if reply != "reject" else None), progress
         )
         out = result.output
         out.warnings = [*out.warnings, *pre_warnings]
-        if reply == "reject" and out.status == t.RunStatus.COMPLETED and (
-            out.response is None or out.response == baseline
+        if (
+            reply == "reject"
+            and out.status == t.RunStatus.COMPLETED
+            and (out.response is None or out.response == baseline)
         ):
             out.response = None
             patterns = ", ".join(req.patterns) or "(none)"
@@ -497,4 +503,3 @@ class Orchestrator:
 
     async def close(self) -> None:
         await self.service.close()
-

@@ -64,9 +64,7 @@ async def start_managed(spec: ServerSpec) -> Snapshot:
     except binary.LauncherError as exc:
         raise ServerUnavailable(f"Failed to resolve OpenCode launcher configuration: {exc}") from exc
     try:
-        server = await ManagedServer.start(
-            launcher=launcher, cwd=spec.cwd, env=env, config_content=spec.config_content
-        )
+        server = await ManagedServer.start(launcher=launcher, cwd=spec.cwd, env=env, config_content=spec.config_content)
     except ServerStartError as exc:
         raise ServerUnavailable(f"Failed to start embedded `opencode serve`: {exc}") from exc
     client = OpenCodeClient(
@@ -93,9 +91,7 @@ async def start_managed(spec: ServerSpec) -> Snapshot:
 async def start_attached(spec: ServerSpec) -> Snapshot:
     assert spec.attach_url
     auth = (spec.username, spec.password) if spec.password else None
-    client = OpenCodeClient(
-        spec.attach_url, auth=auth, directory=str(spec.cwd) if spec.scope_directory else None
-    )
+    client = OpenCodeClient(spec.attach_url, auth=auth, directory=str(spec.cwd) if spec.scope_directory else None)
     snapshot = Snapshot(client=client)
     try:
         health = await client.health(timeout=5.0)

@@ -349,9 +349,8 @@ class Pool:
         if part.id:
             view._part_kinds[part.id] = part.type
         if part.type == "text" and part.id and part.messageID and not part.synthetic:
-            if part.messageID == view.text_message_id:
-                if part.text is not None:
-                    view._text[part.id] = [part.text]
+            if part.messageID == view.text_message_id and part.text is not None:
+                view._text[part.id] = [part.text]
         elif part.type == "tool" and part.callID:
             self._on_tool(view, part.callID, part)
         self._touch(sid)
