@@ -470,3 +470,15 @@ asyncio.run(main())
     )
     pgid = int(pid_file.read_text())
     asyncio.run(assert_group_gone(pgid))
+
+
+def test_sdk_client_env_keeps_the_question_tool() -> None:
+    from orchestrator_tui.opencode.process import child_environment
+
+    child_env = child_environment({"OPENCODE_CLIENT": "sdk"}, password="pw", config_content=None)
+    assert child_env["OPENCODE_ENABLE_QUESTION_TOOL"] == "1"
+    explicit = child_environment(
+        {"OPENCODE_CLIENT": "sdk", "OPENCODE_ENABLE_QUESTION_TOOL": "0"}, password="pw", config_content=None
+    )
+    assert explicit["OPENCODE_ENABLE_QUESTION_TOOL"] == "0"  # an explicit user choice is respected
+    assert "OPENCODE_ENABLE_QUESTION_TOOL" not in child_environment({}, password="pw", config_content=None)

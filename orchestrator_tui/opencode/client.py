@@ -131,6 +131,8 @@ class OpenCodeClient:
             auth=httpx.BasicAuth(*auth) if auth else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
+            # A proxy from the environment must never capture traffic to our own server.
+            trust_env=False,
             # Keep-alive connections to a server that just died fail on reuse; a small pool
             # and short expiry keep the recovery path quick.
             limits=httpx.Limits(max_keepalive_connections=8, keepalive_expiry=5.0),

@@ -114,6 +114,10 @@ def child_environment(
     child_env["OPENCODE_SERVER_PASSWORD"] = password
     if config_content is not None:
         child_env["OPENCODE_CONFIG_CONTENT"] = config_content
+    # OpenCode offers the `question` tool only to the app/cli/desktop clients; a user
+    # environment that says OPENCODE_CLIENT=sdk would silently take questions away.
+    if child_env.get("OPENCODE_CLIENT", "cli") not in ("app", "cli", "desktop"):
+        child_env.setdefault("OPENCODE_ENABLE_QUESTION_TOOL", "1")
     return child_env
 
 
