@@ -186,6 +186,11 @@ class PoolService:
             global_stream=client.directory is None,
         ).start()
 
+    async def reconnect(self) -> None:
+        """Drop and reopen the event stream (it resyncs on connect, as after any reconnect)."""
+        if self._stream_snapshot is not None:
+            await self._attach(self._stream_snapshot)
+
     def _on_stream_status(self, status: StreamStatus) -> None:
         self.pool.set_connection(status.state, status.detail)
 
