@@ -248,3 +248,26 @@ async def test_recursion_guard_blocks_start(make_orchestrator: Any, opencode_env
     with pytest.raises(Internal) as info:
         await orch.list_commands(t.ListCommandsInput())
     assert str(info.value) == "internal error: " + binary.RECURSION_GUARD_TEXT
+
+
+async def test_context_limit_triggers_summarization_with_the_field_names_opencode_accepts(
+    make_orchestrator: Any,
+) -> None:
+    """Spec §10.3: the reference sent providerId/modelId and always got HTTP 400."""
+    prompt = "Say exactly 'short'"
+    probe = make_orchestrator()
+    first = await asyncio.wait_for(probe.run(t.RunInput(message=prompt)), 120)
+    messages = await (await probe.acquire()).client.messages(first.output.session_id)
+    used = next(m.info.tokens for m in reversed(messages) if m.info.role == "assistant" and m.info.tokens)
+    assert used is not None and used.input > 0
+    await probe.close()
+    # A context window the same prompt fills to ~90 %: over our 80 % threshold, under OpenCode's own overflow.
+    context = int(used.input / 0.9)
+    tight = {"provider": {"scripted": {"models": {"scripted-model": {"limit": {"context": context, "output": 8}}}}}}
+    orch = make_orchestrator(**tight)
+    snapshot = await orch.acquire()
+    assert snapshot.model_limits.get(("scripted", "scripted-model")) == context
+    result = await asyncio.wait_for(orch.run(t.RunInput(message=prompt)), 120)
+    out = result.output
+    assert out.status == t.RunStatus.COMPLETED and out.response == "short"
+    assert "Context limit reached; summarization triggered" in out.warnings, out.warnings
