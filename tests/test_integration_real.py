@@ -271,3 +271,28 @@ async def test_context_limit_triggers_summarization_with_the_field_names_opencod
     out = result.output
     assert out.status == t.RunStatus.COMPLETED and out.response == "short"
     assert "Context limit reached; summarization triggered" in out.warnings, out.warnings
+
+
+async def test_a_pending_webfetch_permission_does_not_break_other_calls(make_orchestrator: Any) -> None:
+    """OpenCode 1.18.33 cannot list permissions while a webfetch one is pending (HTTP 400)."""
+    from orchestrator_tui.orchestrator.run import PERMISSION_LIST_WARNING
+
+    orch = make_orchestrator(permission={"webfetch": "ask"})
+    fetch = 'CALL webfetch {"url": "https://example.com", "format": "text"}'
+    asked = await asyncio.wait_for(orch.run(t.RunInput(message=fetch)), 60)
+    assert asked.output.status == t.RunStatus.PERMISSION_REQUIRED, asked.output
+    assert asked.output.permission_type == "webfetch"
+    snapshot = await orch.acquire()
+    with pytest.raises(Exception, match="400"):
+        await snapshot.client.permissions()  # the server-side defect this test is about
+
+    other = await asyncio.wait_for(orch.run(t.RunInput(message="Say exactly 'still fine'")), 60)
+    assert other.output.status == t.RunStatus.COMPLETED and other.output.response == "still fine"
+    assert PERMISSION_LIST_WARNING in other.output.warnings
+
+    done = await asyncio.wait_for(
+        orch.respond_permission(t.RespondPermissionInput(session_id=asked.output.session_id, reply="reject")), 60
+    )
+    assert done.output.status == t.RunStatus.COMPLETED
+    assert any("reject" in w.lower() for w in done.output.warnings)
+    assert await snapshot.client.permissions() == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 
 class _Model(BaseModel):
@@ -406,8 +406,6 @@ def parse_event(data: str | bytes) -> Event:
 
     Raises ``ValueError`` only when the payload is not a JSON object at all.
     """
-    from pydantic import ValidationError
-
     try:
         return EVENT_ADAPTER.validate_json(data)
     except ValidationError:
@@ -416,8 +414,6 @@ def parse_event(data: str | bytes) -> Event:
 
 def parse_global_event(data: str | bytes) -> tuple[str | None, Event]:
     """Parse one ``/global/event`` payload into (directory, event)."""
-    from pydantic import ValidationError
-
     try:
         env = _ENVELOPE_ADAPTER.validate_json(data)
         return env.directory, env.payload

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import (
     Message,
     MessageUpdated,
@@ -48,6 +48,10 @@ from orchestrator_tui.pool.state import Pool
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 1.0
+PERMISSION_LIST_WARNING = (
+    "Permission state could not be listed during preflight (HTTP 400). Permission state may be stale or "
+    "malformed; pending permissions may be stale or undiscoverable."
+)
 FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
 #: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
 POLL_REQUEST_TIMEOUT = 10.0
@@ -139,6 +143,8 @@ class RunMachine:
         self.config = config
         self.model_limits = model_limits or {}
         self.progress = progress
+        #: Warnings gathered before the loop (preflight), carried into every result.
+        self.warnings: list[str] = []
 
     # ---------------------------------------------------------------- steps 5–8
 
@@ -151,20 +157,38 @@ class RunMachine:
         status = statuses.get(session_id)
         is_idle = status is None or status.type == "idle"
         try:
-            permissions = await self.client.permissions()
+            permissions, complete = await self.list_permissions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
+        if not complete:
+            self.warnings.append(PERMISSION_LIST_WARNING)
         for req in permissions:
             if req.sessionID == session_id:
-                return is_idle, permission_output(session_id, req)
+                return is_idle, permission_output(session_id, req, warnings=self.warnings)
         try:
             questions = await self.client.questions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list questions: {exc}") from exc
         for q in questions:
             if q.sessionID == session_id:
-                return is_idle, question_output(session_id, q)
+                return is_idle, question_output(session_id, q, warnings=self.warnings)
         return is_idle, None
+
+    async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
+        """``GET /permission``, or the pool's view when OpenCode cannot list them.
+
+        OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
+        metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
+        tolerates that; so do we, falling back to the requests the event stream told us about.
+        The flag is False when the fallback was used.
+        """
+        try:
+            return await self.client.permissions(timeout=timeout), True
+        except HttpStatusError as exc:
+            if exc.status != 400:
+                raise
+            log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
+            return list(self.pool.permissions.values()), False
 
     async def execute(self, plan: RunPlan) -> RunResult:
         sid = plan.session_id
@@ -172,7 +196,9 @@ class RunMachine:
         if interruption is not None:
             return RunResult(interruption)
         if plan.message is None and plan.command is None and is_idle and not plan.wait_for_activity:
-            return await self.finalize(sid, TokenTracker(self.config.compaction_threshold, self.model_limits), [])
+            return await self.finalize(
+                sid, TokenTracker(self.config.compaction_threshold, self.model_limits), self.warnings
+            )
         with self.pool.watch(sid) as watch:
             return await self._loop(plan, watch)
 
@@ -206,7 +232,7 @@ class RunMachine:
         last_activity = start
         tracker = TokenTracker(cfg.compaction_threshold, self.model_limits)
         partial: list[str] = []
-        warnings: list[str] = []
+        warnings = self.warnings
         observed_busy = False
         next_poll = start  # the first tick fires immediately
         get_task: asyncio.Task[object] = loop.create_task(watch.get())
@@ -347,7 +373,7 @@ class RunMachine:
     async def _poll(self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker):
         client = self.client
         try:
-            permissions = await client.permissions(timeout=POLL_REQUEST_TIMEOUT)
+            permissions, _ = await self.list_permissions(timeout=POLL_REQUEST_TIMEOUT)
         except OpenCodeError as exc:
             log.warning("poll: listing permissions failed: %s", exc)
             permissions = []

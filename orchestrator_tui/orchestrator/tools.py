@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.models import Message, SessionStatus
+from orchestrator_tui.opencode.models import Message, PermissionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
 from orchestrator_tui.orchestrator.errors import Internal, InvalidInput, ToolError
@@ -273,19 +273,33 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
+        machine = self._machine(snapshot, progress)
         try:
-            pending = await client.permissions()
+            pending, complete = await machine.list_permissions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
+        pre_warnings: list[str] = []
         if inp.permission_request_id is not None:
             rid = inp.permission_request_id
             req = next((p for p in pending if p.id == rid), None)
+            if req is None and not complete:
+                # OpenCode could not list its permissions (HTTP 400); trust the caller's id (0.7.x).
+                pre_warnings.append(
+                    f"Permission validation failed for request '{rid}' (permission state could not be listed, "
+                    "HTTP 400); submitting reply using the provided request id."
+                )
+                req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
             if req is None:
                 raise InvalidInput(f"No pending permission found with id '{rid}'. (session_id='{sid}')")
             if req.sessionID != sid:
                 raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
         else:
             mine = [p for p in pending if p.sessionID == sid]
+            if not mine and not complete:
+                raise InvalidInput(
+                    f"Unable to discover a pending permission for session '{sid}': permission state could not be "
+                    "listed (HTTP 400). Retry with permission_request_id (returned by run)."
+                )
             if not mine:
                 raise InvalidInput(
                     f"No pending permission found for session '{sid}'. "
@@ -299,7 +313,6 @@ class Orchestrator:
                 )
             req = mine[0]
         reply = inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
-        pre_warnings: list[str] = []
         baseline: str | None = None
         if reply == "reject":
             try:

@@ -205,19 +205,30 @@ class PoolService:
             if snapshot is None:
                 return
             client = snapshot.client
-        try:
-            sessions, statuses, permissions, questions = await asyncio.gather(
-                client.list_sessions(limit=RESYNC_SESSION_LIMIT),
-                client.session_status(),
-                client.permissions(),
-                client.questions(),
-            )
-        except OpenCodeError as exc:
-            log.warning("pool resync failed: %s", exc)
-            return
-        self.pool.load_sessions(sessions, complete=True)
-        self.pool.load_statuses(statuses)
-        self.pool.load_requests(permissions, questions)
+        # Each part on its own: OpenCode 1.18.33 answers GET /permission with HTTP 400 while a
+        # webfetch permission is pending (its metadata does not serialize), and that must not
+        # cost us the sessions and statuses.
+        results = await asyncio.gather(
+            client.list_sessions(limit=RESYNC_SESSION_LIMIT),
+            client.session_status(),
+            client.permissions(),
+            client.questions(),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, OpenCodeError):
+                raise result
+            if isinstance(result, OpenCodeError):
+                log.warning("pool resync incomplete: %s", result)
+        sessions, statuses, permissions, questions = results
+        if not isinstance(sessions, BaseException):
+            self.pool.load_sessions(sessions, complete=True)
+        if not isinstance(statuses, BaseException):
+            self.pool.load_statuses(statuses)
+        self.pool.load_requests(
+            None if isinstance(permissions, BaseException) else permissions,
+            None if isinstance(questions, BaseException) else questions,
+        )
         self.pool.resyncs += 1
 
     async def close(self) -> None:

@@ -414,9 +414,16 @@ class Pool:
         for sid, status in statuses.items():
             self._set_status(sid, status)
 
-    def load_requests(self, permissions: list[PermissionRequest], questions: list[QuestionRequest]) -> None:
-        """Replace the pending sets with a REST snapshot, minus anything answered meanwhile."""
+    def load_requests(
+        self, permissions: list[PermissionRequest] | None, questions: list[QuestionRequest] | None
+    ) -> None:
+        """Replace the pending sets with a REST snapshot, minus anything answered meanwhile.
+
+        ``None`` means "could not be listed": that set is left as the events made it.
+        """
         for store, fresh in ((self.permissions, permissions), (self.questions, questions)):
+            if fresh is None:
+                continue
             fresh_ids = {r.id for r in fresh}
             for rid in [rid for rid in store if rid not in fresh_ids]:
                 req = store.pop(rid)
