@@ -33,6 +33,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "(env ORCHESTRATOR_TUI_ATTACH; password from OPENCODE_SERVER_PASSWORD)",
     )
 
+    for name, helptext in (
+        ("dashboard", "the dashboard (the default command)"),
+        ("demo", "the dashboard on a scripted model: sessions start, stream, call tools and ask you things"),
+    ):
+        dash = sub.add_parser(name, help=helptext, description=helptext)
+        if name == "dashboard":
+            dash.add_argument(
+                "--attach", metavar="URL", help="use an existing OpenCode server (env ORCHESTRATOR_TUI_ATTACH)"
+            )
+        dash.add_argument("--no-bell", action="store_true", help="no terminal bell when a request starts waiting")
+
     model = sub.add_parser(
         "scripted-model",
         help="run the scripted OpenAI-compatible model server used by tests and the demo",
@@ -57,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator_tui.mcp.server import main as mcp_main
 
         return mcp_main(attach=args.attach, wire=wire)
+    if args.command in (None, "dashboard", "demo"):
+        from orchestrator_tui.tui.main import run_dashboard
+
+        return run_dashboard(
+            attach=getattr(args, "attach", None),
+            demo=args.command == "demo",
+            bell=not getattr(args, "no_bell", False),
+        )
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 
@@ -65,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from orchestrator_tui.opencode import binary
 
         return binary.cli(args.opencode_command)
-    parser.print_help()
-    return 0
+    parser.print_help()  # pragma: no cover - every command is handled above
+    return 2
 
 
 if __name__ == "__main__":

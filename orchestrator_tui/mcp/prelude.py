@@ -76,6 +76,11 @@ class Wire:
         """Blocking: the next raw input line, or None at EOF (called from a worker thread)."""
         return self._lines.get()
 
+    def end_input(self) -> None:
+        """Shutdown without stdin EOF (SIGTERM): wake a thread blocked in :meth:`next_line`,
+        which would otherwise keep the interpreter from exiting (thread workers are not daemons)."""
+        self._lines.put(None)
+
     def _maybe_answer(self, line: bytes) -> None:
         with self._lock:
             if self._state in ("handed-over", "passthrough") or self._handshake is None:

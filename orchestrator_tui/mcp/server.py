@@ -173,4 +173,5 @@ def main(attach: str | None = None, wire: Wire | None = None) -> int:
         pass
     finally:
         kill_all_managed()
+        wire.end_input()
     return 0

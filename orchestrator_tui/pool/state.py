@@ -263,7 +263,7 @@ class Pool:
             view.deleted = False
             self._touch(view.id)
         elif isinstance(event, SessionDeleted):
-            self._forget(event.properties.info.id)
+            self.forget(event.properties.info.id)
         elif isinstance(event, SessionError):
             if sid is not None:
                 view = self.session(sid)
@@ -299,7 +299,8 @@ class Pool:
             self._touch_requests()
             self._touch(req.sessionID)
 
-    def _forget(self, session_id: str) -> None:
+    def forget(self, session_id: str) -> None:
+        """Drop a session (deleted) and its pending requests."""
         self.sessions.pop(session_id, None)
         for store in (self.permissions, self.questions):
             for rid in [rid for rid, r in store.items() if r.sessionID == session_id]:
@@ -337,7 +338,10 @@ class Pool:
     def _start_text(self, view: SessionView, message_id: str) -> None:
         view.text_message_id = message_id
         view._text.clear()
-        view._part_kinds.clear()
+        # Part kinds outlive the message: a delta can arrive before its message.updated, and
+        # a reasoning part must stay known as reasoning. Bounded instead of cleared.
+        if len(view._part_kinds) > 256:
+            view._part_kinds.clear()
 
     def _on_part(self, event: PartUpdated) -> None:
         part = event.properties.part
@@ -402,7 +406,7 @@ class Pool:
                 self._dirty.add(info.id)
         if complete:
             for sid in [sid for sid, v in self.sessions.items() if sid not in seen and v.info is not None]:
-                self._forget(sid)
+                self.forget(sid)
         self._schedule()
 
     def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:

@@ -1,0 +1,675 @@
+"""The dashboard: every session of the pool live, and every request waiting for a human.
+
+Data flow: the pool reduces events as they arrive; this app only *reads* it. Pool change
+notifications mark sessions dirty, and a short timer turns the dirty set into one screen update
+(at most ~20 per second, whatever the event rate): the session list is diffed by key, the
+detail pane appends new text, the inbox is rebuilt only when requests changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding, BindingType
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Input
+
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
+from orchestrator_tui.pool.actions import ActionError, PoolActions
+from orchestrator_tui.pool.handle import ServerUnavailable
+from orchestrator_tui.pool.registry import Launch, Registry
+from orchestrator_tui.pool.service import PoolService
+from orchestrator_tui.pool.state import Changes
+from orchestrator_tui.tui.render import permission_title
+from orchestrator_tui.tui.screens import (
+    CommandPickerScreen,
+    ConfirmScreen,
+    HelpScreen,
+    QuestionScreen,
+    TextPromptScreen,
+)
+from orchestrator_tui.tui.session_list import Row, SessionList, row_state
+from orchestrator_tui.tui.widgets import DetailPane, Inbox, ServerState, StatusLine
+
+log = logging.getLogger(__name__)
+
+#: Screen refresh period for pool changes (coalesced): ~20 updates per second at most.
+REFRESH_INTERVAL = 0.05
+HEALTH_INTERVAL = 5.0
+
+
+def styles_dir() -> Path:
+    """`styles/` beside the package in a checkout, or packaged inside it in a wheel."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "styles", here.parents[1] / "styles"):
+        if (candidate / "app.tcss").exists():
+            return candidate
+    return here.parents[1] / "styles"
+
+
+class DashboardCommands(Provider):
+    """Command-palette entries for every dashboard action, plus one per OpenCode command."""
+
+    def _entries(self) -> list[tuple[str, str, Callable[[], Any]]]:
+        app = self.app
+        assert isinstance(app, DashboardApp)
+        entries = [
+            ("New session…", "start a session with a prompt", app.action_new_session),
+            ("Send prompt to selected session…", "type a follow-up", app.action_send_prompt),
+            ("Run a command in selected session…", "pick from list_commands", app.action_run_command),
+            ("Abort selected session", "stop the current turn", app.action_abort),
+            ("Delete selected session…", "with confirmation", app.action_delete),
+            ("Jump to next session needing input", "◆", app.action_next_waiting),
+            ("Filter sessions…", "fuzzy search", app.action_filter),
+            ("Allow once", "answer the highlighted permission", partial(app.action_permission, "once")),
+            ("Allow always…", "answer the highlighted permission", partial(app.action_permission, "always")),
+            ("Reject…", "answer the highlighted request", app.action_reject),
+            ("Toggle terminal bell", "for new requests", app.action_toggle_bell),
+            ("Help", "every key", app.action_help),
+        ]
+        for command in app.known_commands:
+            entries.append(
+                (
+                    f"Run /{command.name}",
+                    (command.description or "").splitlines()[0] if command.description else "OpenCode command",
+                    partial(app.run_named_command, command.name),
+                )
+            )
+        return entries
+
+    async def discover(self) -> Hits:
+        for name, help_text, callback in self._entries():
+            yield DiscoveryHit(name, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, help_text, callback in self._entries():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class DashboardApp(App[None]):
+    TITLE = "orchestrator-tui"
+    CSS_PATH = str(styles_dir() / "app.tcss")
+    COMMANDS: ClassVar[set[type[Provider]] | set[Callable[[], type[Provider]]]] = {
+        *App.COMMANDS,
+        DashboardCommands,
+    }
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("o", "permission('once')", "Allow once"),
+        Binding("a", "permission('always')", "Allow always"),
+        Binding("r", "reject", "Reject"),
+        Binding("enter", "answer", "Answer", show=False),
+        Binding("n", "new_session", "New"),
+        Binding("p", "send_prompt", "Prompt"),
+        Binding("c", "run_command", "Command"),
+        Binding("x", "abort", "Abort"),
+        Binding("d", "delete", "Delete", show=False),
+        Binding("slash", "filter", "Filter"),
+        Binding("i", "next_waiting", "Next ◆"),
+        Binding("tab", "focus_next", "Focus", show=False),
+        Binding("question_mark", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(
+        self,
+        service: PoolService,
+        actions: PoolActions,
+        registry: Registry | None = None,
+        *,
+        bell: bool = True,
+        on_ready: Callable[[DashboardApp], Any] | None = None,
+        owns_service: bool = False,
+    ) -> None:
+        super().__init__()
+        self._owns_service = owns_service
+        self.service = service
+        self.pool = service.pool
+        self.actions_ = actions
+        self.registry = registry
+        self.bell_enabled = bell
+        self._on_ready = on_ready
+        self._dirty: set[str] = set()
+        self._removed: set[str] = set()
+        self._requests_dirty = True
+        self._status_dirty = True
+        self._flush_pending = False
+        self._seen_requests: set[str] = set()
+        self._origins: dict[str, Launch | None] = {}
+        self._unknown_origin_checked = 0.0
+        self.server_state = ServerState()
+        self.known_commands: list[Any] = []
+        self.ready = asyncio.Event()
+        self._unsubscribe: Callable[[], None] = lambda: None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status-line")
+        with Horizontal(id="main"):
+            with Vertical(id="sessions-pane"):
+                yield Input(placeholder="filter: fuzzy match on title, path, id, origin, status", id="filter")
+                yield SessionList(id="sessions")
+            yield DetailPane(id="detail")
+        yield Inbox(id="inbox")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        # Keep references: while a dialog is open, App.query_one looks at the dialog's screen.
+        self.session_list = self.query_one(SessionList)
+        self.inbox = self.query_one(Inbox)
+        self.detail = self.query_one(DetailPane)
+        self.status_line = self.query_one(StatusLine)
+        self.filter_input = self.query_one("#filter", Input)
+        self.sessions_pane = self.query_one("#sessions-pane")
+        self.sessions_pane.border_title = "Sessions"
+        self.query_one("#detail").border_title = "Detail"
+        self.filter_input.display = False
+        self.session_list.focus()
+        self._unsubscribe = self.pool.subscribe(self._on_pool_changes)
+        self.set_interval(30, self.session_list.tick)
+        self.set_interval(HEALTH_INTERVAL, self._health_check)
+        self._refresh_status()
+        self._connect()
+
+    async def on_unmount(self) -> None:
+        self._unsubscribe()
+        if self._owns_service:
+            # Stop the managed server with the app, whatever way the app ends.
+            try:
+                await asyncio.wait_for(self.service.close(), 5.0)
+            except (TimeoutError, Exception):
+                log.warning("closing the pool service took too long", exc_info=True)
+
+    # ------------------------------------------------------------------ server connection
+
+    @work(exclusive=True, group="connect")
+    async def _connect(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                snapshot = await self.service.acquire()
+            except ServerUnavailable as exc:
+                self._server_down(str(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            self.server_state = ServerState(
+                mode="managed" if snapshot.managed is not None else "attached",
+                url=snapshot.base_url,
+                version=snapshot.version or "",
+                stream=self.pool.connection_state,
+            )
+            self._status_dirty = True
+            self._schedule_flush()
+            await self.service.wait_stream(10)
+            await self.service.resync()
+            self._full_reload()
+            self._load_commands()
+            if not self.ready.is_set():
+                self.ready.set()
+                if self._on_ready is not None:
+                    result = self._on_ready(self)
+                    if asyncio.iscoroutine(result):
+                        await result
+            return
+
+    def _server_down(self, error: str, retry_in: float) -> None:
+        fix = _fix_for(error)
+        self.server_state = ServerState(
+            stream="down", detail=f"{error.splitlines()[0][:160]} — retrying in {retry_in:.0f}s"
+        )
+        self._refresh_status()
+        self.detail.query_one("#detail-info").update(
+            Text.assemble(("OpenCode is not available\n\n", "bold red"), (error + "\n\n", ""), (fix, "bold"))
+        )
+
+    async def _health_check(self) -> None:
+        if not self.ready.is_set():
+            return
+        try:
+            snapshot = await self.service.acquire()
+        except ServerUnavailable as exc:
+            self._server_down(str(exc), HEALTH_INTERVAL)
+            return
+        if snapshot.base_url != self.server_state.url or self.server_state.stream == "down":
+            self.server_state = ServerState(
+                mode="managed" if snapshot.managed is not None else "attached",
+                url=snapshot.base_url,
+                version=snapshot.version or "",
+                stream=self.pool.connection_state,
+            )
+            self._status_dirty = True
+            self._schedule_flush()
+
+    @work(group="commands")
+    async def _load_commands(self) -> None:
+        try:
+            self.known_commands = await self.actions_.commands()
+        except ActionError as exc:
+            log.warning("%s", exc)
+
+    # ------------------------------------------------------------------ pool → screen
+
+    def _on_pool_changes(self, changes: Changes) -> None:
+        self._dirty |= changes.sessions
+        self._removed |= changes.removed
+        self._requests_dirty |= changes.requests
+        self._status_dirty |= changes.connection or changes.requests
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.set_timer(REFRESH_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        session_list = self.session_list
+        dirty, removed = self._dirty, self._removed
+        self._dirty, self._removed = set(), set()
+        if self._requests_dirty:
+            # A request changes its session's glyph too.
+            dirty |= {r.sessionID for r in self._pending()}
+        if dirty or removed:
+            self._lookup_origins(dirty)
+            rows = {sid: self._row(sid) for sid in dirty if sid in self.pool.sessions}
+            rows = {sid: row for sid, row in rows.items() if row is not None}
+            session_list.update_rows(rows, removed)
+        if self._requests_dirty:
+            self._requests_dirty = False
+            self._refresh_inbox()
+        counts = (len(self.pool.sessions), len(session_list.shown))
+        if self._status_dirty or counts != getattr(self, "_counts", None):
+            self._counts = counts
+            self._status_dirty = False
+            self._refresh_status()
+            total, shown = counts
+            label = f"{shown}/{total}" if session_list.filter_text else str(total)
+            self.sessions_pane.border_title = f"Sessions ({label})"
+        selected = session_list.selected_id
+        if (selected is not None and (selected in dirty or selected in removed)) or (selected is None and removed):
+            self._refresh_detail()
+
+    def _full_reload(self) -> None:
+        self._lookup_origins(set(self.pool.sessions), force=True)
+        rows = {sid: row for sid in self.pool.sessions if (row := self._row(sid)) is not None}
+        self.session_list.set_rows(rows)
+        self._requests_dirty = True
+        self._status_dirty = True
+        self._flush()
+        self._refresh_detail()
+
+    def _row(self, sid: str) -> Row | None:
+        view = self.pool.sessions.get(sid)
+        if view is None:
+            return None
+        info = view.info
+        launch = self._origins.get(sid)
+        tokens = info.tokens if info is not None else None
+        return Row(
+            id=sid,
+            state=row_state(view, self.pool.needs_input(sid)),
+            title=(info.title if info else "") or sid,
+            origin=launch.origin if launch else "other",
+            updated=info.time.updated if info else None,
+            path=(info.path or "") if info else "",
+            additions=info.summary.additions if info and info.summary else 0,
+            deletions=info.summary.deletions if info and info.summary else 0,
+            tokens=(tokens.input + tokens.output + tokens.reasoning) if tokens else 0,
+            cost=(info.cost or 0.0) if info else 0.0,
+        )
+
+    def _lookup_origins(self, ids: Iterable[str], *, force: bool = False) -> None:
+        """Who launched each session, from the shared registry (cached; unknowns re-checked)."""
+        if self.registry is None:
+            return
+        wanted = [sid for sid in ids if force or sid not in self._origins or self._origins[sid] is None]
+        now = time.monotonic()
+        if not force:
+            fresh = [sid for sid in wanted if sid not in self._origins]
+            if now - self._unknown_origin_checked < 1.0:
+                wanted = fresh
+            else:
+                self._unknown_origin_checked = now
+        if not wanted:
+            return
+        try:
+            found = self.registry.launches(wanted)
+        except Exception:
+            log.exception("registry lookup failed")
+            return
+        for sid in wanted:
+            self._origins[sid] = found.get(sid)
+
+    def _pending(self) -> list[PermissionRequest | QuestionRequest]:
+        """Every pending request, oldest first (ids are time-ordered in OpenCode)."""
+        requests: list[PermissionRequest | QuestionRequest] = [
+            *self.pool.permissions.values(),
+            *self.pool.questions.values(),
+        ]
+        return sorted(requests, key=lambda r: r.id[4:])
+
+    def _refresh_inbox(self) -> None:
+        pending = self._pending()
+        titles = {}
+        for request in pending:
+            view = self.pool.sessions.get(request.sessionID)
+            titles[request.sessionID] = (view.title if view else "") or request.sessionID
+        self.inbox.update_requests(pending, titles)
+        new = [r for r in pending if r.id not in self._seen_requests]
+        self._seen_requests = {r.id for r in pending}
+        if new and self.ready.is_set():
+            for request in new:
+                what = permission_title(request) if isinstance(request, PermissionRequest) else "Question"
+                self.notify(f"{titles[request.sessionID]}: {what}", title="Waiting for you", timeout=6)
+            if self.bell_enabled:
+                self.bell()
+
+    def _refresh_status(self) -> None:
+        state = self.server_state
+        if state.stream != "down":
+            state = ServerState(
+                mode=state.mode,
+                url=state.url,
+                version=state.version,
+                stream=self.pool.connection_state,
+                detail=self.pool.connection_detail,
+                waiting=len(self.pool.permissions) + len(self.pool.questions),
+                sessions=len(self.pool.sessions),
+            )
+        else:
+            state = ServerState(**{**state.__dict__, "sessions": len(self.pool.sessions)})
+        self.status_line.show(state)
+
+    def _refresh_detail(self) -> None:
+        sid = self.session_list.selected_id
+        view = self.pool.sessions.get(sid) if sid else None
+        row = self.session_list.rows.get(sid) if sid else None
+        if view is None:
+            self.detail.show(None, None, [], 0)
+            return
+        perms, questions = self.pool.pending_for(view.id)
+        pending = [permission_title(p) for p in perms] + ["question" for _ in questions]
+        self.detail.show(view, row, pending, 0)
+
+    @on(SessionList.Highlighted)
+    def _on_highlight(self, event: SessionList.Highlighted) -> None:
+        self._refresh_detail()
+        if event.session_id:
+            perms, questions = self.pool.pending_for(event.session_id)
+            first = (perms or questions or [None])[0]
+            if first is not None:
+                self.inbox.select(first.id)
+
+    # ------------------------------------------------------------------ requests
+
+    def current_request(self) -> PermissionRequest | QuestionRequest | None:
+        inbox = self.inbox
+        rid = inbox.highlighted_id
+        if rid is None:
+            return None
+        return self.pool.permissions.get(rid) or self.pool.questions.get(rid)
+
+    async def action_permission(self, reply: str) -> None:
+        request = self.current_request()
+        if request is None:
+            self.notify("Nothing is waiting for an answer.", severity="information")
+            return
+        if isinstance(request, QuestionRequest):
+            await self.action_answer()
+            return
+        if reply == "always":
+            patterns = request.always or request.patterns
+            body = Text.assemble(
+                (f"{permission_title(request)} — allow from now on, for the rest of this server's life:\n\n", ""),
+                *[(f"  • {p}\n", "bold") for p in patterns],
+                ("\nOpenCode will not ask again for anything matching these patterns.", "dim"),
+            )
+            if not await self.push_screen_wait(ConfirmScreen("Allow always?", body, "Allow always")):
+                return
+        self._reply_permission(request, reply, None)
+
+    @work(group="reply")
+    async def _reply_permission(self, request: PermissionRequest, reply: str, message: str | None) -> None:
+        try:
+            await self.actions_.reply_permission(request.id, reply, message)
+        except ActionError as exc:
+            self.notify(str(exc), severity="warning", title="Not sent")
+            return
+        words = {"once": "Allowed once", "always": "Allowed always", "reject": "Rejected"}
+        self.notify(f"{words[reply]}: {permission_title(request)}", timeout=3)
+
+    async def action_reject(self) -> None:
+        request = self.current_request()
+        if request is None:
+            self.notify("Nothing is waiting for an answer.")
+            return
+        if isinstance(request, QuestionRequest):
+            self._answer_question(request, ("reject", []))
+            return
+        message = await self.push_screen_wait(
+            TextPromptScreen(
+                "Reject — optional message for the agent",
+                "why not / what to do instead (leave empty to just stop)",
+                allow_empty=True,
+                help_text="Enter rejects · with a message the agent continues with your feedback · Esc cancels",
+            )
+        )
+        if message is None:
+            return
+        self._reply_permission(request, "reject", message or None)
+
+    async def action_answer(self) -> None:
+        request = self.current_request()
+        if request is None:
+            self.notify("Nothing is waiting for an answer.")
+            return
+        if isinstance(request, PermissionRequest):
+            self.notify("o allow once · a allow always · r reject")
+            return
+        view = self.pool.sessions.get(request.sessionID)
+        result = await self.push_screen_wait(QuestionScreen(request, view.title if view else ""))
+        if result is not None:
+            self._answer_question(request, result)
+
+    @work(group="reply")
+    async def _answer_question(self, request: QuestionRequest, result: tuple[str, list[list[str]]]) -> None:
+        action, answers = result
+        try:
+            if action == "reply":
+                await self.actions_.reply_question(request.id, answers)
+            else:
+                await self.actions_.reject_question(request.id)
+        except ActionError as exc:
+            self.notify(str(exc), severity="warning", title="Not sent")
+            return
+        self.notify("Answer sent" if action == "reply" else "Question rejected", timeout=3)
+
+    # ------------------------------------------------------------------ sessions
+
+    def _selected(self) -> str | None:
+        sid = self.session_list.selected_id
+        if sid is None:
+            self.notify("Select a session first (↑/↓), or press n to start one.")
+        return sid
+
+    async def action_new_session(self) -> None:
+        prompt = await self.push_screen_wait(
+            TextPromptScreen(
+                "New session", "what should the agent do?", help_text="Enter starts the session · Esc cancels"
+            )
+        )
+        if prompt:
+            self._start_session(prompt)
+
+    @work(group="act")
+    async def _start_session(self, prompt: str) -> None:
+        try:
+            session = await self.actions_.new_session(prompt)
+        except ActionError as exc:
+            self.notify(str(exc), severity="error", title="Could not start")
+            return
+        self._origins.pop(session.id, None)
+        self._dirty.add(session.id)
+        self._flush()
+        self.session_list.select(session.id)
+
+    async def action_send_prompt(self) -> None:
+        sid = self._selected()
+        if sid is None:
+            return
+        text = await self.push_screen_wait(TextPromptScreen("Send a prompt", "message for this session"))
+        if text:
+            self._act(self.actions_.send_prompt(sid, text), "Prompt sent")
+
+    async def action_run_command(self) -> None:
+        sid = self._selected()
+        if sid is None:
+            return
+        if not self.known_commands:
+            try:
+                self.known_commands = await self.actions_.commands()
+            except ActionError as exc:
+                self.notify(str(exc), severity="error")
+                return
+        choice = await self.push_screen_wait(CommandPickerScreen(self.known_commands))
+        if choice:
+            name, arguments = choice
+            self._act(self.actions_.run_command(sid, name, arguments), f"/{name} started")
+
+    def run_named_command(self, name: str) -> None:
+        sid = self._selected()
+        if sid is not None:
+            self._act(self.actions_.run_command(sid, name, ""), f"/{name} started")
+
+    def action_abort(self) -> None:
+        sid = self._selected()
+        if sid is not None:
+            self._act(self.actions_.abort(sid), "Abort requested")
+
+    async def action_delete(self) -> None:
+        sid = self._selected()
+        if sid is None:
+            return
+        title = self.pool.sessions[sid].title if sid in self.pool.sessions else sid
+        body = Text.assemble(
+            ("Delete ", ""),
+            (title, "bold"),
+            (f" ({sid})?\n\nIts messages are removed from OpenCode; this cannot be undone.", ""),
+        )
+        if await self.push_screen_wait(ConfirmScreen("Delete session?", body, "Delete")):
+            self._act(self.actions_.delete(sid), "Session deleted")
+
+    @work(group="act")
+    async def _act(self, coro: Any, done: str) -> None:
+        try:
+            await coro
+        except ActionError as exc:
+            self.notify(str(exc), severity="error", title="Failed")
+            return
+        self.notify(done, timeout=3)
+
+    def action_next_waiting(self) -> None:
+        session_list = self.session_list
+        sid = session_list.first_matching(lambda row: row.state == "needs-input")
+        if sid is None:
+            self.notify("No session is waiting for input.")
+            return
+        session_list.select(sid)
+        session_list.focus()
+
+    def action_filter(self) -> None:
+        field = self.filter_input
+        field.display = True
+        field.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.session_list.set_filter(event.value)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        session_list = self.session_list
+        if not event.value.strip():
+            event.input.display = False
+        session_list.focus()
+
+    def action_toggle_bell(self) -> None:
+        self.bell_enabled = not self.bell_enabled
+        self.notify(f"Terminal bell {'on' if self.bell_enabled else 'off'}")
+
+    def action_help(self) -> None:
+        sections = [
+            (
+                "Requests (the inbox, bottom)",
+                [
+                    ("o", "allow the highlighted permission once"),
+                    ("a", "allow always (confirm lists the patterns)"),
+                    ("r", "reject (optionally with a message for the agent)"),
+                    ("enter", "answer the highlighted question"),
+                    ("1-9", "in a question: pick an option"),
+                    ("ctrl+s", "in a question: submit (press twice to confirm)"),
+                ],
+            ),
+            (
+                "Sessions",
+                [
+                    ("↑ ↓ / j k", "move"),
+                    ("n", "new session with a prompt"),
+                    ("p", "send a prompt to the selected session"),
+                    ("c", "run a command in the selected session"),
+                    ("x", "abort the selected session"),
+                    ("d", "delete the selected session (asks first)"),
+                    ("/", "filter: fuzzy search"),
+                    ("i", "jump to the next session that needs input"),
+                ],
+            ),
+            (
+                "App",
+                [
+                    ("tab", "move focus between list, inbox"),
+                    ("ctrl+p", "command palette (every action, every command)"),
+                    ("?", "this help"),
+                    ("q", "quit"),
+                ],
+            ),
+            (
+                "Status glyphs",
+                [
+                    ("◆", "needs input"),
+                    ("●", "busy"),
+                    ("↻", "retrying"),
+                    ("✗", "error"),
+                    ("○", "idle"),
+                    ("?", "unknown (not observed yet)"),
+                ],
+            ),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+
+def _fix_for(error: str) -> str:
+    lowered = error.lower()
+    if "npm was not found" in lowered or "opencode_binary" in lowered:
+        return "Fix: install Node.js and npm (used once to install OpenCode 1.18.33), or set OPENCODE_BINARY."
+    if "401" in lowered or "password" in lowered:
+        return "Fix: set OPENCODE_SERVER_PASSWORD to the attached server's password."
+    if "external opencode server unavailable" in lowered:
+        return "Fix: check the --attach URL, and that the server is running (opencode serve)."
+    if "orchestrator_managed" in lowered:
+        return "Fix: you are inside an orchestrated session; run the dashboard from a normal shell."
+    return "The dashboard keeps retrying; it will connect as soon as OpenCode answers."

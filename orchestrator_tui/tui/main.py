@@ -1,0 +1,115 @@
+"""Starting the dashboard (``orchestrator-tui``) and the demo (``orchestrator-tui demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator_tui.pool.actions import PoolActions
+from orchestrator_tui.pool.registry import Registry
+from orchestrator_tui.pool.service import PoolService, ServerSpec
+
+#: What the demo's sessions do: (first prompt line = title, scripted-model directive).
+DEMO_SESSIONS: list[tuple[str, str]] = [
+    (
+        "Write a haiku about supervising agents",
+        "STREAM Many small agents / humming through the night shift — / one human says yes.\n\n"
+        "Each session streams its text here as it arrives; the pane on the right follows the "
+        "selected one.",
+    ),
+    ("Count slowly to forty", "SLOW 40 150"),
+    ("Check the free disk space", "BASH df -h ."),
+    ("Fix the typo in the README", "EDIT {project}/README.md teh => the"),
+    ("Ask me which colour to use", "ASK"),
+    ("Summarise the project notes", "READ {project}/NOTES.md"),
+]
+
+
+@dataclass
+class DemoEnvironment:
+    """A throwaway project, isolated OpenCode storage and the scripted model."""
+
+    project: Path
+    env: dict[str, str]
+    config: str
+    model: Any
+
+    @classmethod
+    def create(cls) -> DemoEnvironment:
+        from orchestrator_tui.opencode.binary import cache_base
+        from orchestrator_tui.scripted_model import ScriptedModelServer, opencode_config
+
+        root = Path(tempfile.mkdtemp(prefix="orchestrator-tui-demo-"))
+        project = root / "project"
+        project.mkdir()
+        (project / "README.md").write_text("# Demo project\n\nThis is teh demo project of orchestrator-tui.\n")
+        (project / "NOTES.md").write_text("Notes: the demo runs on a scripted model; no provider needed.\n")
+        subprocess.run(["git", "init", "-q", str(project)], check=False)
+        # OpenCode installs a plugin into its config dir on first start; keep that dir between demos.
+        config_home = cache_base() / "orchestrator-tui" / "demo-config"
+        config_home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            XDG_DATA_HOME=str(root / "data"),
+            XDG_STATE_HOME=str(root / "state"),
+            XDG_CACHE_HOME=str(root / "cache"),
+            XDG_CONFIG_HOME=str(config_home),
+            ORCHESTRATOR_TUI_CACHE_DIR=str(cache_base()),
+            ORCHESTRATOR_TUI_STATE_DIR=str(root / "orchestrator-state"),
+        )
+        env.pop("OPENCODE_CONFIG_CONTENT", None)
+        model = ScriptedModelServer().start()
+        config = opencode_config(
+            model.base_url,
+            permission={"bash": "ask", "edit": "ask", "external_directory": "ask", "read": "allow"},
+        )
+        return cls(project=project, env=env, config=json.dumps(config), model=model)
+
+    def close(self) -> None:
+        self.model.stop()
+
+
+async def start_demo_sessions(actions: PoolActions, project: Path) -> None:
+    for title, directive in DEMO_SESSIONS:
+        await actions.new_session(f"{title}\n{directive.format(project=project)}")
+        await asyncio.sleep(0.4)
+
+
+def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str = "default") -> int:
+    from orchestrator_tui.opencode.process import kill_all_managed
+    from orchestrator_tui.tui.app import DashboardApp
+
+    demo_env = DemoEnvironment.create() if demo else None
+    if demo_env is not None:
+        spec = ServerSpec(cwd=demo_env.project, config_content=demo_env.config, env=demo_env.env)
+        registry_env: dict[str, str] | None = demo_env.env
+    else:
+        spec = ServerSpec.from_env(attach_url=attach)
+        registry_env = None
+    registry = Registry.for_pool(pool, registry_env)
+    service = PoolService(spec)
+    actions = PoolActions(service, registry)
+    on_ready: Callable[[DashboardApp], Any] | None = None
+    if demo_env is not None:
+        project = demo_env.project
+
+        def on_ready(app: DashboardApp) -> None:
+            app.run_worker(start_demo_sessions(actions, project), group="demo")
+            app.notify("Demo: six sessions start; two will ask you something (see the inbox).", timeout=8)
+
+    app = DashboardApp(service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True)
+    try:
+        app.run()
+    finally:
+        kill_all_managed()
+        registry.close()
+        if demo_env is not None:
+            demo_env.close()
+    return 0

@@ -1,0 +1,117 @@
+"""How a pending request looks: each permission type shows what it is really asking for.
+
+Modelled on OpenCode's own prompts: an edit shows its diff, bash its command, an external
+directory the path and the patterns "always" would allow. Unknown types fall back to their
+patterns and metadata, so a new OpenCode permission is still answerable with open eyes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
+
+TITLES = {
+    "edit": "Edit file",
+    "write": "Write file",
+    "bash": "Run command",
+    "external_directory": "Access outside the project",
+    "read": "Read file",
+    "webfetch": "Fetch URL",
+    "websearch": "Search the web",
+    "glob": "List files",
+    "grep": "Search files",
+    "list": "List directory",
+    "task": "Start a sub-agent",
+    "todowrite": "Update todo list",
+    "doom_loop": "Repeated tool call",
+}
+
+
+def permission_title(request: PermissionRequest) -> str:
+    return TITLES.get(request.permission, request.permission.replace("_", " ").capitalize())
+
+
+def permission_summary(request: PermissionRequest) -> str:
+    """One line for the inbox list."""
+    meta = request.metadata or {}
+    filepath = meta.get("filepath")
+    if isinstance(filepath, str) and request.permission in ("edit", "write", "read"):
+        filepath = filepath.rsplit("/", 1)[-1]  # the inbox line names the file; the view shows the path
+    target = meta.get("command") or filepath or meta.get("url") or ", ".join(request.patterns)
+    line = f"{permission_title(request)}: {target}" if target else permission_title(request)
+    return line if len(line) <= 60 else line[:59] + "…"
+
+
+def question_summary(request: QuestionRequest) -> str:
+    first = request.questions[0].question if request.questions else "(no question)"
+    more = f" (+{len(request.questions) - 1} more)" if len(request.questions) > 1 else ""
+    return f"Question: {first}{more}"
+
+
+def _patterns_table(request: PermissionRequest) -> Table:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(style="dim", no_wrap=True)
+    table.add_column()
+    if request.patterns:
+        table.add_row("Patterns", ", ".join(request.patterns))
+    if request.always:
+        table.add_row("Always allows", ", ".join(request.always))
+    return table
+
+
+def render_permission(request: PermissionRequest, *, theme: str = "ansi_dark") -> RenderableType:
+    meta: dict[str, Any] = request.metadata or {}
+    kind = request.permission
+    parts: list[RenderableType] = [Text(f"△ {permission_title(request)}", style="bold")]
+    if kind in ("edit", "write") and isinstance(meta.get("diff"), str):
+        parts.append(Text(f"  {meta.get('filepath', '')}", style="dim"))
+        parts.append(Syntax(_trim_diff(meta["diff"]), "diff", theme=theme, background_color="default"))
+    elif kind == "bash" and isinstance(meta.get("command"), str):
+        parts.append(Syntax(f"$ {meta['command']}", "bash", theme=theme, background_color="default", word_wrap=True))
+    elif kind == "external_directory":
+        path = meta.get("filepath") or meta.get("parentDir")
+        if path:
+            parts.append(Text.assemble(("  Path ", "dim"), (str(path), "bold")))
+        if meta.get("parentDir") and meta.get("parentDir") != path:
+            parts.append(Text.assemble(("  In   ", "dim"), str(meta["parentDir"])))
+    elif kind == "webfetch" and meta.get("url"):
+        parts.append(Text.assemble(("  URL ", "dim"), (str(meta["url"]), "bold")))
+    else:
+        extra = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
+        for key, value in list(extra.items())[:8]:
+            parts.append(Text.assemble((f"  {key} ", "dim"), str(value)))
+    parts.append(_patterns_table(request))
+    return Group(*parts)
+
+
+def _trim_diff(diff: str, limit: int = 400) -> str:
+    """Drop the ``Index:``/``====`` preamble OpenCode adds; cap huge diffs."""
+    lines = [ln for ln in diff.splitlines() if not ln.startswith(("Index: ", "====="))]
+    if len(lines) > limit:
+        lines = [*lines[:limit], f"… {len(lines) - limit} more lines"]
+    return "\n".join(lines)
+
+
+def render_question(request: QuestionRequest) -> RenderableType:
+    parts: list[RenderableType] = []
+    for number, q in enumerate(request.questions, 1):
+        head = f"{q.header}: " if q.header else ""
+        parts.append(Text(f"? {head}{q.question}", style="bold"))
+        for i, option in enumerate(q.options, 1):
+            line = Text.assemble((f"  {i}. ", "dim"), option.label)
+            if option.description:
+                line.append(f" — {option.description}", style="dim")
+            parts.append(line)
+        flags = ["several answers" if q.multiple else "one answer"]
+        if q.custom:
+            flags.append("or your own")
+        parts.append(Text("  " + ", ".join(flags), style="dim italic"))
+        if number < len(request.questions):
+            parts.append(Text(""))
+    return Group(*parts)

@@ -1,0 +1,367 @@
+"""The session list: a virtual, keyed table drawn line by line.
+
+With 10,000 sessions a widget per row (or a DataTable rebuilt on every change) is far too slow,
+so this follows Toolong: only visible lines are rendered (the Line API), each row's rendering
+is cached by (session, version, width, selected), and a change to one session repaints one line.
+Filtering and ordering work on a list of ids, not on widgets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from orchestrator_tui.pool.state import SessionView, Status
+
+#: Status glyphs, with the word used for filtering and the help screen.
+GLYPHS: dict[str, str] = {
+    "needs-input": "◆",
+    "busy": "●",
+    "retry": "↻",
+    "error": "✗",
+    "idle": "○",
+    "unknown": "?",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """Everything one line shows; built from the pool by the app."""
+
+    id: str
+    state: str  # a key of GLYPHS
+    title: str
+    origin: str
+    updated: int | None
+    path: str
+    additions: int
+    deletions: int
+    tokens: int
+    cost: float
+
+    @property
+    def haystack(self) -> str:
+        return f"{self.title} {self.path} {self.id} {self.origin} {self.state}".casefold()
+
+
+def row_state(view: SessionView, needs_input: bool) -> str:
+    if needs_input:
+        return "needs-input"
+    if view.status is Status.BUSY:
+        return "busy"
+    if view.status is Status.RETRY:
+        return "retry"
+    if view.last_error and view.status is not Status.BUSY and not _aborted(view.last_error):
+        return "error"
+    return view.status.value
+
+
+def _aborted(error: dict[str, object]) -> bool:
+    return error.get("name") == "MessageAbortedError"
+
+
+def age(ms: int | None, now: float | None = None) -> str:
+    if not ms:
+        return "—"
+    seconds = int((now if now is not None else time.time()) - ms / 1000)
+    if seconds < 60:
+        return "now"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def fuzzy_match(needle: str, haystack: str) -> bool:
+    """Substring, or every character of the needle in order (``fzf``-style)."""
+    if needle in haystack:
+        return True
+    pos = 0
+    for char in needle:
+        pos = haystack.find(char, pos)
+        if pos < 0:
+            return False
+        pos += 1
+    return True
+
+
+def compact_number(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f}M"
+    if n >= 1000:
+        return f"{n / 1000:.1f}k"
+    return str(n)
+
+
+class SessionList(ScrollView, can_focus=True):
+    """Keyboard-driven list of sessions; posts :class:`SessionList.Highlighted` on moves."""
+
+    COMPONENT_CLASSES = {
+        "session-list--header",
+        "session-list--cursor",
+        "session-list--needs-input",
+        "session-list--busy",
+        "session-list--retry",
+        "session-list--error",
+        "session-list--idle",
+        "session-list--unknown",
+        "session-list--dim",
+        "session-list--agent",
+        "session-list--human",
+    }
+
+    BINDINGS = [
+        Binding("up,k", "cursor(-1)", "Up", show=False),
+        Binding("down,j", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+    ]
+
+    cursor: reactive[int] = reactive(0, repaint=False)
+
+    class Highlighted(Message):
+        def __init__(self, session_id: str | None) -> None:
+            self.session_id = session_id
+            super().__init__()
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.rows: dict[str, Row] = {}
+        self.order: list[str] = []
+        self.shown: list[str] = []
+        self.filter_text = ""
+        self._cache: dict[tuple[str, int, bool], Strip] = {}
+        self._now = time.time()
+
+    # ------------------------------------------------------------------ data
+
+    @property
+    def selected_id(self) -> str | None:
+        if 0 <= self.cursor < len(self.shown):
+            return self.shown[self.cursor]
+        return None
+
+    def set_rows(self, rows: dict[str, Row]) -> None:
+        """Replace the whole data set (first load, resync)."""
+        self.rows = rows
+        self._cache.clear()
+        self._reorder()
+
+    def update_rows(self, changed: dict[str, Row], removed: set[str]) -> None:
+        """Apply a diff by key; repaint only what is needed."""
+        reorder = bool(removed)
+        for sid in removed:
+            self.rows.pop(sid, None)
+        for sid, row in changed.items():
+            old = self.rows.get(sid)
+            self.rows[sid] = row
+            if old is None or old.updated != row.updated or (self.filter_text and old.haystack != row.haystack):
+                reorder = True
+        if changed or removed:
+            self._drop_cache(set(changed) | removed)
+        if reorder:
+            self._reorder()
+        else:
+            self._repaint_ids(set(changed))
+
+    def set_filter(self, text: str) -> None:
+        self.filter_text = text.strip().casefold()
+        self._apply_filter()
+
+    def _reorder(self) -> None:
+        rows = self.rows
+        self.order = sorted(rows, key=lambda sid: rows[sid].updated or 0, reverse=True)
+        self._apply_filter()
+
+    def _apply_filter(self) -> None:
+        keep = self.selected_id
+        needle = self.filter_text
+        if needle:
+            rows = self.rows
+            self.shown = [sid for sid in self.order if fuzzy_match(needle, rows[sid].haystack)]
+        else:
+            self.shown = list(self.order)
+        self.virtual_size = Size(self.size.width, len(self.shown) + 1)
+        index = self.shown.index(keep) if keep is not None and keep in self.shown else self.cursor
+        index = min(index, len(self.shown) - 1)
+        self._set_cursor(max(0, index), announce=keep != (self.shown[index] if self.shown else None))
+        self.refresh()
+
+    def _drop_cache(self, ids: set[str]) -> None:
+        if len(self._cache) > 4 * max(len(self.shown), 100):
+            self._cache.clear()
+            return
+        for key in [k for k in self._cache if k[0] in ids]:
+            del self._cache[key]
+
+    def _repaint_ids(self, ids: set[str]) -> None:
+        top = self.scroll_offset.y
+        height = self.size.height
+        for y, sid in enumerate(self.shown[top : top + height]):
+            if sid in ids:
+                self.refresh_line(y + 1 + top)
+
+    def tick(self) -> None:
+        """Ages move with the clock: repaint once in a while."""
+        self._now = time.time()
+        self._cache.clear()
+        self.refresh()
+
+    # ------------------------------------------------------------------ cursor
+
+    def select(self, session_id: str) -> bool:
+        if session_id not in self.rows:
+            return False
+        if session_id not in self.shown:
+            self.filter_text = ""
+            self._apply_filter()
+        self._set_cursor(self.shown.index(session_id))
+        return True
+
+    def _set_cursor(self, index: int, announce: bool = True) -> None:
+        old = self.cursor
+        self.cursor = index
+        if old != index:
+            self._drop_cache({sid for sid in (self._id_at(old), self._id_at(index)) if sid})
+            self.refresh()
+        self.scroll_to_region_of(index)
+        if announce or old != index:
+            self.post_message(self.Highlighted(self.selected_id))
+
+    def _id_at(self, index: int) -> str | None:
+        return self.shown[index] if 0 <= index < len(self.shown) else None
+
+    def scroll_to_region_of(self, index: int) -> None:
+        top = self.scroll_offset.y
+        height = max(1, self.size.height - 1)
+        if index < top:
+            self.scroll_to(y=index, animate=False)
+        elif index >= top + height:
+            self.scroll_to(y=index - height + 1, animate=False)
+
+    def action_cursor(self, delta: int) -> None:
+        if self.shown:
+            self._set_cursor(max(0, min(len(self.shown) - 1, self.cursor + delta)))
+
+    def action_page(self, direction: int) -> None:
+        self.action_cursor(direction * max(1, self.size.height - 2))
+
+    def action_jump(self, where: int) -> None:
+        if self.shown:
+            self._set_cursor(0 if where == 0 else len(self.shown) - 1)
+
+    def first_matching(self, predicate: Callable[[Row], bool]) -> str | None:
+        """The next visible session after the cursor (wrapping) whose row matches."""
+        n = len(self.shown)
+        for step in range(1, n + 1):
+            sid = self.shown[(self.cursor + step) % n]
+            if predicate(self.rows[sid]):
+                return sid
+        return None
+
+    def on_click(self, event: object) -> None:
+        y = getattr(event, "y", None)
+        if isinstance(y, int) and y >= 1:
+            index = self.scroll_offset.y + y - 1
+            if 0 <= index < len(self.shown):
+                self._set_cursor(index)
+
+    # ------------------------------------------------------------------ drawing
+
+    def _columns(self, width: int) -> tuple[int, int, int, int, int, int]:
+        """Widths of title, origin, age, path, changes, usage (the glyph takes 2)."""
+        origin, age_w, changes, usage = 6, 4, 9, 14
+        rest = width - 2 - origin - age_w - changes - usage - 5
+        if rest < 30:  # narrow terminal: drop usage and changes first
+            usage = changes = 0
+            rest = width - 2 - origin - age_w - 3
+        path = max(0, min(28, rest // 3))
+        title = max(8, rest - path)
+        return title, origin, age_w, path, changes, usage
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y == 0:
+            return self._header(width)
+        index = self.scroll_offset.y + y - 1
+        if index >= len(self.shown):
+            return Strip.blank(width, self.rich_style)
+        sid = self.shown[index]
+        selected = index == self.cursor
+        key = (sid, width, selected)
+        strip = self._cache.get(key)
+        if strip is None:
+            strip = self._render_row(self.rows[sid], width, selected)
+            self._cache[key] = strip
+        return strip
+
+    def _header(self, width: int) -> Strip:
+        title, origin, age_w, path, changes, usage = self._columns(width)
+        text = "  " + _fit("Session", title) + " " + _fit("From", origin) + " " + _fit("Age", age_w)
+        text += " " + _fit("Path", path)
+        if changes:
+            text += " " + _fit("Changes", changes) + " " + _fit("Tokens / cost", usage)
+        style = self.get_component_rich_style("session-list--header")
+        return Strip([Segment(_fit(text, width), style)], width)
+
+    def _render_row(self, row: Row, width: int, selected: bool) -> Strip:
+        title_w, origin_w, age_w, path_w, changes_w, usage_w = self._columns(width)
+        base = self.rich_style
+        glyph_style = self.get_component_rich_style(f"session-list--{row.state}")
+        dim = self.get_component_rich_style("session-list--dim")
+        origin_style = (
+            self.get_component_rich_style("session-list--agent")
+            if row.origin == "agent"
+            else self.get_component_rich_style("session-list--human")
+            if row.origin == "human"
+            else dim
+        )
+        segments = [
+            Segment(GLYPHS.get(row.state, "?") + " ", glyph_style),
+            Segment(_fit(row.title or row.id, title_w) + " ", base),
+            Segment(_fit(row.origin, origin_w) + " ", origin_style),
+            Segment(_fit(age(row.updated, self._now), age_w) + " ", dim),
+            Segment(_fit(row.path, path_w) + " ", dim),
+        ]
+        if changes_w:
+            change = f"+{row.additions}/-{row.deletions}" if (row.additions or row.deletions) else ""
+            usage = f"{compact_number(row.tokens)} ${row.cost:.2f}" if row.tokens else ""
+            segments += [Segment(_fit(change, changes_w) + " ", dim), Segment(_fit(usage, usage_w), dim)]
+        strip = Strip(segments).adjust_cell_length(width, base)
+        if selected:
+            cursor = self.get_component_rich_style("session-list--cursor")
+            strip = strip.apply_style(cursor if self.has_focus else cursor + Style(dim=True))
+        return strip
+
+    def on_focus(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self._cache.clear()
+        self.refresh()
+
+    def on_resize(self) -> None:
+        self._cache.clear()
+        self.virtual_size = Size(self.size.width, len(self.shown) + 1)
+
+
+def _fit(text: str, width: int) -> str:
+    if width <= 0:
+        return ""
+    if len(text) > width:
+        return text[: max(0, width - 1)] + "…"
+    return text.ljust(width)

@@ -1,0 +1,253 @@
+"""The dashboard's panes: server status line, session detail, approvals inbox."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
+from textual.widgets import OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
+from orchestrator_tui.pool.state import SessionView, ToolCall
+from orchestrator_tui.tui.render import (
+    permission_summary,
+    question_summary,
+    render_permission,
+    render_question,
+)
+from orchestrator_tui.tui.session_list import GLYPHS, Row, age
+
+
+@dataclass(frozen=True)
+class ServerState:
+    mode: str = "managed"  # managed | attached
+    url: str = ""
+    version: str = ""
+    stream: str = "connecting"  # connecting | connected | disconnected | down
+    detail: str = ""
+    waiting: int = 0
+    sessions: int = 0
+
+
+class StatusLine(Static):
+    """One line: which server, is it live, how many requests wait."""
+
+    def show(self, state: ServerState) -> None:
+        text = Text()
+        text.append(" orchestrator-tui ", style="bold reverse")
+        text.append("  ")
+        if state.stream == "down":
+            text.append("✗ OpenCode unavailable", style="bold red")
+            text.append(f"  {state.detail}", style="red")
+        else:
+            what = "managed" if state.mode == "managed" else "attached"
+            text.append(f"{what} OpenCode {state.version}".strip(), style="bold")
+            if state.url:
+                text.append(f"  {state.url}", style="dim")
+            live = {
+                "connected": ("● live", "green"),
+                "connecting": ("◌ connecting", "yellow"),
+                "disconnected": ("◌ reconnecting", "yellow"),
+                "stopped": ("◌ stopped", "yellow"),
+            }.get(state.stream, (state.stream, "yellow"))
+            text.append(f"  {live[0]}", style=live[1])
+            if state.stream == "disconnected" and state.detail:
+                text.append(f" ({state.detail})", style="dim")
+        text.append(f"  · {state.sessions} sessions", style="dim")
+        if state.waiting:
+            text.append(f"  ◆ {state.waiting} waiting", style="bold magenta")
+        else:
+            text.append("  nothing waiting", style="dim")
+        self.update(text)
+
+
+def _duration(call: ToolCall) -> str:
+    if call.started_at and call.completed_at:
+        return f"{(call.completed_at - call.started_at) / 1000:.1f}s"
+    if call.started_at:
+        return f"{time.time() - call.started_at / 1000:.0f}s…"
+    return ""
+
+
+TOOL_STATE_STYLE = {"completed": "green", "error": "red", "running": "yellow", "pending": "dim"}
+
+
+class DetailPane(Vertical):
+    """The selected session: facts, tool-call timeline, and its streamed text as it arrives."""
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="detail-info")
+        yield Static(id="detail-tools")
+        yield TextArea(
+            id="detail-output",
+            read_only=True,
+            soft_wrap=True,
+            show_line_numbers=False,
+            highlight_cursor_line=False,
+        )
+
+    def on_mount(self) -> None:
+        self._session_id: str | None = None
+        self._message_id: str | None = None
+        self._shown_text = ""
+        self.query_one("#detail-output", TextArea).border_title = "Output"
+        self.query_one("#detail-tools", Static).border_title = "Tool calls"
+        self.show(None, None, [], 0)
+
+    def show(self, view: SessionView | None, row: Row | None, pending: list[str], pending_messages: int) -> None:
+        info = self.query_one("#detail-info", Static)
+        tools = self.query_one("#detail-tools", Static)
+        if view is None or row is None:
+            info.update(Text("No session selected.\n\nPress n to start one, ? for help.", style="dim"))
+            tools.update("")
+            self._set_text(None, "", "")
+            return
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column()
+        status = Text(f"{GLYPHS.get(row.state, '?')} {row.state}", style="bold")
+        if view.retry is not None:
+            status.append(f"  attempt {view.retry.attempt}: {view.retry.message or ''}", style="yellow")
+        table.add_row("Session", Text(row.title or view.id, style="bold"))
+        table.add_row("Id", view.id)
+        table.add_row("Status", status)
+        table.add_row("From", row.origin)
+        table.add_row("Directory", (view.directory or "") + (f"  ({row.path})" if row.path else ""))
+        table.add_row("Pending", f"{pending_messages} message(s)" + (f" · {', '.join(pending)}" if pending else ""))
+        last = view.last_activity or row.updated
+        table.add_row("Activity", "—" if not last else "just now" if age(last) == "now" else f"{age(last)} ago")
+        if row.tokens:
+            table.add_row("Usage", f"{row.tokens:,} tokens · ${row.cost:.4f}")
+        if view.last_error and row.state == "error":
+            error = view.last_error
+            data = error.get("data") if isinstance(error.get("data"), dict) else {}
+            message = data.get("message") if isinstance(data, dict) else None
+            table.add_row("Error", Text(f"{error.get('name', 'error')}: {message or ''}", style="red"))
+        info.update(table)
+        calls = list(view.tool_calls.values())[-8:]
+        if calls:
+            timeline = Table.grid(padding=(0, 1))
+            for call in reversed(calls):
+                label = call.title or _tool_input(call)
+                timeline.add_row(
+                    Text(call.status, style=TOOL_STATE_STYLE.get(call.status, "")),
+                    Text(call.tool, style="bold"),
+                    Text(label[:80], style="dim"),
+                    Text(_duration(call), style="dim"),
+                )
+            tools.update(timeline)
+        else:
+            tools.update(Text("no tool calls yet", style="dim"))
+        self._set_text(view.id, view.text_message_id or "", view.text)
+
+    def _set_text(self, session_id: str | None, message_id: str, text: str) -> None:
+        """Append only what is new; start over when the session or message changes."""
+        output = self.query_one("#detail-output", TextArea)
+        if session_id != self._session_id or message_id != self._message_id or not text.startswith(self._shown_text):
+            output.load_text(text)
+            self._shown_text = text
+            self._session_id = session_id
+            self._message_id = message_id
+            output.scroll_end(animate=False)
+            return
+        tail = text[len(self._shown_text) :]
+        if tail:
+            # Follow the stream only when the reader is at the bottom already.
+            at_end = output.scroll_y >= output.max_scroll_y - 1
+            output.insert(tail, output.document.end)
+            self._shown_text = text
+            if at_end:
+                output.scroll_end(animate=False)
+
+
+def _tool_input(call: ToolCall) -> str:
+    data = call.input or {}
+    for key in ("command", "filePath", "path", "pattern", "url", "description"):
+        value = data.get(key)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+class Inbox(Horizontal):
+    """Every pending permission and question across the pool, oldest first."""
+
+    class Changed(Message):
+        """The highlighted request changed (None when the inbox is empty)."""
+
+        def __init__(self, request_id: str | None) -> None:
+            self.request_id = request_id
+            super().__init__()
+
+    def compose(self) -> ComposeResult:
+        yield OptionList(id="inbox-list")
+        with VerticalScroll(id="inbox-view-scroll"):
+            yield Static(id="inbox-view")
+
+    def on_mount(self) -> None:
+        self.requests: dict[str, PermissionRequest | QuestionRequest] = {}
+        self.titles: dict[str, str] = {}
+        self.query_one("#inbox-list", OptionList).border_title = "Waiting for you"
+        self._render_view(None)
+
+    @property
+    def highlighted_id(self) -> str | None:
+        option_list = self.query_one("#inbox-list", OptionList)
+        if option_list.highlighted is None or option_list.option_count == 0:
+            return None
+        return option_list.get_option_at_index(option_list.highlighted).id
+
+    def update_requests(self, requests: list[PermissionRequest | QuestionRequest], titles: dict[str, str]) -> None:
+        option_list = self.query_one("#inbox-list", OptionList)
+        keep = self.highlighted_id
+        new_ids = [r.id for r in requests]
+        if new_ids == list(self.requests) and titles == self.titles:
+            return
+        self.requests = {r.id: r for r in requests}
+        self.titles = titles
+        option_list.clear_options()
+        for request in requests:
+            summary = (
+                permission_summary(request) if isinstance(request, PermissionRequest) else question_summary(request)
+            )
+            title = titles.get(request.sessionID) or request.sessionID
+            prompt = Text.assemble(("◆ ", "magenta"), (title[:28], "bold"), "  ", summary)
+            option_list.add_option(Option(prompt, id=request.id))
+        option_list.border_title = f"Waiting for you ({len(requests)})" if requests else "Waiting for you"
+        if requests:
+            index = new_ids.index(keep) if keep in new_ids else 0
+            option_list.highlighted = index
+        self._render_view(self.highlighted_id)
+
+    def select(self, request_id: str) -> None:
+        ids = list(self.requests)
+        if request_id in ids:
+            self.query_one("#inbox-list", OptionList).highlighted = ids.index(request_id)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        event.stop()
+        self._render_view(event.option.id)
+        self.post_message(self.Changed(event.option.id))
+
+    def _render_view(self, request_id: str | None) -> None:
+        view = self.query_one("#inbox-view", Static)
+        request = self.requests.get(request_id) if request_id else None
+        if request is None:
+            view.update(Text("Nothing is waiting for an answer.", style="dim"))
+            return
+        body: RenderableType
+        if isinstance(request, PermissionRequest):
+            body = render_permission(request)
+            hint = Text("o allow once · a allow always · r reject", style="bold")
+        else:
+            body = render_question(request)
+            hint = Text("enter answer · r reject", style="bold")
+        title = self.titles.get(request.sessionID) or request.sessionID
+        view.update(Group(Text(f"{title}", style="dim"), body, Text(""), hint))
