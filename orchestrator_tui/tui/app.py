@@ -424,13 +424,14 @@ class DashboardApp(App[None]):
             return None
         return self.pool.permissions.get(rid) or self.pool.questions.get(rid)
 
+    @work(group="dialog", exclusive=True)
     async def action_permission(self, reply: str) -> None:
         request = self.current_request()
         if request is None:
             self.notify("Nothing is waiting for an answer.", severity="information")
             return
         if isinstance(request, QuestionRequest):
-            await self.action_answer()
+            self.action_answer()
             return
         if reply == "always":
             patterns = request.always or request.patterns
@@ -453,6 +454,7 @@ class DashboardApp(App[None]):
         words = {"once": "Allowed once", "always": "Allowed always", "reject": "Rejected"}
         self.notify(f"{words[reply]}: {permission_title(request)}", timeout=3)
 
+    @work(group="dialog", exclusive=True)
     async def action_reject(self) -> None:
         request = self.current_request()
         if request is None:
@@ -473,6 +475,7 @@ class DashboardApp(App[None]):
             return
         self._reply_permission(request, "reject", message or None)
 
+    @work(group="dialog", exclusive=True)
     async def action_answer(self) -> None:
         request = self.current_request()
         if request is None:
@@ -507,6 +510,7 @@ class DashboardApp(App[None]):
             self.notify("Select a session first (↑/↓), or press n to start one.")
         return sid
 
+    @work(group="dialog", exclusive=True)
     async def action_new_session(self) -> None:
         prompt = await self.push_screen_wait(
             TextPromptScreen(
@@ -528,6 +532,7 @@ class DashboardApp(App[None]):
         self._flush()
         self.session_list.select(session.id)
 
+    @work(group="dialog", exclusive=True)
     async def action_send_prompt(self) -> None:
         sid = self._selected()
         if sid is None:
@@ -536,6 +541,7 @@ class DashboardApp(App[None]):
         if text:
             self._act(self.actions_.send_prompt(sid, text), "Prompt sent")
 
+    @work(group="dialog", exclusive=True)
     async def action_run_command(self) -> None:
         sid = self._selected()
         if sid is None:
@@ -561,6 +567,7 @@ class DashboardApp(App[None]):
         if sid is not None:
             self._act(self.actions_.abort(sid), "Abort requested")
 
+    @work(group="dialog", exclusive=True)
     async def action_delete(self) -> None:
         sid = self._selected()
         if sid is None:

@@ -145,7 +145,7 @@ class QuestionScreen(ModalScreen[QuestionResult]):
         Binding("left,shift+tab", "tab(-1)", "Prev question", show=False),
         Binding("right,tab", "tab(1)", "Next question", show=False),
         Binding("ctrl+r", "reject", "Reject"),
-        Binding("ctrl+s", "submit", "Submit"),
+        Binding("ctrl+s,enter", "submit", "Submit"),
     ]
 
     def __init__(self, request: QuestionRequest, session_title: str = "") -> None:
@@ -170,7 +170,7 @@ class QuestionScreen(ModalScreen[QuestionResult]):
                             yield from self._question_body(i, q)
             yield Static(id="summary", classes="dialog-hint")
             yield Static(
-                "1-9 pick · Tab next question · type a custom answer · Ctrl+S submit · Ctrl+R reject · Esc close",
+                "1-9 pick · Tab next question · type your own answer · Enter submit (twice) · Ctrl+R reject · Esc",
                 classes="dialog-hint",
             )
 
@@ -207,7 +207,7 @@ class QuestionScreen(ModalScreen[QuestionResult]):
         for q, a in zip(self.request.questions, answers, strict=True):
             table.add_row(Text(q.header or q.question[:30], style="dim"), Text(", ".join(a) or "—"))
         if self.confirming:
-            table.add_row("", Text("Press Ctrl+S again to send these answers.", style="bold"))
+            table.add_row("", Text("Press Enter again to send these answers.", style="bold"))
         self.query_one("#summary", Static).update(table)
 
     def action_pick(self) -> None:  # pragma: no cover - replaced by on_key for digits
