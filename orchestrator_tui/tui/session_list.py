@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.segment import Segment
 from rich.style import Style
@@ -48,10 +48,12 @@ class Row:
     deletions: int
     tokens: int
     cost: float
+    #: What the filter matches against, computed once per row (10,000 rows per keystroke).
+    haystack: str = field(init=False, compare=False)
 
-    @property
-    def haystack(self) -> str:
-        return f"{self.title} {self.path} {self.id} {self.origin} {self.state}".casefold()
+    def __post_init__(self) -> None:
+        text = f"{self.title} {self.path} {self.id} {self.origin} {self.state}"
+        object.__setattr__(self, "haystack", text.casefold())
 
 
 def row_state(view: SessionView, needs_input: bool) -> str:

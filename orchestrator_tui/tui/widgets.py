@@ -65,7 +65,7 @@ class StatusLine(Static):
             text.append(f"  ◆ {state.waiting} waiting", style="bold magenta")
         else:
             text.append("  nothing waiting", style="dim")
-        self.update(text)
+        self.update(text, layout=False)  # always one line: no layout pass needed
 
 
 def _duration(call: ToolCall) -> str:
@@ -105,8 +105,8 @@ class DetailPane(Vertical):
         info = self.query_one("#detail-info", Static)
         tools = self.query_one("#detail-tools", Static)
         if view is None or row is None:
-            info.update(Text("No session selected.\n\nPress n to start one, ? for help.", style="dim"))
-            tools.update("")
+            info.update(Text("No session selected.\n\nPress n to start one, ? for help.", style="dim"), layout=False)
+            tools.update("", layout=False)
             self._set_text(None, "", "")
             return
         table = Table.grid(padding=(0, 1))
@@ -130,7 +130,9 @@ class DetailPane(Vertical):
             data = error.get("data") if isinstance(error.get("data"), dict) else {}
             message = data.get("message") if isinstance(data, dict) else None
             table.add_row("Error", Text(f"{error.get('name', 'error')}: {message or ''}", style="red"))
-        info.update(table)
+        # Both panes have fixed heights (styles/app.tcss), so updates skip the layout pass:
+        # moving the cursor through 10,000 sessions must not re-layout the screen each time.
+        info.update(table, layout=False)
         calls = list(view.tool_calls.values())[-8:]
         if calls:
             timeline = Table.grid(padding=(0, 1))
@@ -142,9 +144,9 @@ class DetailPane(Vertical):
                     Text(label[:80], style="dim"),
                     Text(_duration(call), style="dim"),
                 )
-            tools.update(timeline)
+            tools.update(timeline, layout=False)
         else:
-            tools.update(Text("no tool calls yet", style="dim"))
+            tools.update(Text("no tool calls yet", style="dim"), layout=False)
         self._set_text(view.id, view.text_message_id or "", view.text)
 
     def _set_text(self, session_id: str | None, message_id: str, text: str) -> None:
