@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -94,6 +95,13 @@ def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool =
         spec = ServerSpec.from_env(attach_url=attach)
         registry_env = None
     registry = Registry.for_pool(pool, registry_env)
+    # The terminal belongs to the UI: diagnostics go to a log file beside the registry.
+    log_file = registry.path.parent / "dashboard.log"
+    logging.basicConfig(
+        filename=log_file,
+        level=os.environ.get("ORCHESTRATOR_TUI_LOG", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     service = PoolService(spec)
     actions = PoolActions(service, registry)
     on_ready: Callable[[DashboardApp], Any] | None = None
