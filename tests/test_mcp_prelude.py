@@ -93,3 +93,32 @@ def test_unknown_protocol_version_is_left_to_the_sdk(tmp_path: Path, opencode_en
     assert [r["id"] for r in replies] == [1, 2]
     assert replies[0]["result"]["protocolVersion"] in json.loads(prelude.HANDSHAKE_FILE.read_text())["initialize"]
     assert len(replies[1]["result"]["tools"]) == 6
+
+
+def test_modern_era_discovery_is_answered_once_and_like_the_sdk(tmp_path: Path, opencode_env: dict[str, str]) -> None:
+    """MCP 2026-07-28 clients (the SDK 2.x Client's default) open with server/discover, no initialize."""
+    shipped = json.loads(prelude.HANDSHAKE_FILE.read_text(encoding="utf-8"))
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+        "io.modelcontextprotocol/clientCapabilities": {},
+    }
+    replies = _exchange(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}},
+            {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}},
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "nope", "arguments": {}, "_meta": meta},
+            },
+        ],
+        opencode_env,
+        tmp_path,
+    )
+    assert [r["id"] for r in replies] == [1, 2, 3], replies
+    assert replies[0]["result"] == shipped["modern"]["2026-07-28"]["server/discover"]
+    assert replies[1]["result"] == shipped["modern"]["2026-07-28"]["tools/list"]
+    assert len(replies[1]["result"]["tools"]) == 6
+    assert replies[2]["result"]["content"][0]["text"] == "invalid input: Unknown tool: nope"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 HANDSHAKE_FILE = Path(__file__).with_name("handshake.json")
+_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 
 
 class Wire:
@@ -48,7 +49,8 @@ class Wire:
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._answered: set[str] = set()
         self._handshake = handshake
-        self._state = "fresh"  # fresh → intercepting → handed-over (or passthrough)
+        self._state = "fresh"  # fresh → legacy | modern → handed-over (or passthrough)
+        self._initialized = False
         self._thread = threading.Thread(target=self._read, name="mcp-wire-reader", daemon=True)
 
     @classmethod
@@ -92,23 +94,41 @@ class Wire:
             if not isinstance(message, dict) or "id" not in message or "method" not in message:
                 return
             method = message["method"]
+            params = message.get("params") if isinstance(message.get("params"), dict) else {}
             if self._state == "fresh":
-                if method != "initialize":
-                    self._state = "passthrough"  # not a legacy handshake: leave it all to the SDK
+                self._state = self._open(method, params)
+                if self._state == "passthrough":
                     return
-                params = message.get("params") if isinstance(message.get("params"), dict) else {}
-                version = params.get("protocolVersion") if isinstance(params, dict) else None
-                results = self._handshake["initialize"]
-                result = results.get(version) if isinstance(version, str) else None
-                if result is None:
-                    self._state = "passthrough"
+            if self._state == "legacy":
+                if method == "initialize" and not self._initialized:
+                    result = self._handshake["initialize"].get(params.get("protocolVersion"))
+                    if result is None:
+                        self._state = "passthrough"
+                        return
+                    self._initialized = True
+                    self._respond(message["id"], result)
+                elif method == "tools/list" and not params.get("cursor"):
+                    self._respond(message["id"], self._handshake["tools/list"])
+                elif method == "ping":
+                    self._respond(message["id"], {})
+            elif self._state == "modern":
+                # 2026-07-28: every request carries its own envelope; answer the two discovery
+                # requests when the envelope names a version we recorded.
+                meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+                answers = self._handshake.get("modern", {}).get(meta.get(_VERSION_KEY))
+                if answers is None:
                     return
-                self._respond(message["id"], result)
-                self._state = "intercepting"
-            elif method == "tools/list" and not (message.get("params") or {}).get("cursor"):
-                self._respond(message["id"], self._handshake["tools/list"])
-            elif method == "ping":
-                self._respond(message["id"], {})
+                if method == "server/discover" or (method == "tools/list" and not params.get("cursor")):
+                    self._respond(message["id"], answers[method])
+
+    def _open(self, method: str, params: dict[str, Any]) -> str:
+        """The first request decides the era, exactly as the SDK does."""
+        if method == "initialize":
+            return "legacy"
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and meta.get(_VERSION_KEY) in self._handshake.get("modern", {}):  # type: ignore[union-attr]
+            return "modern"
+        return "passthrough"
 
     def _respond(self, request_id: Any, result: Any) -> None:
         self._answered.add(json.dumps(request_id))
@@ -180,7 +200,7 @@ async def record_handshake() -> dict[str, Any]:
     import anyio
     from mcp.shared.message import SessionMessage
     from mcp_types import jsonrpc_message_adapter
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
     from orchestrator_tui.mcp.server import build_server
 
@@ -218,6 +238,20 @@ async def record_handshake() -> dict[str, Any]:
         )
         answers["initialize"][version] = replies[0]["result"]
         answers["tools/list"] = replies[1]["result"]
+    answers["modern"] = {}
+    for version in MODERN_PROTOCOL_VERSIONS:
+        meta = {
+            _VERSION_KEY: version,
+            "io.modelcontextprotocol/clientInfo": {"name": "rec", "version": "0"},
+            "io.modelcontextprotocol/clientCapabilities": {},
+        }
+        replies = await exchange(
+            [
+                {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}},
+                {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}},
+            ]
+        )
+        answers["modern"][version] = {"server/discover": replies[0]["result"], "tools/list": replies[1]["result"]}
     return answers
 
 

@@ -1,0 +1,68 @@
+"""Run the agent-side benchmarks and print a table against the budgets of DESIGN.md.
+
+    python -m benchmarks [NAME ...]      (./dev bench)
+
+NAME is any of ``cold_start``, ``run_overhead``, ``pool_ingest`` and, when present, ``dashboard``
+(the human-side budgets; default: all, in that order). Each module has ``run() -> list[Figure]``.
+These are measurements, not tests: the exit status is 0 even when a budget is missed (the table
+says MISSED); it is 1 only when a benchmark could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+import traceback
+
+from benchmarks._common import BENCH_DIR, Figure, Interrupted, print_figures, print_table
+
+BENCHMARKS = {
+    "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
+    "run_overhead": "run overhead (session.idle on /event → MCP client has the tools/call result)",
+    "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
+}
+if (BENCH_DIR / "dashboard.py").exists():
+    BENCHMARKS["dashboard"] = "dashboard at scale (10,000 sessions, 1,000 events/s; headless Textual)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", metavar="NAME", help="any of: " + ", ".join(BENCHMARKS))
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})")
+    names = args.names or list(BENCHMARKS)
+    figures: list[Figure] = []
+    failed: list[str] = []
+    started = time.monotonic()
+    for name in names:
+        print(f"\n== {BENCHMARKS[name]}", flush=True)
+        began = time.monotonic()
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            results = module.run()
+        except (KeyboardInterrupt, Interrupted):
+            print(f"\n{name}: interrupted; stopping", flush=True)
+            return 130
+        except Exception:
+            traceback.print_exc()
+            print(f"{name}: FAILED (could not measure)", flush=True)
+            failed.append(name)
+            continue
+        print_figures(results)
+        print(f"   ({time.monotonic() - began:.0f} s)", flush=True)
+        figures.extend(results)
+    print(f"\n== summary ({time.monotonic() - started:.0f} s)\n")
+    if figures:
+        print_table(figures)
+    if failed:
+        print(f"FAILED to run: {', '.join(failed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
