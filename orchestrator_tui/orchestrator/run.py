@@ -413,17 +413,12 @@ class RunMachine:
     # ---------------------------------------------------------------- finalize
 
     async def finalize(self, sid: str, tracker: TokenTracker, warnings: list[str]) -> RunResult:
-        response: str | None = None
-        for delay in FINALIZE_BACKOFF:
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to list messages: {exc}") from exc
-            response = extract_response(messages)
-            if response is not None:
-                break
+        # The pool usually saw the whole final message on the live stream; asking OpenCode for
+        # the transcript right after idle costs 20-30 ms (it is busy finishing the turn), which
+        # is most of the run's overhead. The REST read, with its retries, stays the fallback.
+        known, response = self.pool.final_text(sid)
+        if not known:
+            response = await self._fetch_response(sid)
         warnings = list(warnings)
         provider_model = tracker.provider_model
         if tracker.compaction_needed and provider_model is not None:
@@ -435,3 +430,18 @@ class RunMachine:
         return RunResult(
             RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
         )
+
+    async def _fetch_response(self, sid: str) -> str | None:
+        """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""
+        response: str | None = None
+        for delay in FINALIZE_BACKOFF:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to list messages: {exc}") from exc
+            response = extract_response(messages)
+            if response is not None:
+                break
+        return response

@@ -91,6 +91,11 @@ class SessionView:
     tool_calls: OrderedDict[str, ToolCall] = field(default_factory=OrderedDict)
     #: Id of the assistant message whose text is in ``_text``.
     text_message_id: str | None = None
+    #: The text message is finished (its ``message.updated`` carried ``time.completed``).
+    text_complete: bool = False
+    #: ``Pool.connects`` when the text message started: equal to the current value means the
+    #: whole message was seen on the live stream, so ``text`` is its complete text.
+    text_connection: int = -1
     _text: dict[str, list[str]] = field(default_factory=dict)
     _part_kinds: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
@@ -152,6 +157,8 @@ class Pool:
         self._flush_scheduled = False
         self.connection_state = "disconnected"
         self.connection_detail = ""
+        #: Incremented on every (re)connect of the event stream.
+        self.connects = 0
         self.events_seen = 0
         self.resyncs = 0
 
@@ -168,6 +175,25 @@ class Pool:
             [p for p in self.permissions.values() if p.sessionID == session_id],
             [q for q in self.questions.values() if q.sessionID == session_id],
         )
+
+    def final_text(self, session_id: str) -> tuple[bool, str | None]:
+        """The text of the session's last assistant message, if the pool knows it for certain.
+
+        ``(True, text)`` when that message started and finished while the stream was connected,
+        without a reconnect since, so every part of it went through the reducer; the text is
+        ``None`` when blank (the same rule as the REST extraction). ``(False, None)`` otherwise,
+        and the caller asks OpenCode instead.
+        """
+        view = self.sessions.get(session_id)
+        if (
+            view is None
+            or not view.text_complete
+            or self.connection_state != "connected"
+            or view.text_connection != self.connects
+        ):
+            return False, None
+        text = view.text
+        return True, (text if text.strip() else None)
 
     def needs_input(self, session_id: str) -> bool:
         perms, questions = self.pending_for(session_id)
@@ -236,6 +262,8 @@ class Pool:
                 log.exception("pool listener failed")
 
     def set_connection(self, state: str, detail: str = "") -> None:
+        if state == "connected":
+            self.connects += 1
         self.connection_state = state
         self.connection_detail = detail
         self._dirty_connection = True
@@ -337,6 +365,8 @@ class Pool:
 
     def _start_text(self, view: SessionView, message_id: str) -> None:
         view.text_message_id = message_id
+        view.text_complete = False
+        view.text_connection = self.connects if self.connection_state == "connected" else -1
         view._text.clear()
         # Part kinds outlive the message: a delta can arrive before its message.updated, and
         # a reasoning part must stay known as reasoning. Bounded instead of cleared.
@@ -352,7 +382,7 @@ class Pool:
         view.last_activity = _now_ms()
         if part.id:
             view._part_kinds[part.id] = part.type
-        if part.type == "text" and part.id and part.messageID and not part.synthetic:
+        if part.type == "text" and part.id and part.messageID:
             if part.messageID == view.text_message_id and part.text is not None:
                 view._text[part.id] = [part.text]
         elif part.type == "tool" and part.callID:
@@ -389,6 +419,8 @@ class Pool:
         view.last_activity = _now_ms()
         if info.role == "assistant" and info.id != view.text_message_id and info.time.completed is None:
             self._start_text(view, info.id)
+        if info.role == "assistant" and info.id == view.text_message_id and info.time.completed is not None:
+            view.text_complete = True
         if info.error:
             view.last_error = info.error
         self._touch(sid)
