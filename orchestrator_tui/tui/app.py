@@ -23,7 +23,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Input
+from textual.widgets import Footer, Input, OptionList
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import ActionError, PoolActions
@@ -107,6 +107,11 @@ class DashboardApp(App[None]):
         *App.COMMANDS,
         DashboardCommands,
     }
+
+    #: Responsive classes on every screen (styles/app.tcss): below 100 columns the detail pane
+    #: gives its room to the session list; below 32 rows the inbox and the detail pane shrink.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("o", "permission('once')", "Allow once"),
@@ -229,11 +234,15 @@ class DashboardApp(App[None]):
             return
 
     def _server_down(self, error: str, retry_in: float) -> None:
+        if not self.is_running:  # shutting down: the panes may already be gone
+            return
         fix = _fix_for(error)
+        # "retrying in" first: the status line cuts long errors (the detail pane has them whole).
         self.server_state = ServerState(
-            stream="down", detail=f"{error.splitlines()[0][:160]} — retrying in {retry_in:.0f}s"
+            stream="down", detail=f"retrying in {retry_in:.0f}s · {error.splitlines()[0][:160]}"
         )
         self._refresh_status()
+        self.session_list.set_placeholder(f"Not connected to OpenCode. {fix}")
         self.detail.query_one("#detail-info").update(
             Text.assemble(("OpenCode is not available\n\n", "bold red"), (error + "\n\n", ""), (fix, "bold"))
         )
@@ -279,6 +288,10 @@ class DashboardApp(App[None]):
 
     def _flush_changes(self) -> None:
         self._flush_pending = False
+        if not self.is_running:
+            # The app is shutting down (screens are unmounted before the app's own timers stop):
+            # there is nothing left to draw into.
+            return
         session_list = self.session_list
         dirty, removed = self._dirty, self._removed
         self._dirty, self._removed = set(), set()
@@ -380,7 +393,8 @@ class DashboardApp(App[None]):
         if new and self.ready.is_set():
             for request in new:
                 what = permission_title(request) if isinstance(request, PermissionRequest) else "Question"
-                self.notify(f"{titles[request.sessionID]}: {what}", title="Waiting for you", timeout=6)
+                # markup=False: a session title may contain "[...]".
+                self.notify(f"{titles[request.sessionID]}: {what}", title="Waiting for you", timeout=6, markup=False)
             if self.bell_enabled:
                 self.bell()
 
@@ -399,6 +413,8 @@ class DashboardApp(App[None]):
         else:
             state = ServerState(**{**state.__dict__, "sessions": len(self.pool.sessions)})
         self.status_line.show(state)
+        if state.stream != "down":
+            self.session_list.set_placeholder(None)
 
     def _refresh_detail(self) -> None:
         sid = self.session_list.selected_id
@@ -419,6 +435,12 @@ class DashboardApp(App[None]):
             first = (perms or questions or [None])[0]
             if first is not None:
                 self.inbox.select(first.id)
+
+    @on(OptionList.OptionSelected, "#inbox-list")
+    def _on_inbox_enter(self, event: OptionList.OptionSelected) -> None:
+        # Enter (or a click) in the focused inbox: the list takes the key, so answer from here.
+        event.stop()
+        self.action_answer()
 
     # ------------------------------------------------------------------ requests
 
@@ -454,7 +476,7 @@ class DashboardApp(App[None]):
         try:
             await self.actions_.reply_permission(request.id, reply, message)
         except ActionError as exc:
-            self.notify(str(exc), severity="warning", title="Not sent")
+            self.notify(str(exc), severity="warning", title="Not sent", markup=False)
             return
         words = {"once": "Allowed once", "always": "Allowed always", "reject": "Rejected"}
         self.notify(f"{words[reply]}: {permission_title(request)}", timeout=3)
@@ -503,7 +525,7 @@ class DashboardApp(App[None]):
             else:
                 await self.actions_.reject_question(request.id)
         except ActionError as exc:
-            self.notify(str(exc), severity="warning", title="Not sent")
+            self.notify(str(exc), severity="warning", title="Not sent", markup=False)
             return
         self.notify("Answer sent" if action == "reply" else "Question rejected", timeout=3)
 
@@ -530,7 +552,7 @@ class DashboardApp(App[None]):
         try:
             session = await self.actions_.new_session(prompt)
         except ActionError as exc:
-            self.notify(str(exc), severity="error", title="Could not start")
+            self.notify(str(exc), severity="error", title="Could not start", markup=False)
             return
         self._origins.pop(session.id, None)
         self._dirty.add(session.id)
@@ -555,7 +577,7 @@ class DashboardApp(App[None]):
             try:
                 self.known_commands = await self.actions_.commands()
             except ActionError as exc:
-                self.notify(str(exc), severity="error")
+                self.notify(str(exc), severity="error", markup=False)
                 return
         choice = await self.push_screen_wait(CommandPickerScreen(self.known_commands))
         if choice:
@@ -591,7 +613,7 @@ class DashboardApp(App[None]):
         try:
             await coro
         except ActionError as exc:
-            self.notify(str(exc), severity="error", title="Failed")
+            self.notify(str(exc), severity="error", title="Failed", markup=False)
             return
         self.notify(done, timeout=3)
 
@@ -612,6 +634,7 @@ class DashboardApp(App[None]):
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.session_list.set_filter(event.value)
+        self._schedule_flush()  # the pane title counts the shown rows ("Sessions (1/3)")
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self, event: Input.Submitted) -> None:
@@ -631,10 +654,10 @@ class DashboardApp(App[None]):
                 [
                     ("o", "allow the highlighted permission once"),
                     ("a", "allow always (confirm lists the patterns)"),
-                    ("r", "reject (optionally with a message for the agent)"),
+                    ("r", "reject, optionally telling the agent why"),
                     ("enter", "answer the highlighted question"),
                     ("1-9", "in a question: pick an option"),
-                    ("ctrl+s", "in a question: submit (press twice to confirm)"),
+                    ("ctrl+s", "in a question: submit (press twice)"),
                 ],
             ),
             (
@@ -676,6 +699,8 @@ class DashboardApp(App[None]):
 
 def _fix_for(error: str) -> str:
     lowered = error.lower()
+    if "opencode_binary points to missing path" in lowered:
+        return "Fix: point OPENCODE_BINARY at an existing opencode 1.18.33 binary, or unset it to use the pinned copy."
     if "npm was not found" in lowered or "opencode_binary" in lowered:
         return "Fix: install Node.js and npm (used once to install OpenCode 1.18.33), or set OPENCODE_BINARY."
     if "401" in lowered or "password" in lowered:

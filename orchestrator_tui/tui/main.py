@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -120,4 +121,6 @@ def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool =
         registry.close()
         if demo_env is not None:
             demo_env.close()
+            # The throwaway project and OpenCode storage (a few MB per run) go with the demo.
+            shutil.rmtree(demo_env.project.parent, ignore_errors=True)
     return 0

@@ -71,7 +71,7 @@ def render_permission(request: PermissionRequest, *, theme: str = "ansi_dark") -
     parts: list[RenderableType] = [Text(f"△ {permission_title(request)}", style="bold")]
     if kind in ("edit", "write") and isinstance(meta.get("diff"), str):
         parts.append(Text(f"  {meta.get('filepath', '')}", style="dim"))
-        parts.append(Syntax(_trim_diff(meta["diff"]), "diff", theme=theme, background_color="default"))
+        parts.append(_diff_text(_trim_diff(meta["diff"])))
     elif kind == "bash" and isinstance(meta.get("command"), str):
         parts.append(Syntax(f"$ {meta['command']}", "bash", theme=theme, background_color="default", word_wrap=True))
     elif kind == "external_directory":
@@ -96,6 +96,25 @@ def _trim_diff(diff: str, limit: int = 400) -> str:
     if len(lines) > limit:
         lines = [*lines[:limit], f"… {len(lines) - limit} more lines"]
     return "\n".join(lines)
+
+
+def _diff_text(diff: str) -> Text:
+    """A unified diff, coloured line by line (Syntax would paint its own background boxes)."""
+    text = Text()
+    for line in diff.splitlines():
+        if line.startswith(("+++", "---")):
+            style = "bold"
+        elif line.startswith("@@"):
+            style = "cyan"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        else:
+            style = ""
+        text.append(line + "\n", style=style)
+    text.rstrip()
+    return text
 
 
 def render_question(request: QuestionRequest) -> RenderableType:

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
@@ -36,8 +37,9 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self._title, classes="dialog-title")
             yield Static(self._body, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self._confirm} [y]", variant="primary", id="yes")
-                yield Button("Cancel [n]", id="no")
+                # Content, not a markup string: "[y]" would be read as a style tag and vanish.
+                yield Button(Content(f"{self._confirm} [y]"), variant="primary", id="yes")
+                yield Button(Content("Cancel [n]"), id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(event.button.id == "yes")
@@ -160,7 +162,9 @@ class QuestionScreen(ModalScreen[QuestionResult]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog question-dialog"):
             title = "Question" if len(self.request.questions) == 1 else f"{len(self.request.questions)} questions"
-            yield Label(f"{title} from {self.session_title or self.request.sessionID}", classes="dialog-title")
+            # Content, not markup: a session title may contain "[...]".
+            who = self.session_title or self.request.sessionID
+            yield Label(Content(f"{title} from {who}"), classes="dialog-title")
             if len(self.request.questions) == 1:
                 yield from self._question_body(0, self.request.questions[0])
             else:
@@ -169,10 +173,8 @@ class QuestionScreen(ModalScreen[QuestionResult]):
                         with TabPane(q.header or f"Q{i + 1}", id=f"q{i}"):
                             yield from self._question_body(i, q)
             yield Static(id="summary", classes="dialog-hint")
-            yield Static(
-                "1-9 pick · Tab next question · type your own answer · Enter submit (twice) · Ctrl+R reject · Esc",
-                classes="dialog-hint",
-            )
+            tab = " · Tab next question" if len(self.request.questions) > 1 else ""
+            yield Static(f"1-9 pick{tab} · Enter submit (twice) · Ctrl+R reject · Esc close", classes="dialog-hint")
 
     def _question_body(self, index: int, q: QuestionInfo) -> ComposeResult:
         with VerticalScroll(classes="question-body"):
@@ -296,15 +298,21 @@ class HelpScreen(ModalScreen[None]):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog help-dialog"):
             yield Label("orchestrator-tui — keys", classes="dialog-title")
-            with VerticalScroll():
-                for title, keys in self._sections:
-                    table = Table.grid(padding=(0, 2))
-                    table.add_column(style="bold", no_wrap=True, min_width=12)
-                    table.add_column()
-                    for key, description in keys:
-                        table.add_row(key, description)
-                    yield Static(Text(title, style="bold underline"), classes="help-section")
-                    yield Static(table)
+            with VerticalScroll(), Horizontal(classes="help-columns"):
+                # Two columns of about equal height (one on narrow terminals: styles/app.tcss).
+                columns: list[list[tuple[str, list[tuple[str, str]]]]] = [[], []]
+                for section in self._sections:
+                    min(columns, key=lambda c: sum(len(keys) + 2 for _, keys in c)).append(section)
+                for column in columns:
+                    with Vertical(classes="help-column"):
+                        for title, keys in column:
+                            table = Table.grid(padding=(0, 2))
+                            table.add_column(style="bold", no_wrap=True, min_width=10)
+                            table.add_column()
+                            for key, description in keys:
+                                table.add_row(key, description)
+                            yield Static(Text(title, style="bold underline"), classes="help-section")
+                            yield Static(table)
             yield Static("Esc to close", classes="dialog-hint")
 
     def action_close(self) -> None:

@@ -34,6 +34,9 @@ GLYPHS: dict[str, str] = {
 }
 
 
+EMPTY_PLACEHOLDER = "No sessions yet. Press n to start one, or let an agent call run."
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
     """Everything one line shows; built from the pool by the app."""
@@ -50,10 +53,19 @@ class Row:
     cost: float
     #: What the filter matches against, computed once per row (10,000 rows per keystroke).
     haystack: str = field(init=False, compare=False)
+    id_key: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
-        text = f"{self.title} {self.path} {self.id} {self.origin} {self.state}"
+        # Letters-in-order matching runs over the words a person reads. The id only matches as
+        # a substring: a random 30-character id holds most short words' letters in order, so
+        # "beta" would otherwise match nearly every session.
+        text = f"{self.title} {self.path} {self.origin} {self.state}"
         object.__setattr__(self, "haystack", text.casefold())
+        object.__setattr__(self, "id_key", self.id.casefold())
+
+    def matches(self, needle: str) -> bool:
+        """``needle`` is already casefolded."""
+        return needle in self.id_key or fuzzy_match(needle, self.haystack)
 
 
 def row_state(view: SessionView, needs_input: bool) -> str:
@@ -145,6 +157,8 @@ class SessionList(ScrollView, can_focus=True):
         self.order: list[str] = []
         self.shown: list[str] = []
         self.filter_text = ""
+        #: What the empty list says (the app changes it while OpenCode is unreachable).
+        self.placeholder = EMPTY_PLACEHOLDER
         self._cache: dict[tuple[str, int, bool], Strip] = {}
         self._now = time.time()
 
@@ -179,6 +193,14 @@ class SessionList(ScrollView, can_focus=True):
         else:
             self._repaint_ids(set(changed))
 
+    def set_placeholder(self, text: str | None) -> None:
+        """What the list says when it is empty (None: the default hint)."""
+        text = text or EMPTY_PLACEHOLDER
+        if text != self.placeholder:
+            self.placeholder = text
+            if not self.shown:
+                self.refresh()
+
     def set_filter(self, text: str) -> None:
         self.filter_text = text.strip().casefold()
         self._apply_filter()
@@ -193,7 +215,7 @@ class SessionList(ScrollView, can_focus=True):
         needle = self.filter_text
         if needle:
             rows = self.rows
-            self.shown = [sid for sid in self.order if fuzzy_match(needle, rows[sid].haystack)]
+            self.shown = [sid for sid in self.order if rows[sid].matches(needle)]
         else:
             self.shown = list(self.order)
         self.virtual_size = Size(self.size.width, len(self.shown) + 1)
@@ -300,6 +322,8 @@ class SessionList(ScrollView, can_focus=True):
             return self._header(width)
         index = self.scroll_offset.y + y - 1
         if index >= len(self.shown):
+            if not self.shown and y == 2:
+                return self._empty_line(width)
             return Strip.blank(width, self.rich_style)
         sid = self.shown[index]
         selected = index == self.cursor
@@ -318,6 +342,11 @@ class SessionList(ScrollView, can_focus=True):
             text += " " + _fit("Changes", changes) + " " + _fit("Tokens / cost", usage)
         style = self.get_component_rich_style("session-list--header")
         return Strip([Segment(_fit(text, width), style)], width)
+
+    def _empty_line(self, width: int) -> Strip:
+        message = f"No session matches “{self.filter_text}”." if self.filter_text else self.placeholder
+        style = self.get_component_rich_style("session-list--dim")
+        return Strip([Segment(_fit("  " + message, width), style)], width)
 
     def _render_row(self, row: Row, width: int, selected: bool) -> Strip:
         title_w, origin_w, age_w, path_w, changes_w, usage_w = self._columns(width)
@@ -344,8 +373,11 @@ class SessionList(ScrollView, can_focus=True):
             segments += [Segment(_fit(change, changes_w) + " ", dim), Segment(_fit(usage, usage_w), dim)]
         strip = Strip(segments).adjust_cell_length(width, base)
         if selected:
+            # Background (and bold while focused) on top of the cells' own styles: Strip.apply_style
+            # would put it underneath, where the row's background hides it. Glyph colours stay.
             cursor = self.get_component_rich_style("session-list--cursor")
-            strip = strip.apply_style(cursor if self.has_focus else cursor + Style(dim=True))
+            post = Style(bgcolor=cursor.bgcolor, bold=cursor.bold if self.has_focus else None)
+            strip = Strip(Segment.apply_style(strip, post_style=post), strip.cell_length)
         return strip
 
     def on_focus(self) -> None:

@@ -37,7 +37,11 @@ class ServerState:
 
 
 class StatusLine(Static):
-    """One line: which server, is it live, how many requests wait."""
+    """One line: is it live, how many sessions and requests, which server.
+
+    The most urgent facts come first, so a narrow terminal cuts the server URL, not the count
+    of requests waiting (styles/app.tcss keeps the line unwrapped, with an ellipsis).
+    """
 
     def show(self, state: ServerState) -> None:
         text = Text()
@@ -46,31 +50,34 @@ class StatusLine(Static):
         if state.stream == "down":
             text.append("✗ OpenCode unavailable", style="bold red")
             text.append(f"  {state.detail}", style="red")
-        else:
-            what = "managed" if state.mode == "managed" else "attached"
-            text.append(f"{what} OpenCode {state.version}".strip(), style="bold")
-            if state.url:
-                text.append(f"  {state.url}", style="dim")
-            live = {
-                "connected": ("● live", "green"),
-                "connecting": ("◌ connecting", "yellow"),
-                "disconnected": ("◌ reconnecting", "yellow"),
-                "stopped": ("◌ stopped", "yellow"),
-            }.get(state.stream, (state.stream, "yellow"))
-            text.append(f"  {live[0]}", style=live[1])
-            if state.stream == "disconnected" and state.detail:
-                text.append(f" ({state.detail})", style="dim")
+            self.update(text, layout=False)
+            return
+        live = {
+            "connected": ("● live", "green"),
+            "connecting": ("◌ connecting", "yellow"),
+            "disconnected": ("◌ reconnecting", "yellow"),
+            "stopped": ("◌ stopped", "yellow"),
+        }.get(state.stream, (state.stream, "yellow"))
+        text.append(live[0], style=live[1])
+        if state.stream == "disconnected" and state.detail:
+            text.append(f" ({state.detail})", style="dim")
         text.append(f"  · {state.sessions} sessions", style="dim")
         if state.waiting:
             text.append(f"  ◆ {state.waiting} waiting", style="bold magenta")
         else:
             text.append("  nothing waiting", style="dim")
+        what = "managed" if state.mode == "managed" else "attached"
+        text.append("   ")
+        text.append(f"{what} OpenCode {state.version}".strip(), style="bold")
+        if state.url:
+            text.append(f"  {state.url}", style="dim")
         self.update(text, layout=False)  # always one line: no layout pass needed
 
 
 def _duration(call: ToolCall) -> str:
     if call.started_at and call.completed_at:
-        return f"{(call.completed_at - call.started_at) / 1000:.1f}s"
+        took = call.completed_at - call.started_at
+        return f"{took}ms" if took < 1000 else f"{took / 1000:.1f}s"
     if call.started_at:
         return f"{time.time() - call.started_at / 1000:.0f}s…"
     return ""
@@ -104,6 +111,8 @@ class DetailPane(Vertical):
     def show(self, view: SessionView | None, row: Row | None, pending: list[str], pending_messages: int) -> None:
         info = self.query_one("#detail-info", Static)
         tools = self.query_one("#detail-tools", Static)
+        # Without a session the info (or a connection error) gets the whole pane.
+        self.set_class(view is None or row is None, "-empty")
         if view is None or row is None:
             info.update(Text("No session selected.\n\nPress n to start one, ? for help.", style="dim"), layout=False)
             tools.update("", layout=False)
@@ -120,7 +129,11 @@ class DetailPane(Vertical):
         table.add_row("Status", status)
         table.add_row("From", row.origin)
         table.add_row("Directory", (view.directory or "") + (f"  ({row.path})" if row.path else ""))
-        table.add_row("Pending", f"{pending_messages} message(s)" + (f" · {', '.join(pending)}" if pending else ""))
+        waiting = [*pending, *([f"{pending_messages} queued message(s)"] if pending_messages else [])]
+        table.add_row(
+            "Pending",
+            Text("◆ " + ", ".join(waiting), style="bold magenta") if waiting else Text("nothing", style="dim"),
+        )
         last = view.last_activity or row.updated
         table.add_row("Activity", "—" if not last else "just now" if age(last) == "now" else f"{age(last)} ago")
         if row.tokens:
@@ -133,7 +146,7 @@ class DetailPane(Vertical):
         # Both panes have fixed heights (styles/app.tcss), so updates skip the layout pass:
         # moving the cursor through 10,000 sessions must not re-layout the screen each time.
         info.update(table, layout=False)
-        calls = list(view.tool_calls.values())[-8:]
+        calls = list(view.tool_calls.values())[-6:]  # what fits in the pane's fixed height
         if calls:
             timeline = Table.grid(padding=(0, 1))
             for call in reversed(calls):
@@ -196,7 +209,9 @@ class Inbox(Horizontal):
     def on_mount(self) -> None:
         self.requests: dict[str, PermissionRequest | QuestionRequest] = {}
         self.titles: dict[str, str] = {}
-        self.query_one("#inbox-list", OptionList).border_title = "Waiting for you"
+        # The title (with the count) goes on the inbox's own border: the list inside has none.
+        self.border_title = "Waiting for you"
+        self.add_class("-empty")
         self._render_view(None)
 
     @property
@@ -220,9 +235,11 @@ class Inbox(Horizontal):
                 permission_summary(request) if isinstance(request, PermissionRequest) else question_summary(request)
             )
             title = titles.get(request.sessionID) or request.sessionID
-            prompt = Text.assemble(("◆ ", "magenta"), (title[:28], "bold"), "  ", summary)
+            # Two lines, never wrapped (styles/app.tcss: nowrap + ellipsis): who, then what.
+            prompt = Text.assemble(("◆ ", "magenta"), (title, "bold"), "\n  ", summary)
             option_list.add_option(Option(prompt, id=request.id))
-        option_list.border_title = f"Waiting for you ({len(requests)})" if requests else "Waiting for you"
+        self.border_title = f"Waiting for you ({len(requests)})" if requests else "Waiting for you"
+        self.set_class(not requests, "-empty")  # nothing waiting: the inbox shrinks to one line
         if requests:
             index = new_ids.index(keep) if keep in new_ids else 0
             option_list.highlighted = index

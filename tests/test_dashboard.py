@@ -1,0 +1,758 @@
+"""The dashboard, driven with Textual's Pilot against the real OpenCode 1.18.33.
+
+Each test builds one :class:`DashboardApp` on its own managed ``opencode serve`` (the scripted
+model is the only stand-in), presses the keys a person would press, and checks what that
+person sees or relies on: the rows of the session list, the detail pane, the inbox, the status
+line, notifications, and what reached OpenCode and the shared registry.
+
+Waiting is done by polling a condition with a generous deadline (:func:`until`); a fixed sleep
+is never an assertion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from textual import events
+from textual.notifications import Notification, Notify
+from textual.pilot import Pilot
+from textual.widget import Widget
+from textual.widgets import TextArea
+
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
+from orchestrator_tui.opencode.process import kill_all_managed
+from orchestrator_tui.orchestrator import types as t
+from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
+from orchestrator_tui.pool.actions import ActionError, PoolActions
+from orchestrator_tui.pool.registry import Registry
+from orchestrator_tui.pool.service import PoolService, ServerSpec
+from orchestrator_tui.pool.state import Status
+from orchestrator_tui.tui.app import DashboardApp
+from orchestrator_tui.tui.screens import ConfirmScreen, HelpScreen, QuestionScreen, TextPromptScreen
+
+pytestmark = pytest.mark.real_opencode
+
+SIZE = (140, 40)
+#: Deadline for anything that involves the model or OpenCode doing work.
+SLOW = 60.0
+ASK_BASH = {"permission": {"bash": "ask"}}
+
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------------------------
+# the rig: one managed server, one registry, one app per test
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Rig:
+    app: DashboardApp
+    service: PoolService
+    registry: Registry
+    actions: PoolActions
+    env: dict[str, str]
+    #: Every notification the app posted (toasts expire; this list does not).
+    notes: list[Notification] = field(default_factory=list)
+    #: One entry per call of ``app.bell()``.
+    bells: list[float] = field(default_factory=list)
+
+    def hook(self, message: object) -> None:
+        if isinstance(message, Notify):
+            self.notes.append(message.notification)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Pilot[None]]:
+        """Run the app headless at a fixed size, with toasts on, until it is connected."""
+        real_bell = self.app.bell
+
+        def counting_bell() -> None:
+            self.bells.append(time.monotonic())
+            real_bell()
+
+        self.app.bell = counting_bell  # type: ignore[method-assign]
+        async with self.app.run_test(size=SIZE, notifications=True, message_hook=self.hook) as pilot:
+            await asyncio.wait_for(self.app.ready.wait(), SLOW)
+            await pilot.pause()
+            yield pilot
+
+    def pool_ids(self) -> list[str]:
+        return list(self.app.pool.sessions)
+
+    def problems(self) -> list[str]:
+        """Warnings and errors the user was shown."""
+        return [f"{n.severity}: {n.title}: {n.message}" for n in self.notes if n.severity in ("warning", "error")]
+
+
+@pytest.fixture
+async def make_rig(
+    project_dir: Path, opencode_env: dict[str, str], model_config: Callable[..., str]
+) -> AsyncIterator[Callable[..., Rig]]:
+    services: list[PoolService] = []
+    registries: list[Registry] = []
+
+    def make(*, spec: ServerSpec | None = None, bell: bool = True, **overrides: Any) -> Rig:
+        if spec is None:
+            spec = ServerSpec(cwd=project_dir, config_content=model_config(**overrides), env=opencode_env)
+        service = PoolService(spec)
+        services.append(service)
+        registry = Registry(Path(opencode_env["ORCHESTRATOR_TUI_STATE_DIR"]) / "default" / "registry.sqlite3")
+        registries.append(registry)
+        actions = PoolActions(service, registry)
+        app = DashboardApp(service, actions, registry, bell=bell)
+        return Rig(app=app, service=service, registry=registry, actions=actions, env=dict(spec.env or opencode_env))
+
+    yield make
+    failures: list[BaseException] = []
+    for service in services:  # each one, even when an earlier close failed
+        try:
+            await asyncio.wait_for(service.close(), 20)
+        except Exception as exc:
+            failures.append(exc)
+    for registry in registries:
+        registry.close()
+    if failures:
+        kill_all_managed()  # last resort: nothing this test started outlives it
+        raise failures[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# helpers: waiting, and reading the screen as the user sees it
+# ---------------------------------------------------------------------------------------------
+
+
+async def until(pilot: Pilot[None], predicate: Callable[[], T], what: str, timeout: float = SLOW) -> T:
+    """Poll ``predicate`` (letting the app process its messages) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        await pilot.pause()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def screen_text(app: DashboardApp) -> str:
+    """The whole terminal as plain text (the top screen, dialogs and toasts included)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def list_lines(app: DashboardApp) -> list[str]:
+    """The session list's visible lines (header first)."""
+    session_list = app.session_list
+    return [session_list.render_line(y).text for y in range(session_list.size.height)]
+
+
+def row_line(app: DashboardApp, sid: str) -> str:
+    """The line a session occupies in the list (it must be visible)."""
+    session_list = app.session_list
+    index = session_list.shown.index(sid) - session_list.scroll_offset.y
+    return session_list.render_line(index + 1).text
+
+
+def output_text(app: DashboardApp) -> str:
+    return app.detail.query_one("#detail-output", TextArea).text
+
+
+def widget_text(widget: Widget) -> str:
+    """What a widget shows on the terminal right now (its region of its screen, as text)."""
+    region = widget.region
+    strips = widget.screen._compositor.render_strips()
+    return "\n".join(strip.text[region.x : region.right] for strip in strips[region.y : region.bottom])
+
+
+async def on_screen(pilot: Pilot[None], *texts: str, widget: Widget | None = None, timeout: float = 5.0) -> str:
+    """Wait until every text is on the terminal (or in ``widget``'s part of it); return what is shown.
+
+    The screen is repainted on the app's next refresh after a change, so even a change the test
+    already observed in the app's state is waited for, briefly, before it is looked for on screen.
+    Runs of spaces count as one (table columns are padded to their widest cell).
+    """
+
+    def grab() -> str:
+        return widget_text(widget) if widget is not None else screen_text(pilot.app)  # type: ignore[arg-type]
+
+    def missing(text: str) -> list[str]:
+        flat = " ".join(text.split())
+        return [t for t in texts if " ".join(t.split()) not in flat]
+
+    def complete() -> str | None:
+        text = grab()
+        return None if missing(text) else text
+
+    try:
+        return await until(pilot, complete, f"{texts} on screen", timeout)
+    except AssertionError:
+        text = grab()
+        raise AssertionError(f"{missing(text)} not on screen:\n{text}") from None
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def info_text(app: DashboardApp) -> str:
+    return widget_text(app.detail.query_one("#detail-info"))
+
+
+def detail_field(app: DashboardApp, label: str) -> str | None:
+    """The value shown beside ``label`` in the detail pane's facts (None if not shown)."""
+    for line in info_text(app).splitlines():
+        if line.strip().startswith(label + " "):
+            return line.strip()[len(label) :].strip()
+    return None
+
+
+def status_text(app: DashboardApp) -> str:
+    return widget_text(app.status_line)
+
+
+def inbox_ids(app: DashboardApp) -> list[str]:
+    return list(app.inbox.requests)
+
+
+def pending_permission(app: DashboardApp, sid: str) -> PermissionRequest | None:
+    return next((p for p in app.pool.permissions.values() if p.sessionID == sid), None)
+
+
+def pending_question(app: DashboardApp, sid: str) -> QuestionRequest | None:
+    return next((q for q in app.pool.questions.values() if q.sessionID == sid), None)
+
+
+def is_idle(app: DashboardApp, sid: str) -> bool:
+    view = app.pool.sessions.get(sid)
+    return view is not None and view.status is Status.IDLE and not app.pool.needs_input(sid)
+
+
+async def type_text(pilot: Pilot[None], text: str) -> None:
+    await pilot.press(*["space" if c == " " else c for c in text])
+
+
+async def paste(pilot: Pilot[None], text: str) -> None:
+    """Paste into the focused widget (what a terminal sends for a paste; typing is ~60 ms a key)."""
+    focused = pilot.app.focused
+    assert focused is not None
+    focused.post_message(events.Paste(text))
+    await pilot.pause()
+
+
+async def start_from_dashboard(rig: Rig, pilot: Pilot[None], prompt: str, pasted: str = "") -> str:
+    """Press n, type the prompt (then paste ``pasted``), Enter; return the new session's id."""
+    before = set(rig.pool_ids())
+    await pilot.press("n")
+    await until(pilot, lambda: isinstance(rig.app.screen, TextPromptScreen), "the new-session dialog")
+    await type_text(pilot, prompt)
+    if pasted:
+        await paste(pilot, pasted)
+    await pilot.press("enter")
+    new = await until(pilot, lambda: set(rig.pool_ids()) - before, "the new session in the pool")
+    (sid,) = new
+    await until(pilot, lambda: rig.app.session_list.selected_id == sid, "the new session to be selected")
+    return sid
+
+
+async def start_quietly(rig: Rig, prompt: str, *, title: str | None = None) -> str:
+    """Start a session the way the dashboard does, without the dialog (set-up, not under test)."""
+    return (await rig.actions.new_session(prompt, title=title)).id
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. a session started from the dashboard streams into the detail pane
+# ---------------------------------------------------------------------------------------------
+
+STREAMED = " ".join(f"word{i:02d}" for i in range(60))
+
+
+async def test_new_session_streams_into_detail_pane(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_from_dashboard(rig, pilot, "STREAM ", pasted=STREAMED)
+
+        # Sample the Output pane while the session works: it must fill in word by word.
+        samples: list[tuple[Status, str]] = []
+
+        def sample() -> bool:
+            view = app.pool.sessions[sid]
+            samples.append((view.status, output_text(app)))
+            return view.status is Status.IDLE and output_text(app) == STREAMED
+
+        await until(pilot, sample, "the streamed reply to finish in the Output pane")
+        partial = [text for status, text in samples if status is Status.BUSY and 0 < len(text) < len(STREAMED)]
+        assert len(set(partial)) >= 3, f"the Output pane did not grow while busy: {samples[:5]}…"
+        assert all(STREAMED.startswith(text) for text in partial), "streamed text must only ever grow"
+        assert output_text(app) == STREAMED
+        # …and the reader sees it: the pane follows the stream, so its end is on screen.
+        await on_screen(pilot, "word59", widget=app.detail.query_one("#detail-output"))
+
+        # Who started it: the list row and the detail pane both say "human".
+        assert app.session_list.rows[sid].origin == "human"
+        assert "human" in row_line(app, sid).split()
+        await until(pilot, lambda: detail_field(app, "From") == "human", "'From human' in the detail pane")
+        launch = rig.registry.launches([sid])[sid]
+        assert (launch.origin, launch.launcher_id) == ("human", "dashboard")
+        await until(pilot, lambda: row_line(app, sid).startswith("○"), "the row's idle glyph")
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. a permission in the inbox; `o` allows it once
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_allow_once_lets_the_session_complete(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_from_dashboard(rig, pilot, "BASH echo allowed-once-ok")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the bash permission")
+        await until(pilot, lambda: inbox_ids(app) == [request.id], "the permission in the inbox")
+        assert app.inbox.highlighted_id == request.id
+        # The inbox title counts it; the command being asked for is shown.
+        await on_screen(pilot, "Waiting for you (1)", "Run command: echo allowed-once-ok", widget=app.inbox)
+        assert "◆" in row_line(app, sid), "the session row shows it needs input"
+
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, sid), "the session to finish after allow once")
+        await until(pilot, lambda: "allowed-once-ok" in output_text(app), "the command output in the Output pane")
+        assert output_text(app) == "Command output:\nallowed-once-ok"
+        assert inbox_ids(app) == []
+        await on_screen(pilot, "Nothing is waiting", widget=app.inbox)
+        call = list(app.pool.sessions[sid].tool_calls.values())[-1]
+        assert (call.tool, call.status) == ("bash", "completed")
+        await on_screen(pilot, "completed bash echo allowed-once-ok", widget=app.detail.query_one("#detail-tools"))
+
+        decisions = rig.registry.decisions(request_id=request.id)
+        assert len(decisions) == 1
+        decision = decisions[0]
+        assert (decision.decided_by, decision.channel, decision.decision) == ("human", "dashboard", "once")
+        assert decision.kind == "permission" and decision.session_id == sid
+        assert any("Allowed once" in n.message for n in rig.notes)
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. `r` rejects, with or without a message
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_reject_with_and_without_message(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        # With a message: OpenCode hands it to the agent, which carries on with the feedback.
+        sid = await start_from_dashboard(rig, pilot, "BASH echo should-not-run")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the bash permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the reject dialog")
+        await type_text(pilot, "not now")
+        await pilot.press("enter")
+        await until(pilot, lambda: is_idle(app, sid), "the session to settle after the rejection")
+        assert request.id not in app.pool.permissions and inbox_ids(app) == []
+        call = list(app.pool.sessions[sid].tool_calls.values())[-1]
+        assert (call.tool, call.status) == ("bash", "error")
+        assert call.error and "rejected permission" in call.error and "not now" in call.error, call.error
+        await on_screen(pilot, "error bash echo should-not-run", widget=app.detail.query_one("#detail-tools"))
+        # The agent was told and answered (the scripted model acknowledges the tool error).
+        await until(pilot, lambda: "not now" in output_text(app), "the agent's reply to the feedback")
+        assert output_text(app).startswith("Understood: The user rejected permission"), output_text(app)
+        assert "Command output" not in output_text(app), "the command must not have run"
+        (decision,) = rig.registry.decisions(request_id=request.id)
+        assert (decision.decided_by, decision.channel, decision.decision) == ("human", "dashboard", "reject")
+        assert decision.detail and decision.detail.get("message") == "not now"
+
+        # Without a message (Enter on the empty dialog): the turn just stops.
+        sid2 = await start_from_dashboard(rig, pilot, "BASH echo also-not")
+        request2 = await until(pilot, lambda: pending_permission(app, sid2), "the second bash permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == request2.id, "the second permission highlighted")
+        await pilot.press("r")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the reject dialog")
+        await pilot.press("enter")
+        await until(pilot, lambda: is_idle(app, sid2), "the second session to stop")
+        call2 = list(app.pool.sessions[sid2].tool_calls.values())[-1]
+        assert call2.status == "error"
+        assert call2.error == "The user rejected permission to use this specific tool call."
+        (decision2,) = rig.registry.decisions(request_id=request2.id)
+        assert decision2.decision == "reject" and "message" not in (decision2.detail or {})
+        assert inbox_ids(app) == []
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. `a` + confirm allows always; OpenCode keeps the grant
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_allow_always_after_confirmation(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_from_dashboard(rig, pilot, "BASH echo always-ok")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the bash permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+
+        # Cancelling the confirmation leaves the request waiting.
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the allow-always confirmation")
+        # It lists exactly what "always" will allow.
+        assert request.always, "OpenCode sends the patterns an always-grant covers"
+        await on_screen(pilot, "Allow always?", *(f"• {p}" for p in request.always))
+        await pilot.press("n")
+        await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), "the dialog to close")
+        assert request.id in app.pool.permissions and rig.registry.decisions(request_id=request.id) == []
+
+        await pilot.press("a")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the allow-always confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: is_idle(app, sid), "the session to finish")
+        assert output_text(app) == "Command output:\nalways-ok"
+        (decision,) = rig.registry.decisions(request_id=request.id)
+        assert (decision.decided_by, decision.channel, decision.decision) == ("human", "dashboard", "always")
+        assert decision.detail and decision.detail.get("always") == request.always
+
+        # A second identical command in another session is not asked again.
+        sid2 = await start_from_dashboard(rig, pilot, "BASH echo always-ok")
+        await until(pilot, lambda: is_idle(app, sid2) and "always-ok" in output_text(app), "the second session")
+        assert output_text(app) == "Command output:\nalways-ok"
+        assert app.pool.permissions == {} and len(rig.registry.decisions()) == 1
+        assert sum("Waiting for you" in (n.title or "") for n in rig.notes) == 1
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. questions answered with number keys
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_answer_questions_with_number_keys(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_from_dashboard(rig, pilot, "ASK")
+        question = await until(pilot, lambda: pending_question(app, sid), "the question")
+        await until(pilot, lambda: app.inbox.highlighted_id == question.id, "the question highlighted")
+        await on_screen(pilot, "Question: Pick a colour", widget=app.inbox)
+
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, QuestionScreen), "the question dialog")
+        await on_screen(pilot, "Pick a colour", "1 ( ) red", "2 ( ) blue")
+        await pilot.press("2")
+        await on_screen(pilot, "2 (•) blue", "1 ( ) red")
+        await pilot.press("enter")
+        await on_screen(pilot, "Press Enter again")  # the first Enter asks for confirmation
+        assert question.id in app.pool.questions
+        await pilot.press("enter")
+        await until(pilot, lambda: is_idle(app, sid), "the session to finish after the answer")
+        await until(pilot, lambda: '"Pick a colour"="blue"' in output_text(app), "the answer in the Output")
+        (decision,) = rig.registry.decisions(request_id=question.id)
+        assert (decision.kind, decision.decision, decision.decided_by) == ("question", "reply", "human")
+        assert decision.detail == {"answers": [["blue"]]}
+
+        # Two questions, opened from the inbox itself (Tab to it, Enter): a single-choice pick
+        # moves to the next tab; toggle two options there; submit.
+        sid2 = await start_from_dashboard(rig, pilot, "ASKMULTI")
+        multi = await until(pilot, lambda: pending_question(app, sid2), "the two questions")
+        await until(pilot, lambda: app.inbox.highlighted_id == multi.id, "the questions highlighted")
+        inbox_list = app.inbox.query_one("#inbox-list")
+        for _ in range(4):
+            if app.focused is inbox_list:
+                break
+            await pilot.press("tab")
+        assert app.focused is inbox_list, "Tab reaches the inbox"
+        await pilot.press("enter")
+        dialog = await until(
+            pilot, lambda: app.screen if isinstance(app.screen, QuestionScreen) else None, "the question dialog"
+        )
+        await on_screen(pilot, "2 questions", "Pick a colour")
+        await pilot.press("1")
+        await until(pilot, lambda: dialog.current == 1, "the dialog to move to the second question")
+        await on_screen(pilot, "Pick toppings", "1 [ ] cheese", "several answers allowed")
+        await pilot.press("1", "2")
+        await on_screen(pilot, "1 [x] cheese", "2 [x] ham")
+        await pilot.press("enter", "enter")
+        await until(pilot, lambda: is_idle(app, sid2), "the session to finish after the answers")
+        expected = '"Pick a colour"="red", "Pick toppings"="cheese, ham"'
+        await until(pilot, lambda: expected in output_text(app), "both answers in the Output")
+        (decision2,) = rig.registry.decisions(request_id=multi.id)
+        assert decision2.detail == {"answers": [["red"], ["cheese", "ham"]]}
+
+        # Ctrl+R in the dialog rejects the question: OpenCode stops the turn.
+        app.session_list.focus()
+        sid3 = await start_from_dashboard(rig, pilot, "ASK")
+        rejected = await until(pilot, lambda: pending_question(app, sid3), "the third question")
+        await until(pilot, lambda: app.inbox.highlighted_id == rejected.id, "the question highlighted")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, QuestionScreen), "the question dialog")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: is_idle(app, sid3), "the session to stop after the rejection")
+        call = list(app.pool.sessions[sid3].tool_calls.values())[-1]
+        assert (call.tool, call.status, call.error) == ("question", "error", "The user dismissed this question")
+        (decision3,) = rig.registry.decisions(request_id=rejected.id)
+        assert (decision3.kind, decision3.decision) == ("question", "reject")
+        assert any(n.message == "Question rejected" for n in rig.notes)
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. a session started by an agent through the MCP tools is flagged "agent"
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_agent_session_is_flagged_agent(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    app = rig.app
+    orch = Orchestrator(rig.service, registry=rig.registry, origin="agent", env=rig.env)
+    orch.client_info = ClientInfo(name="test-agent", version="1.0")
+    async with rig.running() as pilot:
+        human = await start_from_dashboard(rig, pilot, "Say exactly 'from-human'")
+        result = await asyncio.wait_for(orch.run(t.RunInput(message="Say exactly 'from-agent'")), SLOW)
+        assert result.output.response == "from-agent"
+        agent = result.output.session_id
+        await until(pilot, lambda: app.session_list.rows.get(agent), "the agent's session in the list")
+        await until(pilot, lambda: app.session_list.rows[agent].origin == "agent", "the agent flag")
+        assert "agent" in row_line(app, agent).split()
+        assert "human" in row_line(app, human).split()
+        launch = rig.registry.launches([agent])[agent]
+        assert (launch.origin, launch.client_name) == ("agent", "test-agent")
+
+        # Selecting it shows the agent's session and its reply in the detail pane.
+        app.session_list.select(agent)
+        await until(pilot, lambda: output_text(app) == "from-agent", "the agent session's reply")
+        await until(pilot, lambda: detail_field(app, "Session") == app.pool.sessions[agent].title, "its detail")
+        assert detail_field(app, "From") == "agent"
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. a request answered elsewhere disappears at once
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_request_answered_elsewhere_disappears(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    orch = Orchestrator(rig.service, registry=rig.registry, origin="agent", env=rig.env)
+    orch.client_info = ClientInfo(name="test-agent")
+    async with rig.running() as pilot:
+        # Answered by an agent through the tools (same pool).
+        sid = await start_quietly(rig, "BASH echo by-agent")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the first permission")
+        await until(pilot, lambda: request.id in inbox_ids(app), "the first permission in the inbox")
+        task = asyncio.ensure_future(
+            orch.respond_permission(t.RespondPermissionInput(session_id=sid, reply=t.PermissionReply.ONCE))
+        )
+        try:
+            await until(pilot, lambda: request.id not in inbox_ids(app), "the inbox to drop it", timeout=1.0)
+            result = await asyncio.wait_for(task, SLOW)
+        finally:
+            task.cancel()
+        assert result.output.response == "Command output:\nby-agent"
+        (decision,) = rig.registry.decisions(request_id=request.id)
+        assert (decision.decided_by, decision.channel, decision.client_name) == ("agent", "mcp", "test-agent")
+
+        # Answered by another front end (straight to OpenCode): only the event stream tells us.
+        sid2 = await start_quietly(rig, "BASH echo by-someone-else")
+        request2 = await until(pilot, lambda: pending_permission(app, sid2), "the second permission")
+        await until(pilot, lambda: request2.id in inbox_ids(app), "the second permission in the inbox")
+        client = (await rig.service.acquire()).client
+        await client.reply_permission(request2.id, "once", None)
+        await until(pilot, lambda: request2.id not in inbox_ids(app), "the inbox to drop it", timeout=1.0)
+        await on_screen(pilot, "Nothing is waiting", widget=app.inbox)
+        await on_screen(pilot, "nothing waiting", widget=app.status_line)
+
+        # A late answer from the dashboard to the same request says so instead of failing.
+        with pytest.raises(ActionError, match="already answered elsewhere"):
+            await rig.actions.reply_permission(request2.id, "once")
+        await pilot.press("o")
+        await until(pilot, lambda: any("Nothing is waiting" in n.message for n in rig.notes), "the hint")
+        await until(pilot, lambda: is_idle(app, sid2), "the second session to finish")
+        assert rig.registry.decisions(request_id=request2.id) == []
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. filtering with `/`, and `i` to the session that needs input
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_filter_and_jump_to_waiting(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        ids = {
+            "alpha": await start_quietly(rig, "Say exactly 'a'", title="alpha report"),
+            "beta": await start_quietly(rig, "Say exactly 'b'", title="beta cleanup"),
+            "waiting": await start_quietly(rig, "BASH echo waiting", title="gamma needs you"),
+        }
+        await until(pilot, lambda: set(app.session_list.shown) == set(ids.values()), "all three rows")
+        await until(pilot, lambda: pending_permission(app, ids["waiting"]), "the permission")
+        await until(pilot, lambda: is_idle(app, ids["alpha"]) and is_idle(app, ids["beta"]), "the others to finish")
+        await on_screen(pilot, "Sessions (3)")
+
+        await pilot.press("slash")
+        assert app.filter_input.display and app.focused is app.filter_input
+        await type_text(pilot, "beta")
+        await until(pilot, lambda: app.session_list.shown == [ids["beta"]], "the filter to narrow the list")
+        rows = [line for line in list_lines(app)[1:] if line.strip()]
+        assert len(rows) == 1 and "beta cleanup" in rows[0]
+        await on_screen(pilot, "Sessions (1/3)")
+        assert app.session_list.selected_id == ids["beta"]
+
+        # Fuzzy: the letters in order are enough.
+        await pilot.press("ctrl+u")
+        await type_text(pilot, "gmy")
+        await until(pilot, lambda: app.session_list.shown == [ids["waiting"]], "the fuzzy match")
+        # A piece of a session id finds that session.
+        await pilot.press("ctrl+u")
+        await type_text(pilot, ids["alpha"][-8:])
+        await until(pilot, lambda: app.session_list.shown == [ids["alpha"]], "the id match")
+        await pilot.press("ctrl+u")
+        await type_text(pilot, "gmy")
+        await until(pilot, lambda: app.session_list.shown == [ids["waiting"]], "the fuzzy match again")
+
+        await pilot.press("enter")
+        assert app.focused is app.session_list, "Enter hands focus back to the list"
+        assert app.filter_input.display, "the filter stays visible while it narrows the list"
+
+        # Clearing the filter shows everything and hides the field.
+        await pilot.press("slash", "ctrl+u", "enter")
+        await until(pilot, lambda: len(app.session_list.shown) == 3, "all rows back")
+        assert not app.filter_input.display and app.focused is app.session_list
+
+        # `i` jumps to the one session waiting for input, wherever the cursor was.
+        app.session_list.select(ids["alpha"])
+        await pilot.pause()
+        await pilot.press("i")
+        await until(pilot, lambda: app.session_list.selected_id == ids["waiting"], "the jump to the waiting session")
+        await until(pilot, lambda: detail_field(app, "Session") == "gamma needs you", "its detail")
+        assert app.inbox.highlighted_id == pending_permission(app, ids["waiting"]).id  # type: ignore[union-attr]
+
+        # Answer it; then `i` says there is nothing left.
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, ids["waiting"]), "the session to finish")
+        await pilot.press("i")
+        await until(pilot, lambda: any("No session is waiting" in n.message for n in rig.notes), "the hint")
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. errors: a message and a fix, never a traceback
+# ---------------------------------------------------------------------------------------------
+
+
+async def assert_unavailable(rig: Rig, *fragments: str) -> None:
+    """The app shows the error and its fix, keeps running, and answers `?`."""
+    app = rig.app
+    async with app.run_test(size=SIZE, notifications=True, message_hook=rig.hook) as pilot:
+        await until(pilot, lambda: "OpenCode is not available" in info_text(app), "the error in the detail pane")
+        info = info_text(app)
+        for fragment in fragments:
+            # The pane wraps long lines (paths mid-word): compare without whitespace.
+            assert squash(fragment) in squash(info), f"{fragment!r} not in the detail pane:\n{info}"
+        assert "Fix:" in info
+        await on_screen(pilot, "✗ OpenCode unavailable", "retrying in", widget=app.status_line)
+        assert "Traceback" not in screen_text(app)
+        assert not app.ready.is_set()
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), "the help screen")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen), "the help screen to close")
+        # An action that needs the server says why it failed, and the app carries on.
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the new-session dialog")
+        await type_text(pilot, "hello")
+        await pilot.press("enter")
+        note = await until(
+            pilot, lambda: next((n for n in rig.notes if n.title == "Could not start"), None), "the failure"
+        )
+        assert note.severity == "error" and note.message.startswith("OpenCode server unavailable: "), note
+        assert app.is_running and "Traceback" not in screen_text(app)
+    assert app.return_code in (0, None)
+
+
+async def test_dead_attach_url_shows_fix(make_rig: Callable[..., Rig], project_dir: Path) -> None:
+    rig = make_rig(spec=ServerSpec(cwd=project_dir, attach_url="http://127.0.0.1:9"))
+    await assert_unavailable(
+        rig,
+        "External OpenCode server unavailable (base_url=http://127.0.0.1:9)",
+        "Fix: check the --attach URL, and that the server is running (opencode serve).",
+    )
+
+
+async def test_missing_binary_shows_error(
+    make_rig: Callable[..., Rig], project_dir: Path, opencode_env: dict[str, str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-opencode"
+    env = {**opencode_env, "OPENCODE_BINARY": str(missing)}
+    rig = make_rig(spec=ServerSpec(cwd=project_dir, env=env))
+    await assert_unavailable(
+        rig,
+        f"OPENCODE_BINARY points to missing path: {missing}",
+        "Fix: point OPENCODE_BINARY at an existing opencode 1.18.33 binary, or unset it",
+    )
+
+
+async def test_wrong_password_shows_password_fix(
+    make_rig: Callable[..., Rig], project_dir: Path, opencode_env: dict[str, str], model_config: Callable[..., str]
+) -> None:
+    # A real server with a password (a managed one), then a dashboard attached with the wrong one.
+    owner = PoolService(ServerSpec(cwd=project_dir, config_content=model_config(), env=opencode_env))
+    try:
+        snapshot = await asyncio.wait_for(owner.acquire(), SLOW)
+        spec = ServerSpec(cwd=project_dir, attach_url=snapshot.base_url, password="not-the-password")
+        rig = make_rig(spec=spec)
+        await assert_unavailable(
+            rig,
+            "401",
+            "wrong or missing password",
+            "Fix: set OPENCODE_SERVER_PASSWORD to the attached server's password.",
+        )
+    finally:
+        await asyncio.wait_for(owner.close(), 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. notifications: bell, toast, status-line count
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bell", [True, False], ids=["bell", "no-bell"])
+async def test_waiting_request_rings_and_is_counted(make_rig: Callable[..., Rig], bell: bool) -> None:
+    rig = make_rig(bell=bell, **ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        await on_screen(pilot, "nothing waiting", widget=app.status_line)
+        sid = await start_quietly(rig, "BASH echo ring", title="needs a yes")
+        await until(pilot, lambda: "◆ 1 waiting" in status_text(app), "the status line to count the request")
+        waiting = [n for n in rig.notes if n.title == "Waiting for you"]
+        assert len(waiting) == 1 and waiting[0].message == "needs a yes: Run command"
+        await on_screen(pilot, "Waiting for you", "needs a yes: Run command")  # the toast
+        assert len(rig.bells) == (1 if bell else 0)
+
+        # A second request rings again and counts two.
+        sid2 = await start_quietly(rig, "BASH echo ring-two", title="needs another yes")
+        await until(pilot, lambda: "◆ 2 waiting" in status_text(app), "the status line to count two")
+        assert len(rig.bells) == (2 if bell else 0)
+        assert len([n for n in rig.notes if n.title == "Waiting for you"]) == 2
+
+        # Answering does not ring; the count goes down.
+        app.session_list.select(sid)
+        await until(pilot, lambda: app.inbox.highlighted_id == pending_permission(app, sid).id, "highlight")  # type: ignore[union-attr]
+        await pilot.press("o")
+        await until(pilot, lambda: "◆ 1 waiting" in status_text(app), "the count to drop")
+        app.session_list.select(sid2)
+        await until(pilot, lambda: app.inbox.highlighted_id == pending_permission(app, sid2).id, "highlight")  # type: ignore[union-attr]
+        await pilot.press("o")
+        await until(pilot, lambda: "nothing waiting" in status_text(app), "nothing waiting")
+        assert len(rig.bells) == (2 if bell else 0)
+        assert rig.problems() == []
