@@ -2,7 +2,7 @@
 
     python -m benchmarks [NAME ...]      (./dev bench)
 
-NAME is any of ``cold_start``, ``run_overhead``, ``pool_ingest`` and, when present, ``dashboard``
+NAME is any of ``cold_start``, ``run_overhead``, ``pool_ingest``, ``recovery`` and, when present, ``dashboard``
 (the human-side budgets; default: all, in that order). Each module has ``run() -> list[Figure]``.
 These are measurements, not tests: the exit status is 0 even when a budget is missed (the table
 says MISSED); it is 1 only when a benchmark could not run at all.
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
     "run_overhead": "run overhead (session.idle on /event → MCP client has the tools/call result)",
     "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
+    "recovery": "shared pool recovery (the pool's OpenCode SIGKILLed under two front ends → both working)",
 }
 if (BENCH_DIR / "dashboard.py").exists():
     BENCHMARKS["dashboard"] = "dashboard at scale (10,000 sessions, 1,000 events/s; headless Textual)"

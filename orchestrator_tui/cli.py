@@ -26,6 +26,8 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run the MCP server (stdio) with the six orchestrator tools",
         description="Serve the orchestrator tools over MCP stdio. Add this command to your MCP client.",
     )
+    pool_help = "the pool to join (default: $ORCHESTRATOR_TUI_POOL, else 'default'); front ends of one pool share it"
+    mcp.add_argument("--pool", metavar="NAME", type=_pool_arg, help=pool_help)
     mcp.add_argument(
         "--attach",
         metavar="URL",
@@ -42,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
             dash.add_argument(
                 "--attach", metavar="URL", help="use an existing OpenCode server (env ORCHESTRATOR_TUI_ATTACH)"
             )
+            dash.add_argument("--pool", metavar="NAME", type=_pool_arg, help=pool_help)
         dash.add_argument("--no-bell", action="store_true", help="no terminal bell when a request starts waiting")
 
     model = sub.add_parser(
@@ -57,6 +60,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _pool_arg(value: str) -> str:
+    from orchestrator_tui.pool.registry import pool_name
+
+    try:
+        return pool_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -67,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wire = Wire.open()
         from orchestrator_tui.mcp.server import main as mcp_main
 
-        return mcp_main(attach=args.attach, wire=wire)
+        return mcp_main(attach=args.attach, wire=wire, pool=args.pool)
     if args.command in (None, "dashboard", "demo"):
         from orchestrator_tui.tui.main import run_dashboard
 
@@ -75,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             attach=getattr(args, "attach", None),
             demo=args.command == "demo",
             bell=not getattr(args, "no_bell", False),
+            pool=getattr(args, "pool", None),
         )
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main

@@ -25,8 +25,11 @@ from orchestrator_tui.pool.service import recursion_guard
 class FakeChild:
     """Stands in for a ManagedServer: alive or exited, and records being stopped."""
 
+    _pids = iter(range(10_000_000, 20_000_000))
+
     def __init__(self, exited: bool = False) -> None:
         self._exited = exited
+        self.pid = next(self._pids)  # never a real process: tells children apart
         self.killed = 0
         self.stopped = 0
 

@@ -266,7 +266,7 @@ async def test_context_limit_triggers_summarization_with_the_field_names_opencod
     tight = {"provider": {"scripted": {"models": {"scripted-model": {"limit": {"context": context, "output": 8}}}}}}
     orch = make_orchestrator(**tight)
     snapshot = await orch.acquire()
-    assert snapshot.model_limits.get(("scripted", "scripted-model")) == context
+    assert (await snapshot.ensure_model_limits()).get(("scripted", "scripted-model")) == context
     result = await asyncio.wait_for(orch.run(t.RunInput(message=prompt)), 120)
     out = result.output
     assert out.status == t.RunStatus.COMPLETED and out.response == "short"

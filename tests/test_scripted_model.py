@@ -536,18 +536,6 @@ def test_cli_foreground(sig: signal.Signals) -> None:
 
 # -- against the real OpenCode ----------------------------------------------------------------
 
-DEFAULT_OPENCODE = "/tmp/octest/pfx/node_modules/opencode-ai/bin/opencode.exe"
-
-
-@pytest.fixture(scope="module")
-def opencode_binary() -> Path:
-    """The pinned OpenCode binary: OPENCODE_BINARY, else the test install (until the shared fixture)."""
-    path = Path(os.environ.get("OPENCODE_BINARY") or DEFAULT_OPENCODE)
-    if not path.is_file():
-        pytest.skip(f"OpenCode binary not found at {path}")
-    return path
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -576,7 +564,7 @@ def _stop_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def real_opencode(opencode_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOpenCode]:
+def real_opencode(opencode_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOpenCode]:
     root = tmp_path_factory.mktemp("real-opencode")
     project, outside = root / "project", root / "outside"
     project.mkdir()

@@ -51,6 +51,8 @@ class Wire:
         self._handshake = handshake
         self._state = "fresh"  # fresh → legacy | modern → handed-over (or passthrough)
         self._initialized = False
+        #: (name, version) of the MCP client, once its first request named it.
+        self.client_info: tuple[str, str | None] | None = None
         self._thread = threading.Thread(target=self._read, name="mcp-wire-reader", daemon=True)
 
     @classmethod
@@ -85,7 +87,8 @@ class Wire:
 
     def _maybe_answer(self, line: bytes) -> None:
         with self._lock:
-            if self._state in ("handed-over", "passthrough") or self._handshake is None:
+            fast_path = self._state not in ("handed-over", "passthrough") and self._handshake is not None
+            if not fast_path and self.client_info is not None:
                 return
             try:
                 message = json.loads(line)
@@ -95,6 +98,10 @@ class Wire:
                 return
             method = message["method"]
             params = message.get("params") if isinstance(message.get("params"), dict) else {}
+            if self.client_info is None:
+                self._note_client(method, params)
+            if not fast_path:
+                return
             if self._state == "fresh":
                 self._state = self._open(method, params)
                 if self._state == "passthrough":
@@ -120,6 +127,17 @@ class Wire:
                     return
                 if method == "server/discover" or (method == "tools/list" and not params.get("cursor")):
                     self._respond(message["id"], answers[method])
+
+    def _note_client(self, method: str, params: dict[str, Any]) -> None:
+        """Who is calling (``clientInfo`` of ``initialize``, or the 2026-07-28 envelope's), as soon
+        as it says so: the pool's members list shows it before the first tool call."""
+        info = params.get("clientInfo") if method == "initialize" else None
+        if info is None:
+            meta = params.get("_meta")
+            info = meta.get("io.modelcontextprotocol/clientInfo") if isinstance(meta, dict) else None
+        if isinstance(info, dict) and isinstance(info.get("name"), str):
+            version = info.get("version")
+            self.client_info = (info["name"], version if isinstance(version, str) else None)
 
     def _open(self, method: str, params: dict[str, Any]) -> str:
         """The first request decides the era, exactly as the SDK does."""

@@ -71,7 +71,9 @@ def build_server(orchestrator: Orchestrator | None) -> Any:
             nonlocal ticks
             ticks += 1
             tail = partial.strip().splitlines()[-1][:200] if partial.strip() else ""
-            message = f"session {status}" + (f": {tail}" if tail else "")
+            # A status is one word ("busy"); anything longer is already a sentence (e.g. waiting
+            # for a human to approve a permission the policy reserves).
+            message = (f"session {status}" if " " not in status else status) + (f": {tail}" if tail else "")
             await session.report_progress(float(ticks), None, message)
 
         try:
@@ -107,7 +109,7 @@ def _remember_client(orchestrator: Orchestrator, ctx: Any) -> None:
     except Exception:
         info = None
     if info is not None:
-        orchestrator.client_info = ClientInfo(getattr(info, "name", None), getattr(info, "version", None))
+        orchestrator.remember_client(ClientInfo(getattr(info, "name", None), getattr(info, "version", None)))
 
 
 async def serve_stdio(orchestrator: Orchestrator, wire: Wire) -> None:
@@ -122,17 +124,41 @@ async def serve_stdio(orchestrator: Orchestrator, wire: Wire) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def _amain(attach: str | None, wire: Wire) -> None:
-    from orchestrator_tui.pool.registry import Registry
+async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
+    from orchestrator_tui.pool.discovery import Membership
+    from orchestrator_tui.pool.registry import Registry, pool_name
     from orchestrator_tui.pool.service import PoolService, ServerSpec
 
-    service = PoolService(ServerSpec.from_env(attach_url=attach))
+    membership: Membership | None = None
     try:
-        registry: Registry | None = Registry.for_pool(os.environ.get("ORCHESTRATOR_TUI_POOL", "default"))
-    except Exception as exc:  # the audit trail is valuable, but not worth refusing to work
-        print(f"orchestrator-tui: registry unavailable ({exc}); continuing without it", file=sys.stderr)
+        registry: Registry | None = Registry.for_pool(pool_name(pool))
+    except Exception as exc:  # the shared pool is valuable, but not worth refusing to work
+        print(
+            f"orchestrator-tui: pool registry unavailable ({exc}); continuing with a private OpenCode server",
+            file=sys.stderr,
+        )
         registry = None
-    orchestrator = Orchestrator(service, registry=registry, origin="agent")
+    if registry is not None:
+        membership = Membership.join(registry, "agent")
+    service = PoolService(ServerSpec.from_env(attach_url=attach), membership=membership)
+    policy = None
+    rule_engine = None
+    if membership is not None and registry is not None:
+        from orchestrator_tui.pool.policy import load_policy, policy_path
+        from orchestrator_tui.pool.rules import RuleEngine
+
+        policy = load_policy(policy_path(membership.folder.path))
+        for warning in policy.warnings:
+            print(f"orchestrator-tui: {warning}", file=sys.stderr)
+        # The pool's standing rules apply to requests of every session, whichever front end runs.
+        rule_engine = RuleEngine(service, registry, channel="mcp")
+    orchestrator = Orchestrator(
+        service,
+        registry=registry,
+        origin="agent",
+        member_id=membership.member_id if membership is not None else None,
+        policy=policy,
+    )
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -141,6 +167,18 @@ async def _amain(attach: str | None, wire: Wire) -> None:
         log.info("received signal %d; shutting down", signum)
         main_task.cancel()
 
+    async def note_client() -> None:
+        # The wire reads the client's name from its first request; record it for the members list.
+        for _ in range(600):
+            if wire.client_info is not None:
+                if orchestrator.client_info.name is None:
+                    orchestrator.remember_client(ClientInfo(*wire.client_info))
+                return
+            await asyncio.sleep(0.05)
+
+    noter = loop.create_task(note_client())
+    if rule_engine is not None:
+        rule_engine.start()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
             loop.add_signal_handler(sig, on_signal, sig)
@@ -149,6 +187,10 @@ async def _amain(attach: str | None, wire: Wire) -> None:
     except asyncio.CancelledError:
         pass
     finally:
+        noter.cancel()
+        if rule_engine is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(rule_engine.stop(), 2.0)
         # Stopping the managed server must happen whatever ended us; never hang on it.
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.shield(orchestrator.close()), 5.0)
@@ -156,7 +198,7 @@ async def _amain(attach: str | None, wire: Wire) -> None:
             registry.close()
 
 
-def main(attach: str | None = None, wire: Wire | None = None) -> int:
+def main(attach: str | None = None, wire: Wire | None = None, pool: str | None = None) -> int:
     """Run the worker. ``wire`` is opened by the CLI before anything heavy is imported."""
     wire = wire or Wire.open()
     logging.basicConfig(
@@ -168,7 +210,7 @@ def main(attach: str | None = None, wire: Wire | None = None) -> int:
     from orchestrator_tui.opencode.process import kill_all_managed
 
     try:
-        asyncio.run(_amain(attach, wire))
+        asyncio.run(_amain(attach, wire, pool))
     except KeyboardInterrupt:
         pass
     finally:

@@ -12,7 +12,9 @@ picked, protected by a random password only we know. Facts that shape this modul
   always ends with SIGKILL to the whole group.
 
 The child's stdout and stderr are drained for its whole life by two daemon threads (a full pipe
-would block it); nothing is forwarded to our stdout, which is the JSON-RPC channel of the MCP
+would block it), or, for a server shared by several front ends (``log_dir``), written to files
+that the threads follow, so that the server outlives the process that started it (see
+`ManagedServer.detach`). Nothing is forwarded to our stdout, which is the JSON-RPC channel of the MCP
 worker. The process is a plain `subprocess.Popen`, so a server is not tied to the event loop that
 started it and can be killed synchronously from ``atexit``, signal handlers and ``finally`` blocks.
 """
@@ -132,7 +134,13 @@ class ManagedServer:
     launcher: Launcher
 
     def __init__(
-        self, *, launcher: Launcher, proc: subprocess.Popen[bytes], port: int, password: str
+        self,
+        *,
+        launcher: Launcher,
+        proc: subprocess.Popen[bytes],
+        port: int,
+        password: str,
+        log_files: tuple[Path, Path] | None = None,
     ) -> None:
         self.launcher = launcher
         self.port = port
@@ -149,12 +157,20 @@ class ManagedServer:
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._waiters_lock = threading.Lock()
         self._finished = False
+        self.log_files = log_files
+        if log_files is not None:
+            streams: tuple[IO[bytes] | None, IO[bytes] | None] = (
+                _FollowedFile(log_files[0], self),
+                _FollowedFile(log_files[1], self),
+            )
+        else:
+            streams = (proc.stdout, proc.stderr)
         self._readers = [
             threading.Thread(
-                target=self._drain, args=(proc.stdout, True), name=f"opencode-{self.pid}-stdout", daemon=True
+                target=self._drain, args=(streams[0], True), name=f"opencode-{self.pid}-stdout", daemon=True
             ),
             threading.Thread(
-                target=self._drain, args=(proc.stderr, False), name=f"opencode-{self.pid}-stderr", daemon=True
+                target=self._drain, args=(streams[1], False), name=f"opencode-{self.pid}-stderr", daemon=True
             ),
         ]
         for reader in self._readers:
@@ -175,17 +191,20 @@ class ManagedServer:
         env: Mapping[str, str] | None = None,
         config_content: str | None = None,
         startup_timeout: float = 20.0,
+        log_dir: Path | None = None,
     ) -> ManagedServer:
         """Spawn ``<launcher> serve --hostname 127.0.0.1 --port <free port>`` in ``cwd`` and wait until
         it is ready. Raises `ServerStartError`; on any failure or cancellation the group is killed.
 
+        With ``log_dir`` the child writes to ``opencode.out.log``/``opencode.err.log`` there instead
+        of pipes, so it can outlive us (a shared pool's server).
         The recursion guard (spec §5.2) is the caller's business: this always starts.
         """
         password = secrets.token_urlsafe(32)
         child_env = child_environment(env, password=password, config_content=config_content)
         for attempt in (1, 2):
             port = _free_port()
-            server = cls._spawn(launcher, Path(cwd), child_env, port, password)
+            server = cls._spawn(launcher, Path(cwd), child_env, port, password, log_dir)
             try:
                 await server._wait_ready(startup_timeout)
             except ServerStartError as exc:
@@ -202,23 +221,37 @@ class ManagedServer:
 
     @classmethod
     def _spawn(
-        cls, launcher: Launcher, cwd: Path, child_env: dict[str, str], port: int, password: str
+        cls,
+        launcher: Launcher,
+        cwd: Path,
+        child_env: dict[str, str],
+        port: int,
+        password: str,
+        log_dir: Path | None = None,
     ) -> ManagedServer:
         argv = launcher.argv("serve", "--hostname", HOSTNAME, "--port", str(port))
+        log_files: tuple[Path, Path] | None = None
+        outputs: list[int] = []
+        if log_dir is not None:
+            log_files = (log_dir / "opencode.out.log", log_dir / "opencode.err.log")
+            outputs = [os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600) for path in log_files]
         try:
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
                 env=child_env,
                 stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                stdout=outputs[0] if outputs else subprocess.PIPE,
+                stderr=outputs[1] if outputs else subprocess.PIPE,
                 start_new_session=True,
                 close_fds=True,
             )
         except OSError as exc:
             raise ServerStartError(f"Failed to spawn server: {exc}") from None
-        server = cls(launcher=launcher, proc=proc, port=port, password=password)
+        finally:
+            for fd in outputs:
+                os.close(fd)
+        server = cls(launcher=launcher, proc=proc, port=port, password=password, log_files=log_files)
         _register(server)
         log.debug("spawned %s (pid %d, port %d) in %s", launcher, proc.pid, port, cwd)
         return server
@@ -375,6 +408,15 @@ class ManagedServer:
             self._proc.wait(timeout=1.0)
         self._finish()
 
+    def detach(self) -> None:
+        """Let the server outlive us (other front ends still use it): never stop or kill it from
+        here again. Only a server started with ``log_dir`` can be detached: a piped one would die
+        of a closed pipe once we are gone."""
+        if self.log_files is None:
+            raise RuntimeError("only a server started with log_dir can outlive its starter")
+        log.info("leaving opencode pid %d running for the other front ends of the pool", self.pid)
+        self._finish()
+
     def _finish(self) -> None:
         self._finished = True
         _unregister(self)
@@ -387,6 +429,40 @@ class ManagedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+class _FollowedFile:
+    """``tail -f`` of a log file the child writes, readable line by line like its pipe was.
+
+    ``readline`` returns complete lines, waiting for more while the child runs, and ``b""`` once
+    it has exited (or we stopped caring) and everything has been read.
+    """
+
+    def __init__(self, path: Path, server: ManagedServer) -> None:
+        self._fh = open(path, "rb")  # noqa: SIM115 - closed by the reader thread
+        self._server = server
+        self._partial = b""
+        self._ended = False
+
+    def readline(self) -> bytes:
+        while True:
+            chunk = self._fh.readline()
+            if chunk:
+                self._partial += chunk
+                if chunk.endswith(b"\n"):
+                    line, self._partial = self._partial, b""
+                    return line
+                continue
+            if self._ended:
+                line, self._partial = self._partial, b""
+                return line
+            if self._server._finished or self._server._proc.poll() is not None:
+                self._ended = True  # one more pass reads what it wrote just before exiting
+                continue
+            time.sleep(0.02)
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def _resolve(fut: asyncio.Future[None]) -> None:

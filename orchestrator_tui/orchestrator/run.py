@@ -10,6 +10,12 @@ Deliberate differences from 0.6.3, each because the reference is wrong against 1
 turn do not end a new one); ``session.status`` busy/retry events count as activity; reasoning
 deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
 the configured durations and 0 means "no limit".
+
+A permission the run meets normally ends it with ``permission_required``. A
+:data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
+approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
+waiting, reports progress, and goes on with the turn once the request is answered. The
+inactivity timeout is suspended while a hold lasts; the hold has its own timeout.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from orchestrator_tui.opencode.models import (
     PartDelta,
     PartUpdated,
     PermissionAsked,
+    PermissionReplied,
     PermissionRequest,
     QuestionAsked,
     QuestionRequest,
@@ -57,6 +64,24 @@ FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
 POLL_REQUEST_TIMEOUT = 10.0
 
 Progress = Callable[[str, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class GateVerdict:
+    """What a run does with a pending permission it meets (the default: return it as the seed does)."""
+
+    #: Keep waiting for someone else to answer it instead of returning ``permission_required``.
+    hold: bool = False
+    #: Progress text while holding ("waiting for a human to approve bash in orchestrator-tui").
+    message: str = ""
+    #: Seconds to hold at most; then the run returns ``permission_required`` after all.
+    timeout: float = 0.0
+    #: Added to the ``permission_required`` output: when not holding, or when the hold timed out.
+    warning: str | None = None
+
+
+#: Asked each time a run meets a pending permission of its session (about once a second while held).
+PermissionGate = Callable[[PermissionRequest], GateVerdict]
 
 
 @dataclass
@@ -137,19 +162,50 @@ class RunMachine:
         *,
         model_limits: dict[tuple[str, str], int] | None = None,
         progress: Progress | None = None,
+        gate: PermissionGate | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.config = config
         self.model_limits = model_limits or {}
         self.progress = progress
+        self.gate = gate
         #: Warnings gathered before the loop (preflight), carried into every result.
         self.warnings: list[str] = []
+        #: Holds so far: (request id, why) → loop time at which that hold gives up. Keyed by the
+        #: reason too, so a request that changes hands (a rule revoked mid-wait, now the human's)
+        #: gets the new reason's full timeout.
+        self._hold_deadlines: dict[tuple[str, str], float] = {}
+        #: The request being held right now, and the progress text saying so.
+        self.holding: str | None = None
+        self._hold_message = ""
+
+    def meet_permission(
+        self, session_id: str, req: PermissionRequest, partial: str = "", tracker: TokenTracker | None = None
+    ) -> RunResult | None:
+        """The result for a pending permission of the session, or None to keep waiting (held)."""
+        verdict = self.gate(req) if self.gate is not None else GateVerdict()
+        warning = verdict.warning
+        if verdict.hold:
+            now = asyncio.get_running_loop().time()
+            deadline = self._hold_deadlines.setdefault((req.id, verdict.message), now + verdict.timeout)
+            if now < deadline:
+                self.holding = req.id
+                self._hold_message = verdict.message
+                return None
+        self.holding = None
+        warnings = [*self.warnings, warning] if warning else self.warnings
+        return RunResult(permission_output(session_id, req, partial, warnings), tracker)
 
     # ---------------------------------------------------------------- steps 5–8
 
-    async def preflight(self, session_id: str) -> tuple[bool, RunOutput | None]:
-        """Status, then pending permission, then pending question (spec §2.1 steps 5–7)."""
+    async def preflight(self, session_id: str, *, may_hold: bool = True) -> tuple[bool, RunOutput | None]:
+        """Status, then pending permission, then pending question (spec §2.1 steps 5–7).
+
+        A held permission is not an interruption: the loop waits it out. ``may_hold`` is False
+        when the run brings new work (a message or command): that is not sent past a pending
+        permission, so the run returns the permission as the seed does.
+        """
         try:
             statuses = await self.client.session_status()
         except OpenCodeError as exc:
@@ -164,7 +220,13 @@ class RunMachine:
             self.warnings.append(PERMISSION_LIST_WARNING)
         for req in permissions:
             if req.sessionID == session_id:
-                return is_idle, permission_output(session_id, req, warnings=self.warnings)
+                met = self.meet_permission(session_id, req)
+                if met is None and not may_hold:
+                    self.holding = None
+                    met = RunResult(permission_output(session_id, req, warnings=self.warnings))
+                if met is not None:
+                    return is_idle, met.output
+                break
         try:
             questions = await self.client.questions()
         except OpenCodeError as exc:
@@ -192,10 +254,16 @@ class RunMachine:
 
     async def execute(self, plan: RunPlan) -> RunResult:
         sid = plan.session_id
-        is_idle, interruption = await self.preflight(sid)
+        is_idle, interruption = await self.preflight(sid, may_hold=plan.message is None and plan.command is None)
         if interruption is not None:
             return RunResult(interruption)
-        if plan.message is None and plan.command is None and is_idle and not plan.wait_for_activity:
+        if (
+            plan.message is None
+            and plan.command is None
+            and is_idle
+            and not plan.wait_for_activity
+            and self.holding is None
+        ):
             return await self.finalize(
                 sid, TokenTracker(self.config.compaction_threshold, self.model_limits), self.warnings
             )
@@ -255,8 +323,10 @@ class RunMachine:
             awaiting_grace = True
             return None
 
+        if self.holding is not None and self.progress is not None:
+            await self._report(sid, partial)
         try:
-            if not dispatched:
+            if not dispatched and self.holding is None:
                 # Post-subscribe re-check (step 13): the session may have gone idle meanwhile.
                 try:
                     statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
@@ -267,6 +337,8 @@ class RunMachine:
 
             while True:
                 now = loop.time()
+                if self.holding is not None:
+                    last_activity = now  # waiting for someone else's answer is not inactivity
                 if inactivity is not None and now - last_activity >= inactivity:
                     raise Internal(inactivity_timeout_text(sid, cfg.inactivity_timeout_secs))
                 if deadline is not None and now >= deadline:
@@ -299,7 +371,18 @@ class RunMachine:
                     get_task = loop.create_task(watch.get())
                     feed_tracker(tracker, event)
                     if isinstance(event, PermissionAsked):
-                        return RunResult(permission_output(sid, event.properties, "".join(partial), warnings), tracker)
+                        held = self.holding
+                        met = self.meet_permission(sid, event.properties, "".join(partial), tracker)
+                        if met is not None:
+                            return met
+                        if held != self.holding and self.progress is not None:
+                            await self._report(sid, partial)
+                        continue
+                    if isinstance(event, PermissionReplied):
+                        if event.properties.requestID == self.holding:
+                            self.holding = None
+                            activity()
+                        continue
                     if isinstance(event, QuestionAsked):
                         return RunResult(question_output(sid, event.properties, "".join(partial), warnings), tracker)
                     if isinstance(event, PartDelta):
@@ -316,7 +399,7 @@ class RunMachine:
                         err = event.properties.error
                         text = json.dumps(err, ensure_ascii=False) if err is not None else "Unknown error"
                         raise Internal(f"Session error: {text}")
-                    elif isinstance(event, SessionIdle):
+                    elif isinstance(event, SessionIdle) and self.holding is None:
                         result = await accept_idle()
                         if result is not None:
                             return result
@@ -324,6 +407,8 @@ class RunMachine:
 
                 now = loop.time()
                 # (d) the idle-grace timer
+                if awaiting_grace and grace_deadline is not None and self.holding is not None:
+                    awaiting_grace = False  # a held permission means the turn is not over
                 if awaiting_grace and grace_deadline is not None and now >= grace_deadline:
                     awaiting_grace = False
                     try:
@@ -362,9 +447,12 @@ class RunMachine:
 
     async def _report(self, sid: str, partial: list[str]) -> None:
         assert self.progress is not None
-        view = self.pool.sessions.get(sid)
-        status = view.status.value if view else "unknown"
-        text = "".join(partial)
+        if self.holding is not None:
+            status, text = self._hold_message, ""
+        else:
+            view = self.pool.sessions.get(sid)
+            status = view.status.value if view else "unknown"
+            text = "".join(partial)
         try:
             await self.progress(status, text[-500:])
         except Exception:  # progress is advisory; a closed client must not fail the run
@@ -379,7 +467,9 @@ class RunMachine:
             permissions = []
         for req in permissions:
             if req.sessionID == sid:
-                return RunResult(permission_output(sid, req, "".join(partial), warnings), tracker)
+                met = self.meet_permission(sid, req, "".join(partial), tracker)
+                return "held" if met is None else met
+        self.holding = None  # whatever we held is answered
         try:
             questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
         except OpenCodeError as exc:

@@ -7,8 +7,10 @@ are validated models; outputs are the seed's output types; every failure is a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import sqlite3
 import sys
 import uuid
 from collections.abc import Mapping
@@ -23,17 +25,32 @@ from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, Op
 from orchestrator_tui.opencode.models import Message, PermissionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
-from orchestrator_tui.orchestrator.errors import Internal, InvalidInput, ToolError
-from orchestrator_tui.orchestrator.run import Progress, RunMachine, RunPlan, RunResult, extract_response
+from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.run import (
+    GateVerdict,
+    PermissionGate,
+    Progress,
+    RunMachine,
+    RunPlan,
+    RunResult,
+    extract_response,
+)
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
-from orchestrator_tui.pool.registry import Origin, Registry
+from orchestrator_tui.pool.policy import ApprovalPolicy
+from orchestrator_tui.pool.registry import Claim, Origin, Registry
+from orchestrator_tui.pool.rules import first_matching_rule
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LIST_LIMIT = 20
 RECENT_TOOL_CALLS = 10
+#: Seconds a run waits for a matching rule to be applied (by any front end's rule engine)
+#: before it returns the permission after all; applying one takes milliseconds.
+RULE_WAIT = 15.0
+#: Where the human answers what the policy reserves for them.
+DASHBOARD_NAME = "orchestrator-tui"
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,14 @@ class Orchestrator:
         origin: Origin = "agent",
         env: Mapping[str, str] | None = None,
         launcher_id: str | None = None,
+        member_id: str | None = None,
+        policy: ApprovalPolicy | None = None,
     ) -> None:
         self.service = service
+        #: Who may answer which permission (None: the agent answers everything, as the seed).
+        self.policy = policy
+        #: This worker's row in the registry's members (what the dashboard shows of it).
+        self.member_id = member_id
         self.registry = registry
         self.origin: Origin = origin
         self.env = os.environ if env is None else env
@@ -128,9 +151,12 @@ class Orchestrator:
 
     async def acquire(self) -> Snapshot:
         try:
-            return await self.service.acquire()
+            snapshot = await self.service.acquire()
         except ServerUnavailable as exc:
             raise Internal(str(exc)) from exc
+        # A run needs the context windows; start loading them now so the first run does not wait.
+        snapshot.prefetch_model_limits()
+        return snapshot
 
     def config_for(self, snapshot: Snapshot) -> OrchestratorConfig:
         """The orchestrator config, re-read once per server start (spec §5.6)."""
@@ -140,6 +166,23 @@ class Orchestrator:
                 print(f"orchestrator-tui: {warning}", file=sys.stderr)
             self._config = (snapshot.generation, config)
         return self._config[1]
+
+    def remember_client(self, info: ClientInfo) -> None:
+        """The MCP client's name/version from its ``initialize``: attribution and the members list."""
+        self.client_info = info
+        if self.registry is not None and self.member_id is not None:
+            try:
+                self.registry.update_member(self.member_id, client_name=info.name, client_version=info.version)
+            except Exception:
+                log.exception("could not update the member record")
+
+    def _set_in_flight(self, text: str | None) -> None:
+        if self.registry is None or self.member_id is None:
+            return
+        try:
+            self.registry.update_member(self.member_id, in_flight=text)
+        except Exception:  # the members list is informative; never fail a call over it
+            log.debug("could not update the call in flight", exc_info=True)
 
     def _record_launch(self, session_id: str) -> None:
         self._launched.add(session_id)
@@ -155,14 +198,123 @@ class Orchestrator:
             mine |= {sid for sid, rec in launches.items() if rec.launcher_id == self.launcher_id}
         return mine
 
-    def _machine(self, snapshot: Snapshot, progress: Progress | None) -> RunMachine:
+    async def _machine(
+        self, snapshot: Snapshot, progress: Progress | None, reserved: Mapping[str, str] | None = None
+    ) -> RunMachine:
         return RunMachine(
             snapshot.client,
             self.service.pool,
             self.config_for(snapshot),
-            model_limits=snapshot.model_limits,
+            model_limits=await snapshot.ensure_model_limits(),
             progress=progress,
+            gate=self._gate(reserved or {}),
         )
+
+    # ---------------------------------------------------------------- policy, rules and claims
+
+    @property
+    def channel(self) -> str:
+        """The audit log's channel for this front end's decisions."""
+        return "mcp" if self.origin == "agent" else "dashboard"
+
+    def _current_policy(self) -> ApprovalPolicy | None:
+        """The policy, re-read when its file changed (a long-lived worker follows edits)."""
+        if self.policy is not None:
+            self.policy = self.policy.refreshed()
+        return self.policy
+
+    def _human_attached(self) -> bool:
+        if self.registry is None:
+            return False
+        try:
+            return self.registry.human_attached()
+        except sqlite3.Error:
+            log.warning("could not read the pool's members", exc_info=True)
+            return False
+
+    def _gate(self, reserved: Mapping[str, str]) -> PermissionGate | None:
+        """What a run does with a permission it meets: hold it while a rule or a human will answer.
+
+        ``reserved`` maps request ids to why the agent may not answer them itself (beyond what
+        the policy says of the request as a whole: an ``always`` it may not give, for example).
+        """
+        policy = self._current_policy()
+        if self.registry is None and policy is None:
+            return None
+        registry = self.registry
+
+        def gate(request: PermissionRequest) -> GateVerdict:
+            if registry is not None:
+                try:
+                    rule = first_matching_rule(registry.rules(), request)
+                except sqlite3.Error:
+                    rule = None
+                if rule is not None:
+                    return GateVerdict(
+                        hold=True,
+                        message=f"waiting for {rule.decider} to answer {request.permission}",
+                        timeout=RULE_WAIT,
+                        warning=(
+                            f"{rule.decider} matches this {request.permission} request but no front end of the pool "
+                            f"applied it within {RULE_WAIT:g} s; answer it with respond_permission."
+                        ),
+                    )
+            reason = reserved.get(request.id) or (policy.needs_human(request) if policy is not None else None)
+            if reason is None:
+                return GateVerdict()
+            if self._human_attached():
+                timeout = policy.human_wait_timeout if policy is not None else 0.0
+                return GateVerdict(
+                    hold=True,
+                    message=f"waiting for a human to approve {request.permission} in {DASHBOARD_NAME}",
+                    timeout=timeout,
+                    warning=(
+                        f"No human answered this {request.permission} request in {DASHBOARD_NAME} within "
+                        f"{timeout:g} s; {reason}. It is still pending: call run with session_id to keep waiting."
+                    ),
+                )
+            return GateVerdict(warning=self._human_must_answer(request, reason))
+
+        return gate
+
+    def _human_must_answer(self, request: PermissionRequest, reason: str) -> str:
+        return (
+            f"A human must answer this {request.permission} request in {DASHBOARD_NAME}: {reason}. "
+            f"No dashboard is attached to the pool: ask the user to run `{DASHBOARD_NAME}` and answer it in the "
+            f"inbox, then call run with session_id='{request.sessionID}' to continue."
+        )
+
+    def _claim(self, request_id: str, session_id: str, decision: str) -> Claim | None:
+        """Claim the right to answer; the winning claim of someone else, or None when we won."""
+        if self.registry is None:
+            return None
+        try:
+            return self.registry.claim(
+                request_id,
+                session_id=session_id,
+                decision=decision,
+                decided_by=self.origin,
+                channel=self.channel,
+                client_name=self.client_info.name,
+            )
+        except sqlite3.Error as exc:
+            raise Internal(f"Failed to claim request '{request_id}' in the pool registry: {exc}") from exc
+
+    def _release(self, request_id: str) -> None:
+        if self.registry is None:
+            return
+        try:
+            self.registry.release_claim(request_id)
+        except sqlite3.Error:
+            log.exception("could not release the claim on %s", request_id)
+
+    def _answered_elsewhere(self, request_id: str) -> Claim | None:
+        if self.registry is None:
+            return None
+        try:
+            return self.registry.claim_of(request_id)
+        except sqlite3.Error:
+            return None
 
     async def call(
         self, name: str, arguments: object, progress: Progress | None = None
@@ -173,6 +325,8 @@ class Orchestrator:
         output: BaseModel | None = None
         error: ToolError | None = None
         request: Any = arguments if isinstance(arguments, dict) else {"_raw": repr(arguments)[:200]}
+        sid = arguments.get("session_id") if isinstance(arguments, dict) else None
+        self._set_in_flight(f"{name} {sid}" if isinstance(sid, str) and sid else name)
         try:
             spec = TOOL_SPECS.get(name)
             if spec is None:
@@ -198,7 +352,12 @@ class Orchestrator:
         except ToolError as exc:
             error = exc
             raise
+        except asyncio.CancelledError:
+            # Cancelled wherever it was (even before the run loop): logged as a cancellation.
+            error = Cancelled()
+            raise
         finally:
+            self._set_in_flight(None)
             self.call_logger.record(
                 tool=name,
                 request=request,
@@ -211,7 +370,10 @@ class Orchestrator:
 
     # ---------------------------------------------------------------- run
 
-    async def run(self, inp: t.RunInput, progress: Progress | None = None) -> RunResult:
+    async def run(
+        self, inp: t.RunInput, progress: Progress | None = None, *, reserved: Mapping[str, str] | None = None
+    ) -> RunResult:
+        """The ``run`` tool. ``reserved``: requests the caller knows a human must answer, and why."""
         message = inp.message.strip() if inp.message is not None else None
         if inp.session_id is None and inp.message is None and inp.command is None:
             raise InvalidInput(
@@ -253,7 +415,7 @@ class Orchestrator:
             wait_for_activity=bool(inp.wait_for_activity),
             idle_grace=idle_grace_ms(self.env) / 1000,
         )
-        return await self._machine(snapshot, progress).execute(plan)
+        return await (await self._machine(snapshot, progress, reserved)).execute(plan)
 
     async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
         if not _looks_like_session_id(sid):
@@ -273,7 +435,7 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
-        machine = self._machine(snapshot, progress)
+        machine = await self._machine(snapshot, progress)
         try:
             pending, complete = await machine.list_permissions()
         except OpenCodeError as exc:
@@ -290,6 +452,12 @@ class Orchestrator:
                 )
                 req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
             if req is None:
+                winner = self._answered_elsewhere(rid)
+                if winner is not None:
+                    raise InvalidInput(
+                        f"Permission request '{rid}' was {winner.describe()}. "
+                        f"Call run with session_id='{sid}' to follow the session."
+                    )
                 raise InvalidInput(f"No pending permission found with id '{rid}'. (session_id='{sid}')")
             if req.sessionID != sid:
                 raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
@@ -313,16 +481,39 @@ class Orchestrator:
                 )
             req = mine[0]
         reply = inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
+        policy = self._current_policy()
+        reason = policy.needs_human(req, reply) if policy is not None else None
+        if reason is not None:
+            if not self._human_attached():
+                raise InvalidInput(
+                    f"Permission request '{req.id}' cannot be answered by the agent. "
+                    + self._human_must_answer(req, reason)
+                )
+            # The dashboard is attached: wait for the human's answer, then continue the run.
+            result = await self.run(
+                t.RunInput(session_id=sid, wait_for_activity=True), progress, reserved={req.id: reason}
+            )
+            result.output.warnings = [*result.output.warnings, *pre_warnings]
+            return result
         baseline: str | None = None
         if reply == "reject":
             try:
                 baseline = extract_response(await client.messages(sid))
             except OpenCodeError as exc:
                 pre_warnings.append(f"Failed to fetch baseline messages: {exc}")
+        winner = self._claim(req.id, sid, reply)
+        if winner is not None:
+            raise InvalidInput(
+                f"Permission request '{req.id}' was {winner.describe()}. "
+                f"Call run with session_id='{sid}' to follow the session."
+            )
         try:
             await client.reply_permission(req.id, reply, inp.message)
-        except OpenCodeError as exc:
-            raise Internal(f"Failed to reply to permission: {exc}") from exc
+        except BaseException as exc:
+            self._release(req.id)
+            if isinstance(exc, OpenCodeError):
+                raise Internal(f"Failed to reply to permission: {exc}") from exc
+            raise
         self.service.pool.resolve_request(req.id)
         self._record_decision(
             req.id, sid, "permission", reply, {"permission": req.permission, "patterns": req.patterns}
@@ -357,6 +548,12 @@ class Orchestrator:
             rid = inp.question_request_id
             req = next((q for q in pending if q.id == rid), None)
             if req is None:
+                winner = self._answered_elsewhere(rid)
+                if winner is not None:
+                    raise InvalidInput(
+                        f"Question request '{rid}' was {winner.describe()}. "
+                        f"Call run with session_id='{sid}' to follow the session."
+                    )
                 raise InvalidInput(f"No pending question found with id '{rid}'. (session_id='{sid}')")
             if req.sessionID != sid:
                 raise InvalidInput(f"Question request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
@@ -374,20 +571,26 @@ class Orchestrator:
                 )
             req = mine[0]
         action = inp.action.value if hasattr(inp.action, "value") else str(inp.action)
-        if action == "reply":
-            if not inp.answers:
-                raise InvalidInput("answers is required when action=reply")
-            try:
-                await client.reply_question(req.id, inp.answers)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to reply to question: {exc}") from exc
-            wait: bool | None = True
-        else:
-            try:
+        if action == "reply" and not inp.answers:
+            raise InvalidInput("answers is required when action=reply")
+        winner = self._claim(req.id, sid, action)
+        if winner is not None:
+            raise InvalidInput(
+                f"Question request '{req.id}' was {winner.describe()}. "
+                f"Call run with session_id='{sid}' to follow the session."
+            )
+        wait: bool | None = True if action == "reply" else None
+        try:
+            if action == "reply":
+                await client.reply_question(req.id, inp.answers or [])
+            else:
                 await client.reject_question(req.id)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to reject question: {exc}") from exc
-            wait = None
+        except BaseException as exc:
+            self._release(req.id)
+            if isinstance(exc, OpenCodeError):
+                verb = "reply to" if action == "reply" else "reject"
+                raise Internal(f"Failed to {verb} question: {exc}") from exc
+            raise
         self.service.pool.resolve_request(req.id)
         self._record_decision(req.id, sid, "question", action, {"answers": inp.answers} if action == "reply" else None)
         return await self.run(t.RunInput(session_id=sid, wait_for_activity=wait), progress)
@@ -404,7 +607,7 @@ class Orchestrator:
                 kind=kind,
                 decision=decision,
                 decided_by=self.origin,
-                channel="mcp" if self.origin == "agent" else "dashboard",
+                channel=self.channel,
                 detail=detail,
                 client_name=self.client_info.name,
             )

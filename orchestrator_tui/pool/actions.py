@@ -2,23 +2,35 @@
 
 The dashboard calls these; each one goes to OpenCode through the current server snapshot and
 leaves its trace in the registry (who launched a session, who decided a request), so both
-front ends see the same history. Errors come back as :class:`ActionError` with a sentence a
-person can act on; nothing here raises anything else for an OpenCode failure.
+front ends see the same history. Every answer to a request is claimed in the registry before
+it is sent, so when the agent or a rule answers the same request at the same moment exactly one
+reply reaches OpenCode and the loser is told who answered, how and when.
+
+Errors come back as :class:`ActionError` with a sentence a person can act on; nothing here
+raises anything else for an OpenCode failure.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Sequence
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import Command, Session
 from orchestrator_tui.pool.handle import ServerUnavailable
-from orchestrator_tui.pool.registry import Origin, Registry
+from orchestrator_tui.pool.registry import Origin, Registry, Rule
+from orchestrator_tui.pool.rules import apply_rules, default_rule_pattern, suggest_rule_patterns
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
+
+#: The channel the audit log records a human's decisions under.
+DASHBOARD_CHANNEL = "dashboard"
+REPLIES = ("once", "always", "reject")
 
 
 class ActionError(Exception):
@@ -47,6 +59,32 @@ class PoolActions:
         except ServerUnavailable as exc:
             raise ActionError(f"OpenCode server unavailable: {exc}") from exc
 
+    def _claim(self, request_id: str, session_id: str, decision: str, noun: str) -> None:
+        """Claim the right to answer, or say who already did (one answer per request, any process)."""
+        if self.registry is None:
+            return
+        try:
+            winner = self.registry.claim(
+                request_id,
+                session_id=session_id,
+                decision=decision,
+                decided_by=self.origin,
+                channel=DASHBOARD_CHANNEL,
+                client_name=self.client_name,
+            )
+        except sqlite3.Error as exc:
+            raise ActionError(f"Could not claim the {noun} in the pool registry ({exc}); try again.") from exc
+        if winner is not None:
+            raise ActionError(f"This {noun} was {winner.describe()}.")
+
+    def _release(self, request_id: str) -> None:
+        if self.registry is None:
+            return
+        try:
+            self.registry.release_claim(request_id)
+        except sqlite3.Error:
+            log.exception("could not release the claim on %s", request_id)
+
     def _decided(self, request_id: str, session_id: str, kind: str, decision: str, detail: dict[str, Any]) -> None:
         if self.registry is None:
             return
@@ -57,31 +95,57 @@ class PoolActions:
                 kind=kind,
                 decision=decision,
                 decided_by=self.origin,
-                channel="dashboard",
+                channel=DASHBOARD_CHANNEL,
                 detail=detail,
                 client_name=self.client_name,
             )
         except Exception:
             log.exception("could not record decision for %s", request_id)
 
+    async def _answer(
+        self,
+        request_id: str,
+        session_id: str,
+        *,
+        kind: str,
+        decision: str,
+        detail: dict[str, Any],
+        send: Callable[[OpenCodeClient], Awaitable[object]],
+        noun: str,
+        what: str,
+        verb: str,
+    ) -> None:
+        """Claim, send, then record: the single path of every human answer.
+
+        The claim comes first so that when the agent (or a rule) answers the same request at
+        the same moment only one reply reaches OpenCode; a reply that fails gives it back.
+        """
+        self._claim(request_id, session_id, decision, noun)
+        try:
+            client = await self._client()
+            await send(client)
+        except HttpStatusError as exc:
+            self._release(request_id)
+            if exc.status == 404:
+                self.service.pool.resolve_request(request_id)
+                raise ActionError(f"This {noun} was already answered elsewhere.") from exc
+            raise ActionError(f"OpenCode refused the {what}: {exc}") from exc
+        except OpenCodeError as exc:
+            self._release(request_id)
+            raise ActionError(f"Could not reach OpenCode to {verb}: {exc}") from exc
+        except BaseException:
+            self._release(request_id)
+            raise
+        self.service.pool.resolve_request(request_id)
+        self._decided(request_id, session_id, kind, decision, detail)
+
     # ------------------------------------------------------------------ requests
 
     async def reply_permission(self, request_id: str, reply: str, message: str | None = None) -> None:
         """Answer a permission: ``once``, ``always`` or ``reject`` (optionally with a message)."""
-        if reply not in ("once", "always", "reject"):
+        if reply not in REPLIES:
             raise ActionError(f"unknown reply {reply!r}: use once, always or reject")
         request = self.service.pool.permissions.get(request_id)
-        client = await self._client()
-        try:
-            await client.reply_permission(request_id, reply, message or None)
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                self.service.pool.resolve_request(request_id)
-                raise ActionError("This request was already answered elsewhere.") from exc
-            raise ActionError(f"OpenCode refused the reply: {exc}") from exc
-        except OpenCodeError as exc:
-            raise ActionError(f"Could not reach OpenCode to reply: {exc}") from exc
-        self.service.pool.resolve_request(request_id)
         detail: dict[str, Any] = {}
         if request is not None:
             detail = {"permission": request.permission, "patterns": request.patterns}
@@ -89,43 +153,125 @@ class PoolActions:
                 detail["always"] = request.always
         if message:
             detail["message"] = message
-        self._decided(request_id, request.sessionID if request else "", "permission", reply, detail)
+        await self._answer(
+            request_id,
+            request.sessionID if request else "",
+            kind="permission",
+            decision=reply,
+            detail=detail,
+            send=lambda client: client.reply_permission(request_id, reply, message or None),
+            noun="request",
+            what="reply",
+            verb="reply",
+        )
+
+    async def reply_permissions(
+        self, request_ids: Sequence[str], reply: str, message: str | None = None
+    ) -> list[tuple[str, str | None]]:
+        """Answer several permissions alike (the inbox's batch); per id, None or why it failed.
+
+        Each one is claimed and sent on its own, so one already answered elsewhere does not
+        stop the others.
+        """
+
+        async def one(request_id: str) -> tuple[str, str | None]:
+            try:
+                await self.reply_permission(request_id, reply, message)
+            except ActionError as exc:
+                return request_id, str(exc)
+            return request_id, None
+
+        return list(await asyncio.gather(*(one(rid) for rid in request_ids)))
 
     async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:
         request = self.service.pool.questions.get(request_id)
-        client = await self._client()
-        try:
-            await client.reply_question(request_id, answers)
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                self.service.pool.resolve_request(request_id)
-                raise ActionError("This question was already answered elsewhere.") from exc
-            raise ActionError(f"OpenCode refused the answer: {exc}") from exc
-        except OpenCodeError as exc:
-            raise ActionError(f"Could not reach OpenCode to answer: {exc}") from exc
-        self.service.pool.resolve_request(request_id)
-        self._decided(
+        await self._answer(
             request_id,
             request.sessionID if request else "",
-            "question",
-            "reply",
-            {"answers": [list(a) for a in answers]},
+            kind="question",
+            decision="reply",
+            detail={"answers": [list(a) for a in answers]},
+            send=lambda client: client.reply_question(request_id, answers),
+            noun="question",
+            what="answer",
+            verb="answer",
         )
 
     async def reject_question(self, request_id: str) -> None:
         request = self.service.pool.questions.get(request_id)
-        client = await self._client()
+        await self._answer(
+            request_id,
+            request.sessionID if request else "",
+            kind="question",
+            decision="reject",
+            detail={},
+            send=lambda client: client.reject_question(request_id),
+            noun="question",
+            what="rejection",
+            verb="reject",
+        )
+
+    # ------------------------------------------------------------------ rules
+
+    def _rules_registry(self) -> Registry:
+        if self.registry is None:
+            raise ActionError("Rules need the pool registry, and this dashboard runs without one.")
+        return self.registry
+
+    async def make_rule(self, request_id: str, reply: str, pattern: str | None = None) -> Rule:
+        """Answer a pending permission and turn the answer into a rule for every session.
+
+        The rule takes the request's permission type and ``pattern`` (default: see
+        :func:`~orchestrator_tui.pool.rules.default_rule_pattern`). The request itself is
+        answered first, as the human's decision; only when that worked is the rule stored, and
+        then applied at once to the matching requests already pending.
+        """
+        registry = self._rules_registry()
+        if reply not in REPLIES:
+            raise ActionError(f"unknown reply {reply!r}: use once, always or reject")
+        request = self.service.pool.permissions.get(request_id)
+        if request is None:
+            raise ActionError("This request is no longer waiting; make the rule from a pending request.")
+        glob = (pattern or "").strip() or default_rule_pattern(request)
+        await self.reply_permission(request_id, reply)
         try:
-            await client.reject_question(request_id)
-        except HttpStatusError as exc:
-            if exc.status == 404:
-                self.service.pool.resolve_request(request_id)
-                raise ActionError("This question was already answered elsewhere.") from exc
-            raise ActionError(f"OpenCode refused the rejection: {exc}") from exc
-        except OpenCodeError as exc:
-            raise ActionError(f"Could not reach OpenCode to reject: {exc}") from exc
-        self.service.pool.resolve_request(request_id)
-        self._decided(request_id, request.sessionID if request else "", "question", "reject", {})
+            rule = registry.add_rule(request.permission, glob, reply, created_by=self.origin)
+        except (ValueError, sqlite3.Error) as exc:
+            raise ActionError(f"The request was answered, but the rule could not be saved: {exc}") from exc
+        try:
+            await apply_rules(
+                self.service, registry, list(self.service.pool.permissions.values()), applied_by=self.launcher_id
+            )
+        except sqlite3.Error:  # the rule is stored; the rule engines apply it on their next pass
+            log.exception("could not apply rule #%s to the pending requests now", rule.id)
+        return rule
+
+    def revoke_rule(self, rule_id: int) -> None:
+        """Stop a rule at once, in every front end of the pool."""
+        registry = self._rules_registry()
+        try:
+            revoked = registry.revoke_rule(rule_id)
+        except sqlite3.Error as exc:
+            raise ActionError(f"Could not revoke rule #{rule_id}: {exc}") from exc
+        if not revoked:
+            raise ActionError(f"There is no active rule #{rule_id}: it was revoked already, or never existed.")
+
+    def rules(self) -> list[Rule]:
+        """The active rules, oldest (first to apply) first."""
+        return self._rules_registry().rules()
+
+    def rule_patterns(self, request_id: str) -> list[tuple[str, str]]:
+        """Patterns a rule made from this request could use, best first, each with a label.
+
+        The UI offers them when the human turns a decision into a rule; the first one is the
+        default :meth:`make_rule` uses.
+        """
+        request = self.service.pool.permissions.get(request_id)
+        if request is None:
+            raise ActionError("This request is no longer waiting.")
+        view = self.service.pool.sessions.get(request.sessionID)
+        project = Path(view.directory) if view is not None and view.directory else self.service.spec.cwd
+        return suggest_rule_patterns(request, project)
 
     # ------------------------------------------------------------------ sessions
 
@@ -158,8 +304,6 @@ class PoolActions:
     async def run_command(self, session_id: str, command: str, arguments: str = "") -> None:
         """Start a command turn. OpenCode's endpoint blocks until the turn ends, so this returns
         once the command is accepted (or failed fast, e.g. an unknown command)."""
-        import asyncio
-
         client = await self._client()
         task = asyncio.get_running_loop().create_task(client.command(session_id, command, arguments))
         done, _ = await asyncio.wait({task}, timeout=1.0)

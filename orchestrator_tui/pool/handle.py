@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.pool.registry import pid_alive
 
 if TYPE_CHECKING:
     from orchestrator_tui.opencode.process import ManagedServer
@@ -44,9 +45,15 @@ class Snapshot:
     client: OpenCodeClient
     managed: ManagedServer | None = None
     version: str | None = None
-    #: (providerID, modelID) → context window, loaded once per start (spec §2.6).
+    #: (providerID, modelID) → context window, loaded once per start (spec §2.6), on first use
+    #: (:meth:`ensure_model_limits`): a front end that never runs a turn never pays for it, and a
+    #: rebuilt or attached server answers sooner.
     model_limits: dict[tuple[str, str], int] = field(default_factory=dict)
+    _limits: asyncio.Future[dict[tuple[str, str], int]] | None = field(default=None, repr=False)
     generation: int = field(default_factory=lambda: next(_generation))
+    #: A pool's managed server that another front end started (we attached from its record):
+    #: its pid, so that we notice when it dies and may restart it.
+    shared_pid: int | None = None
 
     @property
     def base_url(self) -> str:
@@ -54,10 +61,29 @@ class Snapshot:
 
     @property
     def mode(self) -> Mode:
-        return "managed" if self.managed is not None else "external"
+        return "managed" if self.managed is not None or self.shared_pid is not None else "external"
+
+    @property
+    def pid(self) -> int | None:
+        """The server's pid when it is a managed one (ours or the pool's)."""
+        return self.managed.pid if self.managed is not None else self.shared_pid
+
+    def prefetch_model_limits(self) -> None:
+        """Start loading the context windows in the background (once)."""
+        if self._limits is None and not self.model_limits:  # given when made: a test seam
+            self._limits = asyncio.ensure_future(load_model_limits(self.client))
+
+    async def ensure_model_limits(self) -> dict[tuple[str, str], int]:
+        """The context windows, loaded once (concurrent callers share the one request)."""
+        self.prefetch_model_limits()
+        if self._limits is not None:
+            self.model_limits = await asyncio.shield(self._limits)
+        return self.model_limits
 
     async def close(self) -> None:
         """Stop the child (if any) and release the HTTP client."""
+        if self._limits is not None and not self._limits.done():
+            self._limits.cancel()
         if self.managed is not None:
             await self.managed.stop()
         await self.client.aclose()
@@ -142,6 +168,8 @@ class ServerHandle:
         """None when healthy, else why the snapshot needs recovery."""
         if snapshot.managed is not None and snapshot.managed.exited():
             return "managed child is no longer running"
+        if snapshot.shared_pid is not None and not pid_alive(snapshot.shared_pid):
+            return "the pool's managed server is no longer running"
         try:
             health = await asyncio.wait_for(snapshot.client.health(timeout=self._health_timeout), self._health_timeout)
         except TimeoutError:
@@ -174,7 +202,12 @@ class ServerHandle:
             raise ServerUnavailable(error)
         self._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
         if stale is not None and stale.managed is not None:
-            stale.managed.kill_sync()
+            if stale.managed.pid == snapshot.pid:
+                # The pool's record still named our own server and it answered after all:
+                # keep the child we spawned (and the duty to reap it) with the new snapshot.
+                snapshot.managed, snapshot.shared_pid = stale.managed, None
+            else:
+                stale.managed.kill_sync()
         if self._on_replace is not None:
             await self._on_replace(stale, snapshot)
         return snapshot
@@ -185,6 +218,25 @@ class ServerHandle:
             self._state = _State("empty")
         if snapshot is not None:
             await snapshot.close()
+
+
+async def load_model_limits(client: OpenCodeClient) -> dict[tuple[str, str], int]:
+    """Context windows by (provider, model); best effort (spec §2.6)."""
+    limits: dict[tuple[str, str], int] = {}
+    try:
+        data = await client.providers()
+    except OpenCodeError as exc:
+        log.warning("could not load model limits: %s", exc)
+        return limits
+    for provider in (data or {}).get("all", []) if isinstance(data, dict) else []:
+        if not isinstance(provider, dict):
+            continue
+        pid = provider.get("id")
+        for mid, model in (provider.get("models") or {}).items():
+            context = ((model or {}).get("limit") or {}).get("context") if isinstance(model, dict) else None
+            if isinstance(pid, str) and isinstance(context, int) and context > 0:
+                limits[(pid, mid)] = context
+    return limits
 
 
 def _external_text(base_url: str | None, reason: str) -> str:

@@ -3,14 +3,26 @@
 A small SQLite file (stdlib ``sqlite3``, WAL, owner-only) in the pool's state folder, shared
 by every front end of the pool. Writes are tiny and synchronous; WAL lets readers in other
 processes go on while one writes.
+
+Besides the history (launches, decisions) it holds what the front ends of one pool must agree
+on across processes:
+
+* ``members``: every front end attached to the pool (dashboards, MCP workers), by pid, so
+  the last one out can stop the shared server and the dashboard can show who is attached;
+* ``claims``: one row per answered request. Inserting it is the atomic "I answer this"; the
+  primary key makes exactly one of two simultaneous answers win, whatever process they are in;
+* ``rules``: standing decisions made from the inbox ("always allow read under this project"),
+  applied by the pool to future requests of every session until revoked.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +31,7 @@ from typing import Any, Literal
 Origin = Literal["agent", "human", "other"]
 
 STATE_DIR_ENV = "ORCHESTRATOR_TUI_STATE_DIR"
+POOL_ENV = "ORCHESTRATOR_TUI_POOL"
 DEFAULT_POOL = "default"
 
 _SCHEMA = """
@@ -43,7 +56,37 @@ CREATE TABLE IF NOT EXISTS decisions (
     decided_at   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS decisions_request ON decisions(request_id);
+CREATE TABLE IF NOT EXISTS members (
+    member_id    TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    client_name  TEXT,
+    client_version TEXT,
+    since        REAL NOT NULL,
+    in_flight    TEXT,
+    in_flight_since REAL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    request_id   TEXT PRIMARY KEY,
+    session_id   TEXT NOT NULL,
+    decision     TEXT NOT NULL,
+    decided_by   TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    client_name  TEXT,
+    claimed_at   REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rules (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    permission   TEXT NOT NULL,
+    pattern      TEXT NOT NULL,
+    reply        TEXT NOT NULL,
+    created_by   TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    revoked_at   REAL
+);
 """
+
+MemberKind = Literal["agent", "human"]
 
 
 def state_root(env: Mapping[str, str] | None = None) -> Path:
@@ -52,6 +95,20 @@ def state_root(env: Mapping[str, str] | None = None) -> Path:
         return Path(env[STATE_DIR_ENV])
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "orchestrator-tui"
+
+
+def pool_name(given: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The pool to use: ``--pool``, else ``$ORCHESTRATOR_TUI_POOL``, else ``default``.
+
+    A name is one folder name (letters, digits, ``.``, ``_``, ``-``), so it cannot escape the root.
+    """
+    env = os.environ if env is None else env
+    name = given or env.get(POOL_ENV) or DEFAULT_POOL
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", name):
+        raise ValueError(
+            f"invalid pool name {name!r}: use letters, digits, '.', '_' or '-' (at most 64), e.g. --pool work"
+        )
+    return name
 
 
 def pool_dir(pool: str = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> Path:
@@ -83,6 +140,75 @@ class Decision:
     channel: str
     client_name: str | None
     decided_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A front end attached to the pool (a dashboard or an MCP worker)."""
+
+    member_id: str
+    kind: MemberKind
+    pid: int
+    client_name: str | None
+    client_version: str | None
+    since: float
+    #: The tool call this worker is running ("run ses_…"), if any.
+    in_flight: str | None
+    in_flight_since: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """Who answered a request, how and when; the first claim of a request wins."""
+
+    request_id: str
+    session_id: str
+    decision: str
+    decided_by: str
+    channel: str
+    client_name: str | None
+    claimed_at: float
+
+    def describe(self) -> str:
+        """``already answered by human (dashboard) at 12:03:04: once`` — what the loser is told."""
+        who = self.decided_by + (f" ({self.client_name})" if self.client_name else f" ({self.channel})")
+        when = time.strftime("%H:%M:%S", time.localtime(self.claimed_at))
+        return f"already answered by {who} at {when}: {self.decision}"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A standing decision: reply ``reply`` to every ``permission`` request matching ``pattern``."""
+
+    id: int
+    permission: str
+    pattern: str
+    reply: str
+    created_by: str
+    created_at: float
+    revoked_at: float | None
+
+    @property
+    def decider(self) -> str:
+        """How the audit log names a decision this rule made."""
+        return f"rule #{self.id}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (a zombie counts as gone)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (exited, not yet reaped) answers kill(0) but is gone for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except OSError:
+        return True
 
 
 class Registry:
@@ -171,3 +297,124 @@ class Registry:
                 f"SELECT {cols} FROM decisions WHERE request_id = ? ORDER BY id DESC LIMIT ?", (request_id, limit)
             ).fetchall()
         return [Decision(*r[:4], json.loads(r[4]) if r[4] else None, *r[5:]) for r in rows]
+
+    # ------------------------------------------------------------------ members
+
+    def register_member(
+        self, kind: MemberKind, client_name: str | None = None, client_version: str | None = None
+    ) -> str:
+        """Record this process as a front end of the pool; returns its member id."""
+        member_id = uuid.uuid4().hex
+        self._db.execute(
+            "INSERT INTO members (member_id, kind, pid, client_name, client_version, since) VALUES (?, ?, ?, ?, ?, ?)",
+            (member_id, kind, os.getpid(), client_name, client_version, time.time()),
+        )
+        return member_id
+
+    def update_member(
+        self,
+        member_id: str,
+        *,
+        client_name: str | None = None,
+        client_version: str | None = None,
+        in_flight: str | Literal[False] | None = False,
+    ) -> None:
+        """Change what is known of a member; ``in_flight=None`` clears the call in flight."""
+        if client_name is not None or client_version is not None:
+            self._db.execute(
+                "UPDATE members SET client_name = ?, client_version = ? WHERE member_id = ?",
+                (client_name, client_version, member_id),
+            )
+        if in_flight is not False:
+            self._db.execute(
+                "UPDATE members SET in_flight = ?, in_flight_since = ? WHERE member_id = ?",
+                (in_flight, time.time() if in_flight else None, member_id),
+            )
+
+    def remove_member(self, member_id: str) -> None:
+        self._db.execute("DELETE FROM members WHERE member_id = ?", (member_id,))
+
+    def members(self) -> list[Member]:
+        """The live members, oldest first; rows of processes that died without leaving are dropped."""
+        rows = self._db.execute("SELECT * FROM members ORDER BY since").fetchall()
+        live: list[Member] = []
+        for row in rows:
+            member = Member(*row)
+            if pid_alive(member.pid):
+                live.append(member)
+            else:
+                self._db.execute("DELETE FROM members WHERE member_id = ?", (member.member_id,))
+        return live
+
+    def human_attached(self) -> bool:
+        """Whether a dashboard is attached to the pool right now."""
+        return any(m.kind == "human" for m in self.members())
+
+    # ------------------------------------------------------------------ claims
+
+    def claim(
+        self,
+        request_id: str,
+        *,
+        session_id: str,
+        decision: str,
+        decided_by: str,
+        channel: str,
+        client_name: str | None = None,
+    ) -> Claim | None:
+        """Claim the right to answer ``request_id``: None when we won, else the winning claim."""
+        try:
+            self._db.execute(
+                "INSERT INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (request_id, session_id, decision, decided_by, channel, client_name, time.time()),
+            )
+        except sqlite3.IntegrityError:
+            existing = self.claim_of(request_id)
+            if existing is None:  # released between our insert and our read: try once more
+                return self.claim(
+                    request_id,
+                    session_id=session_id,
+                    decision=decision,
+                    decided_by=decided_by,
+                    channel=channel,
+                    client_name=client_name,
+                )
+            return existing
+        return None
+
+    def claim_of(self, request_id: str) -> Claim | None:
+        row = self._db.execute("SELECT * FROM claims WHERE request_id = ?", (request_id,)).fetchone()
+        return Claim(*row) if row else None
+
+    def release_claim(self, request_id: str) -> None:
+        """Give a claim back because the reply could not be delivered (someone may retry)."""
+        self._db.execute("DELETE FROM claims WHERE request_id = ?", (request_id,))
+
+    # ------------------------------------------------------------------ rules
+
+    def add_rule(self, permission: str, pattern: str, reply: str, created_by: str) -> Rule:
+        if reply not in ("once", "always", "reject"):
+            raise ValueError(f"unknown reply {reply!r}: use once, always or reject")
+        cur = self._db.execute(
+            "INSERT INTO rules (permission, pattern, reply, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+            (permission, pattern, reply, created_by, time.time()),
+        )
+        rule_id = int(cur.lastrowid or 0)
+        rule = self.rule(rule_id)
+        assert rule is not None
+        return rule
+
+    def rule(self, rule_id: int) -> Rule | None:
+        row = self._db.execute("SELECT * FROM rules WHERE id = ?", (rule_id,)).fetchone()
+        return Rule(*row) if row else None
+
+    def rules(self, *, include_revoked: bool = False) -> list[Rule]:
+        where = "" if include_revoked else " WHERE revoked_at IS NULL"
+        return [Rule(*r) for r in self._db.execute(f"SELECT * FROM rules{where} ORDER BY id").fetchall()]
+
+    def revoke_rule(self, rule_id: int) -> bool:
+        """Stop a rule; False when there was no active rule with that id."""
+        cur = self._db.execute(
+            "UPDATE rules SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), rule_id)
+        )
+        return cur.rowcount > 0

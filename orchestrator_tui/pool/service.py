@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.events import EventStream, StreamStatus
+from orchestrator_tui.pool.discovery import Membership, PoolFolder, ServerRecord, stop_pid_group
 from orchestrator_tui.pool.handle import ServerHandle, ServerUnavailable, Snapshot
 from orchestrator_tui.pool.state import Pool
 
@@ -53,8 +55,10 @@ class ServerSpec:
         )
 
 
-async def start_managed(spec: ServerSpec) -> Snapshot:
-    """Start a managed server, check its version and load its model limits (spec §5.4–5.6)."""
+async def start_managed(spec: ServerSpec, log_dir: Path | None = None) -> Snapshot:
+    """Start a managed server, check its version and load its model limits (spec §5.4–5.6).
+
+    ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool)."""
     from orchestrator_tui.opencode import binary
     from orchestrator_tui.opencode.process import ManagedServer, ServerStartError
 
@@ -64,7 +68,9 @@ async def start_managed(spec: ServerSpec) -> Snapshot:
     except binary.LauncherError as exc:
         raise ServerUnavailable(f"Failed to resolve OpenCode launcher configuration: {exc}") from exc
     try:
-        server = await ManagedServer.start(launcher=launcher, cwd=spec.cwd, env=env, config_content=spec.config_content)
+        server = await ManagedServer.start(
+            launcher=launcher, cwd=spec.cwd, env=env, config_content=spec.config_content, log_dir=log_dir
+        )
     except ServerStartError as exc:
         raise ServerUnavailable(f"Failed to start embedded `opencode serve`: {exc}") from exc
     client = OpenCodeClient(
@@ -84,7 +90,58 @@ async def start_managed(spec: ServerSpec) -> Snapshot:
         await snapshot.close()
         raise ServerUnavailable(f"{binary.version_mismatch_text(' '.join(launcher.argv()))}: {exc}") from exc
     snapshot.version = health.version
-    snapshot.model_limits = await load_model_limits(client)
+    return snapshot
+
+
+async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
+    """The pool's managed server: attach to the one its record names if it answers, else start
+    one and record it. Under the pool lock, so concurrent front ends end up on one server."""
+    async with folder.lock():
+        record = folder.read_record()
+        if record is not None:
+            snapshot = await _attach_record(spec, record)
+            if snapshot is not None:
+                log.info("attached to the pool's OpenCode at %s (pid %d)", record.url, record.pid)
+                return snapshot
+            if record.alive():
+                # Running but not answering (we hold the lock: nobody is starting it). Replace it.
+                log.warning("the pool's OpenCode pid %d does not answer; replacing it", record.pid)
+                await stop_pid_group(record.pid)
+            folder.clear_record()
+        snapshot = await start_managed(spec, log_dir=folder.path)
+        server = snapshot.managed
+        assert server is not None
+        folder.write_record(
+            ServerRecord(
+                url=server.base_url,
+                username=server.username,
+                password=server.password,
+                pid=server.pid,
+                version=snapshot.version,
+                cwd=str(spec.cwd),
+                started_at=time.time(),
+                started_by=os.getpid(),
+            )
+        )
+        log.info("started the pool's OpenCode at %s (pid %d)", server.base_url, server.pid)
+        return snapshot
+
+
+async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | None:
+    if not record.alive():
+        return None
+    client = OpenCodeClient(
+        record.url,
+        auth=(record.username, record.password),
+        directory=str(spec.cwd) if spec.scope_directory else None,
+    )
+    try:
+        health = await client.health(timeout=3.0)
+    except OpenCodeError as exc:
+        log.warning("the pool's OpenCode at %s did not answer: %s", record.url, exc)
+        await client.aclose()
+        return None
+    snapshot = Snapshot(client=client, version=health.version, shared_pid=record.pid)
     return snapshot
 
 
@@ -104,27 +161,7 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
             f"External OpenCode server unavailable (base_url={client.base_url}): {exc}{hint}"
         ) from exc
     snapshot.version = health.version
-    snapshot.model_limits = await load_model_limits(client)
     return snapshot
-
-
-async def load_model_limits(client: OpenCodeClient) -> dict[tuple[str, str], int]:
-    """Context windows by (provider, model); best effort (spec §2.6)."""
-    limits: dict[tuple[str, str], int] = {}
-    try:
-        data = await client.providers()
-    except OpenCodeError as exc:
-        log.warning("could not load model limits: %s", exc)
-        return limits
-    for provider in (data or {}).get("all", []) if isinstance(data, dict) else []:
-        if not isinstance(provider, dict):
-            continue
-        pid = provider.get("id")
-        for mid, model in (provider.get("models") or {}).items():
-            context = ((model or {}).get("limit") or {}).get("context") if isinstance(model, dict) else None
-            if isinstance(pid, str) and isinstance(context, int) and context > 0:
-                limits[(pid, mid)] = context
-    return limits
 
 
 def recursion_guard(env: Mapping[str, str] | None = None) -> str | None:
@@ -138,20 +175,26 @@ def recursion_guard(env: Mapping[str, str] | None = None) -> str | None:
 class PoolService:
     """Owns the handle, the pool and the event stream of one process."""
 
-    def __init__(self, spec: ServerSpec, *, handle: ServerHandle | None = None) -> None:
+    def __init__(
+        self, spec: ServerSpec, *, handle: ServerHandle | None = None, membership: Membership | None = None
+    ) -> None:
         self.spec = spec
         self.pool = Pool()
+        #: This front end's place in a shared pool (None: a private server, as in most tests).
+        self.membership = membership
         self._stream: EventStream | None = None
         self._stream_snapshot: Snapshot | None = None
+        self._recovery: asyncio.Task[None] | None = None
         if handle is None:
             if spec.attach_url:
                 handle = ServerHandle(lambda: start_attached(spec), on_replace=self._on_replace)
             else:
-                handle = ServerHandle(
-                    lambda: start_managed(spec),
-                    guard=lambda: recursion_guard(spec.env),
-                    on_replace=self._on_replace,
-                )
+                folder = membership.folder if membership is not None else None
+
+                def start() -> Awaitable[Snapshot]:
+                    return start_shared(spec, folder) if folder is not None else start_managed(spec)
+
+                handle = ServerHandle(start, guard=lambda: recursion_guard(spec.env), on_replace=self._on_replace)
         else:
             handle._on_replace = self._on_replace
         self.handle = handle
@@ -193,6 +236,24 @@ class PoolService:
 
     def _on_stream_status(self, status: StreamStatus) -> None:
         self.pool.set_connection(status.state, status.detail)
+        if status.state == "disconnected" and (self._recovery is None or self._recovery.done()):
+            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """The stream dropped: if the server died, restart it (or follow the pool member that
+        already did), instead of reconnecting to a dead URL until the next tool call."""
+        delay = 0.3
+        while (stream := self._stream) is not None and not stream.connected:
+            try:
+                await self.acquire()
+            except ServerUnavailable as exc:
+                log.warning("OpenCode still unavailable: %s", exc)
+            except Exception:
+                log.exception("recovering the OpenCode server failed")
+            # Done the moment the (possibly new) stream connects; otherwise look again later.
+            if (stream := self._stream) is None or await stream.wait_connected(delay):
+                return
+            delay = min(delay * 2, 10.0)
 
     async def wait_stream(self, timeout: float) -> bool:
         """Wait until the event stream is connected (best effort; polling covers gaps)."""
@@ -232,7 +293,30 @@ class PoolService:
         self.pool.resyncs += 1
 
     async def close(self) -> None:
+        """Stop listening and leave. In a shared pool the server is stopped only by the last
+        front end out; otherwise it is left running for the others."""
+        if self._recovery is not None:
+            self._recovery.cancel()
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        await self.handle.close()
+        membership = self.membership
+        if membership is None:
+            await self.handle.close()
+            return
+        async with membership.folder.lock():
+            membership.registry.remove_member(membership.member_id)
+            others = membership.others()
+            snapshot = self.handle.current
+            record = membership.folder.read_record()
+            if others:
+                if snapshot is not None and snapshot.managed is not None and snapshot.managed.log_files is not None:
+                    snapshot.managed.detach()
+                log.info("leaving the pool's OpenCode running for %d other front end(s)", len(others))
+                await self.handle.close()
+                return
+            await self.handle.close()  # stops our own child, if we started the server
+            if record is not None and not self.spec.attach_url:
+                if record.alive():
+                    await stop_pid_group(record.pid)
+                membership.folder.clear_record()

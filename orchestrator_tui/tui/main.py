@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator_tui import __version__
 from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.registry import Registry
+from orchestrator_tui.pool.discovery import Membership
+from orchestrator_tui.pool.registry import Registry, pool_name
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 
 #: What the demo's sessions do: (first prompt line = title, scripted-model directive).
@@ -84,7 +86,9 @@ async def start_demo_sessions(actions: PoolActions, project: Path) -> None:
         await asyncio.sleep(0.4)
 
 
-def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str = "default") -> int:
+def run_dashboard(
+    *, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str | None = None
+) -> int:
     from orchestrator_tui.opencode.process import kill_all_managed
     from orchestrator_tui.tui.app import DashboardApp
 
@@ -95,7 +99,7 @@ def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool =
     else:
         spec = ServerSpec.from_env(attach_url=attach)
         registry_env = None
-    registry = Registry.for_pool(pool, registry_env)
+    registry = Registry.for_pool(pool_name(pool, registry_env), registry_env)
     # The terminal belongs to the UI: diagnostics go to a log file beside the registry.
     log_file = registry.path.parent / "dashboard.log"
     logging.basicConfig(
@@ -103,7 +107,9 @@ def run_dashboard(*, attach: str | None = None, demo: bool = False, bell: bool =
         level=os.environ.get("ORCHESTRATOR_TUI_LOG", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    service = PoolService(spec)
+    # Join the pool: attach to its OpenCode server if another front end runs one, else start it.
+    membership = Membership.join(registry, "human", "orchestrator-tui dashboard", __version__)
+    service = PoolService(spec, membership=membership)
     actions = PoolActions(service, registry)
     on_ready: Callable[[DashboardApp], Any] | None = None
     if demo_env is not None:
