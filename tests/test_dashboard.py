@@ -12,6 +12,7 @@ is never an assertion.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -31,11 +32,20 @@ from orchestrator_tui.opencode.process import kill_all_managed
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
 from orchestrator_tui.pool.actions import ActionError, PoolActions
-from orchestrator_tui.pool.registry import Registry
+from orchestrator_tui.pool.registry import Claim, Registry
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 from orchestrator_tui.pool.state import Status
 from orchestrator_tui.tui.app import DashboardApp
-from orchestrator_tui.tui.screens import ConfirmScreen, HelpScreen, QuestionScreen, TextPromptScreen
+from orchestrator_tui.tui.screens import (
+    ConfirmScreen,
+    DecisionLogScreen,
+    HelpScreen,
+    MakeRuleScreen,
+    QuestionScreen,
+    RulesScreen,
+    TextPromptScreen,
+    WorkersScreen,
+)
 
 pytestmark = pytest.mark.real_opencode
 
@@ -520,7 +530,9 @@ async def test_agent_session_is_flagged_agent(make_rig: Callable[..., Rig]) -> N
         agent = result.output.session_id
         await until(pilot, lambda: app.session_list.rows.get(agent), "the agent's session in the list")
         await until(pilot, lambda: app.session_list.rows[agent].origin == "agent", "the agent flag")
-        assert "agent" in row_line(app, agent).split()
+        # Attribution names the agent's MCP client (from its `initialize`), in the list and the detail.
+        assert app.session_list.rows[agent].origin_label == "agent · test-agent"
+        assert "agent·test-agent" in squash(row_line(app, agent))  # "agent · " squeezed when the column is tight
         assert "human" in row_line(app, human).split()
         launch = rig.registry.launches([agent])[agent]
         assert (launch.origin, launch.client_name) == ("agent", "test-agent")
@@ -529,7 +541,11 @@ async def test_agent_session_is_flagged_agent(make_rig: Callable[..., Rig]) -> N
         app.session_list.select(agent)
         await until(pilot, lambda: output_text(app) == "from-agent", "the agent session's reply")
         await until(pilot, lambda: detail_field(app, "Session") == app.pool.sessions[agent].title, "its detail")
-        assert detail_field(app, "From") == "agent"
+        assert detail_field(app, "From") == "agent · test-agent 1.0"
+        # The filter finds an agent's sessions by its client's name.
+        await pilot.press("slash")
+        await type_text(pilot, "test-agent")
+        await until(pilot, lambda: app.session_list.shown == [agent], "the filter on the client name")
         assert rig.problems() == []
 
 
@@ -755,4 +771,231 @@ async def test_waiting_request_rings_and_is_counted(make_rig: Callable[..., Rig]
         await pilot.press("o")
         await until(pilot, lambda: "nothing waiting" in status_text(app), "nothing waiting")
         assert len(rig.bells) == (2 if bell else 0)
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 11. batch approvals: `space` / `*` mark, `o` answers every marked request; the decision log
+# ---------------------------------------------------------------------------------------------
+
+
+def marked(app: DashboardApp) -> set[str]:
+    return set(app.inbox.marked)
+
+
+async def test_batch_allow_once_of_marked_requests(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        first = await start_quietly(rig, "BASH echo batch-same", title="batch one")
+        second = await start_quietly(rig, "BASH echo batch-same", title="batch two")
+        other = await start_quietly(rig, "BASH echo batch-other", title="not like the others")
+        requests = {
+            sid: await until(pilot, lambda sid=sid: pending_permission(app, sid), f"the permission of {sid}")
+            for sid in (first, second, other)
+        }
+        await until(pilot, lambda: len(inbox_ids(app)) == 3, "three requests in the inbox")
+        app.inbox.select(requests[first].id)
+        await pilot.pause()
+
+        # `*` marks every request with the same type and patterns: the two "batch-same" ones.
+        await pilot.press("asterisk")
+        alike = {requests[first].id, requests[second].id}
+        await until(pilot, lambda: marked(app) == alike, "the two alike requests marked")
+        await on_screen(pilot, "Waiting for you (3) · 2 marked", "2 marked:", widget=app.inbox)
+        assert widget_text(app.inbox).count("✔") == 2, "each marked row shows its mark"
+        # `space` toggles the highlighted one.
+        await pilot.press("space")
+        await until(pilot, lambda: marked(app) == {requests[second].id}, "the highlighted one unmarked")
+        await on_screen(pilot, "1 marked", widget=app.inbox)
+        await pilot.press("space")
+        await until(pilot, lambda: marked(app) == alike, "marked again")
+
+        # `o` answers both marked requests (not the highlighted one alone, not the third).
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, first) and is_idle(app, second), "both marked sessions to finish")
+        await until(pilot, lambda: inbox_ids(app) == [requests[other].id], "only the unmarked request left")
+        assert marked(app) == set(), "marks go with their requests"
+        await on_screen(pilot, "Waiting for you (1)", widget=app.inbox)
+        assert "marked" not in widget_text(app.inbox)
+        note = await until(
+            pilot, lambda: next((n for n in rig.notes if n.message == "Allowed once: 2 requests"), None), "the summary"
+        )
+        assert note.severity == "information"
+        for sid in (first, second):
+            (decision,) = rig.registry.decisions(request_id=requests[sid].id)
+            assert (decision.decision, decision.decided_by, decision.channel) == ("once", "human", "dashboard")
+        assert requests[other].id in app.pool.permissions
+
+        # With nothing marked, `o` is back to the highlighted request alone.
+        app.inbox.select(requests[other].id)
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, other), "the third session to finish")
+
+        # The decision log (L) lists the three answers, newest first, with who and how.
+        app.clear_notifications()  # toasts would cover the table's right-hand columns
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(app.screen, DecisionLogScreen), "the decision log")
+        text = await on_screen(pilot, "Decision log", "3 decisions", "not like the others", "batch one", "batch two")
+        rows = [line for line in text.splitlines() if "allow once" in line]
+        assert len(rows) == 3 and all("human" in row and "dashboard" in row for row in rows), rows
+        assert "not like the others" in rows[0], "newest first"
+        assert "bash · echo batch-same" in squash_spaces(text)
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DecisionLogScreen), "the log to close")
+        assert rig.problems() == []
+
+
+def squash_spaces(text: str) -> str:
+    return " ".join(text.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# 12. losing a race: "already answered by …" is a clear notice, one by one and in a batch
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_already_answered_is_a_clear_notice(
+    make_rig: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_quietly(rig, "BASH echo raced", title="raced session")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+        # The agent's claim wins just before the human's key press: what PoolActions then raises.
+        won = Claim(request.id, sid, "once", "agent", "mcp", "claude-code", time.time())
+
+        async def lost(*args: object, **kwargs: object) -> None:
+            raise ActionError(won.describe())
+
+        monkeypatch.setattr(rig.actions, "reply_permission", lost)
+        await pilot.press("o")
+        note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Already answered"), None), "notice")
+        assert note.severity == "warning"
+        assert note.message.startswith("Run command · raced session\nAlready answered by agent (claude-code) at ")
+        assert note.message.endswith(": once")
+        await on_screen(pilot, "Already answered", "Already answered by agent (claude-code)")
+        assert not any(n.title == "Not sent" for n in rig.notes)
+
+        # The same in a batch: the summary names the session and who won.
+        async def lost_batch(ids: list[str], reply: str, message: str | None = None) -> list[tuple[str, str | None]]:
+            return [(rid, won.describe()) for rid in ids]
+
+        monkeypatch.setattr(rig.actions, "reply_permissions", lost_batch, raising=False)
+        await pilot.press("space", "o")
+        note = await until(
+            pilot, lambda: next((n for n in rig.notes if n.title == "1 not sent — already answered"), None), "batch"
+        )
+        assert note.message.startswith("• raced session: already answered by agent (claude-code) at ")
+        monkeypatch.undo()
+        await pilot.press("o")  # the real reply still works afterwards
+        await until(pilot, lambda: is_idle(app, sid), "the session to finish")
+
+
+# ---------------------------------------------------------------------------------------------
+# 13. attached front ends: the workers screen and the status line's agent count
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_workers_screen_shows_attached_agent(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig()
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_quietly(rig, "Say exactly 'hi'", title="watched by an agent")
+        await on_screen(pilot, "no agents", widget=app.status_line)
+        member = rig.registry.register_member("agent", "test-agent", "9.8.7")
+        rig.registry.update_member(member, in_flight=f"run {sid}")
+        await until(pilot, lambda: "1 agent" in status_text(app), "the status line to count the agent", timeout=5)
+
+        await pilot.press("w")
+        screen = await until(
+            pilot, lambda: app.screen if isinstance(app.screen, WorkersScreen) else None, "the workers screen"
+        )
+        text = await on_screen(pilot, "Attached front ends", "test-agent", "9.8.7", "run “watched by an agent”")
+        line = next(line for line in text.splitlines() if "test-agent" in line)
+        assert "agent" in line.split() and str(os.getpid()) in line, line
+        # The call's duration counts up while the screen is open (it refreshes every second).
+        await on_screen(pilot, "run “watched by an agent” 2s", timeout=5)
+
+        # The call ends, then the worker leaves: the open screen and the status line follow.
+        rig.registry.update_member(member, in_flight=None)
+        await until(pilot, lambda: "idle" in next(
+            (ln for ln in screen_text(app).splitlines() if "test-agent" in ln), ""), "the call to end", timeout=5)
+        rig.registry.remove_member(member)
+        await until(pilot, lambda: "test-agent" not in screen_text(app), "the worker gone from the screen", timeout=5)
+        assert screen is app.screen
+        await pilot.press("escape")
+        await until(pilot, lambda: "no agents" in status_text(app), "the status line to drop the count", timeout=5)
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 14. rules: `m` makes one from the inbox; it answers another session's request; revoking stops it
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_rule_from_inbox_answers_other_sessions_until_revoked(
+    make_rig: Callable[..., Rig], project_dir: Path
+) -> None:
+    if not hasattr(PoolActions, "make_rule"):
+        pytest.skip("PoolActions.make_rule is not there yet (rules are built in orchestrator_tui/pool)")
+    (project_dir / "notes.txt").write_text("RULE-TOKEN-1\n")
+    (project_dir / "more.txt").write_text("RULE-TOKEN-2\n")
+    (project_dir / "last.txt").write_text("RULE-TOKEN-3\n")
+    rig = make_rig(permission={"read": "ask"})
+    app = rig.app
+    async with rig.running() as pilot:
+        sid = await start_quietly(rig, f"READ {project_dir}/notes.txt", title="reads the notes")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the read permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+
+        await pilot.press("m")
+        dialog = await until(
+            pilot, lambda: app.screen if isinstance(app.screen, MakeRuleScreen) else None, "the make-rule dialog"
+        )
+        # OpenCode names in-project files relative to the project ("notes.txt"): "*" is "anything
+        # under this project" for them, and what the dialog proposes.
+        assert dialog.pattern == "*", "it proposes the whole project"
+        await on_screen(pilot, "Make a rule from this permission", "Permission read", "every read request matching")
+        await pilot.press("ctrl+s")
+        note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Rule made"), None), "the rule")
+        (rule,) = rig.registry.rules()
+        assert (rule.permission, rule.pattern, rule.reply) == ("read", "*", "once")
+        assert note.message.startswith(f"Rule #{rule.id}: allow once every read request matching *")
+        await until(pilot, lambda: is_idle(app, sid), "the first session to finish")
+
+        # Another session's matching request is answered by the rule, by itself.
+        sid2 = await start_quietly(rig, f"READ {project_dir}/more.txt", title="reads more")
+        await until(pilot, lambda: is_idle(app, sid2), "the second session to finish without asking")
+        by_rule = [d for d in rig.registry.decisions() if d.session_id == sid2]
+        assert [(d.decided_by, d.decision) for d in by_rule] == [(rule.decider, "once")]
+        await until(
+            pilot, lambda: any(n.title == f"Rule #{rule.id} answered" for n in rig.notes), "the rule's notice"
+        )
+        # The decision log names the rule as the decider.
+        app.clear_notifications()
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(app.screen, DecisionLogScreen), "the decision log")
+        log_text = await on_screen(pilot, "reads more", f"rule #{rule.id}")
+        row = next(line for line in log_text.splitlines() if "reads more" in line and "allow once" in line)
+        assert f"rule #{rule.id}" in row and "rule" in row.split(), row
+        await pilot.press("escape")
+
+        # Revoke it on the rules screen: the next matching request waits for a human again.
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, RulesScreen), "the rules screen")
+        await on_screen(pilot, f"#{rule.id}", "read", "allow once")
+        await pilot.press("d")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the revoke confirmation")
+        await on_screen(pilot, "Revoke rule?", f"rule #{rule.id}")
+        await pilot.press("y")
+        await until(pilot, lambda: rig.registry.rules() == [], "the rule revoked")
+        await on_screen(pilot, "No rules yet")
+        await pilot.press("escape")
+        sid3 = await start_quietly(rig, f"READ {project_dir}/last.txt", title="reads the last")
+        third = await until(pilot, lambda: pending_permission(app, sid3), "the third request to wait for a human")
+        await until(pilot, lambda: third.id in inbox_ids(app), "the third request in the inbox")
+        assert rig.registry.decisions(request_id=third.id) == []
         assert rig.problems() == []

@@ -66,7 +66,9 @@ class Terminal:
         self.tmp = tmp
         self.config = tmp / "tmux.conf"
         # Keep the pane (and its last screen) after the program exits; nothing from ~/.tmux.conf.
-        self.config.write_text("set -g remain-on-exit on\nset -g status off\n")
+        # The size is pinned twice (default-size and -x/-y): a detached session must not fall
+        # back to tmux's 80x24, where the layout differs.
+        self.config.write_text(f"set -g remain-on-exit on\nset -g status off\nset -g default-size {COLUMNS}x{ROWS}\n")
 
     def tmux(self, *args: str, env: dict[str, str] | None = None) -> str:
         result = subprocess.run(
@@ -83,6 +85,10 @@ class Terminal:
     def start(self, command: str, env: dict[str, str]) -> None:
         # The first command starts the server, which hands its environment to the pane.
         self.tmux("new-session", "-d", "-s", self.session, "-x", str(COLUMNS), "-y", str(ROWS), command, env=env)
+
+    def size(self) -> tuple[int, int]:
+        width, height = self.tmux("display-message", "-p", "-t", self.session, "#{pane_width} #{pane_height}").split()
+        return int(width), int(height)
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", self.session)
@@ -189,6 +195,7 @@ def test_demo_in_a_real_terminal(terminal: Terminal, demo_env: dict[str, str], t
     app = shlex.quote(console_script())
     # The shell stays (sleeping) after the app, so the terminal's state can be read afterwards.
     terminal.start(f"sh -c '{app} demo; echo EXITED=$?; exec sleep 600'", demo_env)
+    assert terminal.size() == (COLUMNS, ROWS)
 
     # The dashboard comes up in the alternate screen and the demo's sessions appear.
     terminal.wait(lambda s: "Check the free disk space" in s, "the demo's sessions")

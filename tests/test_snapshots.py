@@ -7,7 +7,9 @@ Deterministic by construction:
   the test thread's event loop, so the fake runs on its own loop in a background thread
   (:class:`ThreadedFake`) and is stopped at teardown.
 - **Time**: the dashboard modules read a frozen wall clock (:data:`NOW`) and every fixture
-  timestamp is relative to it, so ages ("3m", "2d") and running tool durations never move.
+  timestamp is relative to it, so ages ("3m", "2d") and running tool durations never move. The
+  registry's rows (members, decisions, rules) are written at chosen instants (:class:`RegistryClock`)
+  and shown in UTC.
 - **The server URL**: the client talks to ``http://127.0.0.1:4096`` (OpenCode's default port);
   an httpx transport forwards each request to the fake's real, random port, so the status line
   reads the same on every run without any test hook in the product.
@@ -35,14 +37,25 @@ from textual.pilot import Pilot
 from textual.widgets import TextArea
 
 from orchestrator_tui.opencode.client import OpenCodeClient
+from orchestrator_tui.pool import registry as registry_module
 from orchestrator_tui.pool.actions import PoolActions
 from orchestrator_tui.pool.handle import ServerHandle, Snapshot
 from orchestrator_tui.pool.registry import Origin, Registry
 from orchestrator_tui.pool.service import PoolService, ServerSpec
+from orchestrator_tui.tui import screens as screens_module
 from orchestrator_tui.tui import session_list as session_list_module
 from orchestrator_tui.tui import widgets as widgets_module
 from orchestrator_tui.tui.app import DashboardApp
-from orchestrator_tui.tui.screens import ConfirmScreen, HelpScreen, QuestionScreen
+from orchestrator_tui.tui.screens import (
+    ConfirmScreen,
+    DecisionLogScreen,
+    HelpScreen,
+    MakeRuleScreen,
+    PolicyScreen,
+    QuestionScreen,
+    RulesScreen,
+    WorkersScreen,
+)
 
 #: The wall clock the dashboard sees (2026-05-28 20:26:40 UTC); fixture times are relative to it.
 NOW = 1_780_000_000.0
@@ -129,6 +142,8 @@ class Fixture:
     permissions: list[dict[str, Any]] = field(default_factory=list)
     questions: list[dict[str, Any]] = field(default_factory=list)
     origins: dict[str, Origin] = field(default_factory=dict)
+    #: The MCP client that launched each agent session ("claude-code"), as its `initialize` said.
+    clients: dict[str, str] = field(default_factory=dict)
     #: Sent after both startup resyncs, so they describe what happens *now*.
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -144,6 +159,7 @@ class Fixture:
         tokens: tuple[int, int, int] = (0, 0, 0),
         cost: float = 0.0,
         status: dict[str, Any] | None = None,
+        client: str | None = None,
     ) -> str:
         additions, deletions = changes
         tin, tout, treason = tokens
@@ -169,6 +185,8 @@ class Fixture:
         )
         if origin is not None:
             self.origins[sid] = origin
+        if client is not None:
+            self.clients[sid] = client
         if status is not None:
             self.statuses[sid] = status
         return sid
@@ -334,6 +352,7 @@ def busy_pool() -> Fixture:
         "Migrate the test suite to pytest",
         updated=260,
         origin="agent",
+        client="opencode",
         path="tests",
         changes=(310, 288),
         tokens=(120_500, 30_044, 8_000),
@@ -379,6 +398,7 @@ def busy_pool() -> Fixture:
         "Add type hints to the utils package",
         updated=5 * 3600,
         origin="agent",
+        client="codex",
         path="shop/utils",
         changes=(96, 40),
         tokens=(38_000, 7_100, 0),
@@ -586,6 +606,28 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = SimpleNamespace(time=lambda: NOW, monotonic=time.monotonic)
     monkeypatch.setattr(session_list_module, "time", clock)
     monkeypatch.setattr(widgets_module, "time", clock)
+    monkeypatch.setattr(screens_module, "time", clock)
+    # Clock times ("20:26:40") read the same everywhere: the dashboard shows local time.
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+class RegistryClock:
+    """Writes registry rows (members, decisions, rules) at chosen instants before :data:`NOW`."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = NOW
+        fake = SimpleNamespace(time=lambda: self.now, strftime=time.strftime, localtime=time.localtime)
+        monkeypatch.setattr(registry_module, "time", fake)
+
+    def at(self, seconds_ago: float) -> RegistryClock:
+        self.now = NOW - seconds_ago
+        return self
+
+
+@pytest.fixture
+def registry_clock(monkeypatch: pytest.MonkeyPatch) -> RegistryClock:
+    return RegistryClock(monkeypatch)
 
 
 @pytest.fixture
@@ -593,8 +635,9 @@ def make_rig(tmp_path: Path, frozen_clock: None) -> Iterator[Callable[..., Rig]]
     fakes: list[ThreadedFake] = []
     registries: list[Registry] = []
 
-    def make(fixture: Fixture | None = None, *, attach: str | None = None) -> Rig:
-        registry = Registry(tmp_path / f"registry-{len(registries)}.sqlite3")
+    def make(fixture: Fixture | None = None, *, attach: str | None = None, policy_path: Path | None = None) -> Rig:
+        # The pool's folder is named like a real one ("default"): the workers screen names it.
+        registry = Registry(tmp_path / f"state-{len(registries)}" / "default" / "registry.sqlite3")
         registries.append(registry)
         if attach is not None:  # a real attach, to wherever that is
             service = PoolService(ServerSpec(cwd=Path(PROJECT), attach_url=attach, scope_directory=False))
@@ -612,11 +655,16 @@ def make_rig(tmp_path: Path, frozen_clock: None) -> Iterator[Callable[..., Rig]]
         threaded = ThreadedFake(fake).start()
         fakes.append(threaded)
         for sid, origin in fixture.origins.items():
-            registry.record_launch(sid, origin, "mcp" if origin == "agent" else "dashboard")
+            if origin == "agent":
+                registry.record_launch(sid, origin, "mcp", fixture.clients.get(sid, "claude-code"), "2.1.3")
+            else:
+                registry.record_launch(sid, origin, "dashboard", "orchestrator-tui dashboard")
         client = OpenCodeClient(SHOWN_URL, directory=PROJECT, transport=ForwardTo(threaded.port))
         snapshot = Snapshot(client=client, version="1.18.33")
         service = PoolService(ServerSpec(cwd=Path(PROJECT)), handle=ServerHandle.preloaded(snapshot))
-        app = DashboardApp(service, PoolActions(service, registry), registry, bell=False, owns_service=True)
+        app = DashboardApp(
+            service, PoolActions(service, registry), registry, bell=False, owns_service=True, policy_path=policy_path
+        )
         return Rig(app, threaded, fixture)
 
     yield make
@@ -650,6 +698,10 @@ def test_busy_pool(snap_compare: Compare, make_rig: Callable[..., Rig]) -> None:
         await until(pilot, lambda: output.text == ACTIVE_TEXT, "the streamed text in the detail pane")
         assert rig.app.session_list.selected_id == ACTIVE
         await settle(pilot)
+        # The pane follows the stream: its end is in view (the user sees the latest text).
+        await until(
+            pilot, lambda: output.max_scroll_y > 0 and output.scroll_y == output.max_scroll_y, "the output followed"
+        )
 
     assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
 
@@ -688,7 +740,7 @@ def test_question_dialog(snap_compare: Compare, make_rig: Callable[..., Rig]) ->
 
 
 def test_help_screen(snap_compare: Compare, make_rig: Callable[..., Rig]) -> None:
-    rig = make_rig(busy_pool())
+    rig = make_rig(calm_pool())
 
     async def run_before(pilot: Pilot[None]) -> None:
         await rig.loaded(pilot)
@@ -731,3 +783,221 @@ def test_narrow_terminal(snap_compare: Compare, make_rig: Callable[..., Rig]) ->
     """80×24 with the busy pool: the list and the inbox stay usable."""
     rig = make_rig(busy_pool())
     assert snap_compare(rig.app, terminal_size=NARROW, run_before=rig.loaded)
+
+
+# ---------------------------------------------------------------------------------------------
+# the pool's screens: attached front ends, decision log, rules, policy; batch marks; making a rule
+# ---------------------------------------------------------------------------------------------
+
+def calm_pool() -> Fixture:
+    """The busy pool without its live events: a still background for the pool's screens (the
+    streaming text's scroll position behind a dialog is not what these snapshots are about)."""
+    f = busy_pool()
+    f.events = [e for e in f.events if e["type"] == "session.created"]
+    return f
+
+
+OTHER_PID, CLAUDE_PID, OPENCODE_PID = 40_211, 40_877, 41_305
+
+
+def attach_members(registry: Registry, clock: RegistryClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A dashboard and two agents' MCP workers; one agent is mid-`run` on the selected session."""
+    monkeypatch.setattr(registry_module, "pid_alive", lambda pid: True)  # the pids below are made up
+    rows = [
+        ("human", "orchestrator-tui dashboard", "0.4.0", 7_200, OTHER_PID, None, 0),
+        ("agent", "claude-code", "2.1.3", 1_500, CLAUDE_PID, f"run {ACTIVE}", 42),
+        ("agent", "opencode", "1.18.33", 95, OPENCODE_PID, None, 0),
+    ]
+    for kind, name, version, since, pid, call, running in rows:
+        member = registry.register_member(kind, name, version)  # type: ignore[arg-type]
+        registry._db.execute("UPDATE members SET since = ?, pid = ? WHERE member_id = ?", (NOW - since, pid, member))
+        if call:
+            clock.at(running)
+            registry.update_member(member, in_flight=call)
+
+
+def record_decisions(registry: Registry, clock: RegistryClock) -> None:
+    """A morning of answers: the human's, an agent's, a rule's; permissions and a question."""
+    rows: list[tuple[float, str, str, str, str, str, str | None, dict[str, Any]]] = [
+        # seconds ago, session, kind, decision, by, channel, client, detail
+        (3_400, "ses_5a1e7d40bffeH2kPq9ZsV0cN1x", "permission", "once", "human", "dashboard",
+         "orchestrator-tui dashboard", {"permission": "edit", "patterns": ["README.md"]}),
+        (2_900, "ses_5a1e2b77effeM4tGd6WuJ3aR8y", "permission", "reject", "agent", "mcp", "claude-code",
+         {"permission": "bash", "patterns": ["rm -rf build"], "message": "not outside the sandbox"}),
+        (1_800, "ses_5a1dd9a1cffeT7bNn2XoQ5eL0s", "question", "reply", "human", "dashboard",
+         "orchestrator-tui dashboard", {"answers": [["blue"]]}),
+        (960, "ses_5a1d0c33affeP1sWc8RkY6hD2v", "permission", "always", "human", "dashboard",
+         "orchestrator-tui dashboard", {"permission": "bash", "patterns": ["pytest -q"], "always": ["pytest *"]}),
+        (300, ACTIVE, "permission", "once", "rule #1", "rule", None,
+         {"permission": "read", "patterns": [f"{PROJECT}/services/api/auth.py"]}),
+        (45, ACTIVE, "permission", "once", "agent", "mcp", "claude-code",
+         {"permission": "bash", "patterns": ["pytest tests/test_auth.py"]}),
+    ]
+    for n, (seconds, sid, kind, decision, by, channel, client, detail) in enumerate(rows):
+        clock.at(seconds)
+        registry.record_decision(
+            request_id=f"per_5a1f{n:02d}00affeAuditLog{n}",
+            session_id=sid,
+            kind=kind,
+            decision=decision,
+            decided_by=by,
+            channel=channel,
+            client_name=client,
+            detail=detail,
+        )
+
+
+def make_rules(registry: Registry, clock: RegistryClock) -> None:
+    clock.at(5_400)
+    registry.add_rule("read", f"{PROJECT}/*", "once", "human")
+    clock.at(3_000)
+    revoked = registry.add_rule("bash", "rm *", "reject", "human")
+    clock.at(1_200)
+    registry.add_rule("bash", "pytest *", "always", "human")
+    clock.at(600)
+    registry.add_rule("webfetch", "https://docs.python.org/*", "once", "human")
+    registry.revoke_rule(revoked.id)  # revoked rules are not listed
+
+
+def test_workers_screen(
+    snap_compare: Compare, make_rig: Callable[..., Rig], registry_clock: RegistryClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`w`: every front end of the pool — kind, client, version, since when, the call in flight."""
+    rig = make_rig(calm_pool())
+    attach_members(rig.app.registry, registry_clock, monkeypatch)  # type: ignore[arg-type]
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        await pilot.press("w")
+        await until(pilot, lambda: isinstance(rig.app.screen, WorkersScreen), "the workers screen")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_decision_log(snap_compare: Compare, make_rig: Callable[..., Rig], registry_clock: RegistryClock) -> None:
+    """`L`: the audit log, newest first: who decided (human, agent and its client, rule #N), how."""
+    rig = make_rig(calm_pool())
+    record_decisions(rig.app.registry, registry_clock)  # type: ignore[arg-type]
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(rig.app.screen, DecisionLogScreen), "the decision log")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_rules_screen(snap_compare: Compare, make_rig: Callable[..., Rig], registry_clock: RegistryClock) -> None:
+    """`R`: the active rules (a revoked one is gone), the second one highlighted, ready for `d`."""
+    rig = make_rig(calm_pool())
+    make_rules(rig.app.registry, registry_clock)  # type: ignore[arg-type]
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(rig.app.screen, RulesScreen), "the rules screen")
+        await pilot.press("down")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_rules_screen_empty(snap_compare: Compare, make_rig: Callable[..., Rig]) -> None:
+    """No rules yet: the screen says how to make one."""
+    rig = make_rig(calm_pool())
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(rig.app.screen, RulesScreen), "the rules screen")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+#: Where the policy screen looks in these tests: a fixed path, so the snapshot shows the same text.
+POLICY_DIR = Path("/tmp/orchestrator-tui-snapshots")
+
+VALID_POLICY = """\
+# Which permission requests the agent may answer itself; the rest wait for you.
+default = "human"
+agent_may_allow_always = false
+human_wait_timeout = 300
+
+[[rule]]
+permission = "read"
+pattern = "*"
+answer = "agent"
+
+[[rule]]
+permission = "bash"
+pattern = "git status*"
+answer = "agent"
+"""
+
+
+@pytest.mark.parametrize("state", ["missing", "invalid", "valid"])
+def test_policy_screen(snap_compare: Compare, make_rig: Callable[..., Rig], state: str) -> None:
+    """`P`: where the policy lives, what it says in plain words, how to change it — for a missing
+    file (the defaults), an invalid one (the error and the fix) and a valid one."""
+    path = POLICY_DIR / state / "policy.toml"
+    if state == "missing":
+        path.unlink(missing_ok=True)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        broken = VALID_POLICY.replace('answer = "agent"', 'answer = "maybe"', 1)
+        path.write_text(broken if state == "invalid" else VALID_POLICY)
+    rig = make_rig(calm_pool(), policy_path=path)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(rig.app.screen, PolicyScreen), "the policy screen")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_batch_marks(snap_compare: Compare, make_rig: Callable[..., Rig]) -> None:
+    """Two bash requests alike and one edit: `*` on a bash request marks both bash ones (✔)."""
+    f = Fixture()
+    for n, (sid, title) in enumerate(
+        [
+            ("ses_5a2101a1affeBm1xQ2wE3rT4y5", "Check the free disk space"),
+            ("ses_5a2102b2bffeBm6uI7oP8aS9d0", "Fix the typo in the README"),
+            ("ses_5a2103c3cffeBm1fG2hJ3kL4z5", "Check disk usage on the build box"),
+        ]
+    ):
+        f.session(sid, title, updated=60 * (n + 1), origin="agent", status={"type": "busy"})
+        build = edit_permission if n == 1 else bash_permission
+        f.permissions.append(build(f"per_5a21{n:02d}08affeB{n}", sid))
+    rig = make_rig(f)
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        rig.app.inbox.select(f.permissions[0]["id"])
+        await pilot.press("asterisk")
+        await until(pilot, lambda: len(rig.app.inbox.marked) == 2, "both bash requests marked")
+        rig.app.clear_notifications()
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)
+
+
+def test_make_rule_dialog(snap_compare: Compare, make_rig: Callable[..., Rig]) -> None:
+    """`m` on the external-directory request: type, the suggested pattern, the reply, what it will do."""
+    fixture = inbox_pool()
+    rig = make_rig(fixture)
+    request = next(p for p in fixture.permissions if p["sessionID"] == INBOX["external_directory"][1])
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        await rig.loaded(pilot)
+        rig.app.session_list.select(request["sessionID"])
+        await until(pilot, lambda: rig.app.inbox.highlighted_id == request["id"], "the request highlighted")
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(rig.app.screen, MakeRuleScreen), "the make-rule dialog")
+        await settle(pilot)
+
+    assert snap_compare(rig.app, terminal_size=WIDE, run_before=run_before)

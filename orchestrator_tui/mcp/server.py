@@ -206,6 +206,9 @@ def main(attach: str | None = None, wire: Wire | None = None, pool: str | None =
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP request is noise in an MCP host's log; ORCHESTRATOR_TUI_LOG=DEBUG shows them.
+    if logging.getLogger().level > logging.DEBUG:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     print(BANNER, file=sys.stderr, flush=True)
     from orchestrator_tui.opencode.process import kill_all_managed
 

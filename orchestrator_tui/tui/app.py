@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib
 import logging
+import os
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -28,16 +32,27 @@ from textual.widgets import Footer, Input, OptionList
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.handle import ServerUnavailable
-from orchestrator_tui.pool.registry import Launch, Registry
+from orchestrator_tui.pool.registry import Launch, Registry, Rule
+from orchestrator_tui.pool.rules import Applied, RuleEngine, suggest_rule_patterns
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
-from orchestrator_tui.tui.render import permission_title
+from orchestrator_tui.tui.render import (
+    POLICY_EXAMPLE,
+    permission_summary,
+    permission_title,
+    render_policy,
+)
 from orchestrator_tui.tui.screens import (
     CommandPickerScreen,
     ConfirmScreen,
+    DecisionLogScreen,
     HelpScreen,
+    MakeRuleScreen,
+    PolicyScreen,
     QuestionScreen,
+    RulesScreen,
     TextPromptScreen,
+    WorkersScreen,
 )
 from orchestrator_tui.tui.session_list import Row, SessionList, row_state
 from orchestrator_tui.tui.widgets import DetailPane, Inbox, ServerState, StatusLine
@@ -47,6 +62,10 @@ log = logging.getLogger(__name__)
 #: Screen refresh period for pool changes (coalesced): ~20 updates per second at most.
 REFRESH_INTERVAL = 0.05
 HEALTH_INTERVAL = 5.0
+#: How often the attached front ends are counted (one small SQLite read, off the refresh path).
+MEMBERS_INTERVAL = 1.0
+
+REPLY_WORDS = {"once": "Allowed once", "always": "Allowed always", "reject": "Rejected"}
 
 
 def styles_dir() -> Path:
@@ -72,9 +91,16 @@ class DashboardCommands(Provider):
             ("Delete selected session…", "with confirmation", app.action_delete),
             ("Jump to next session needing input", "◆", app.action_next_waiting),
             ("Filter sessions…", "fuzzy search", app.action_filter),
-            ("Allow once", "answer the highlighted permission", partial(app.action_permission, "once")),
-            ("Allow always…", "answer the highlighted permission", partial(app.action_permission, "always")),
-            ("Reject…", "answer the highlighted request", app.action_reject),
+            ("Allow once", "the highlighted permission, or all marked", partial(app.action_permission, "once")),
+            ("Allow always…", "the highlighted permission, or all marked", partial(app.action_permission, "always")),
+            ("Reject…", "the highlighted request, or all marked", app.action_reject),
+            ("Mark / unmark request", "space: select for a batch answer", app.action_toggle_mark),
+            ("Mark all like this request", "*: same permission type and patterns", app.action_mark_similar),
+            ("Make a rule from this permission…", "m: answer future matching requests", app.action_make_rule),
+            ("Show attached front ends", "w: agents' MCP workers and dashboards", app.action_workers),
+            ("Show decision log", "L: every answer, who gave it, how", app.action_decision_log),
+            ("Show approval policy", "P: what agents may answer themselves", app.action_policy),
+            ("Show rules", "R: list and revoke standing decisions", app.action_rules),
             ("Toggle terminal bell", "for new requests", app.action_toggle_bell),
             ("Help", "every key", app.action_help),
         ]
@@ -118,6 +144,13 @@ class DashboardApp(App[None]):
         Binding("a", "permission('always')", "Allow always"),
         Binding("r", "reject", "Reject"),
         Binding("enter", "answer", "Answer", show=False),
+        Binding("space", "toggle_mark", "Mark", show=False),
+        Binding("asterisk", "mark_similar", "Mark similar", show=False, key_display="*"),
+        Binding("m", "make_rule", "Make rule", show=False),
+        Binding("w", "workers", "Attached", show=False),
+        Binding("L,shift+l", "decision_log", "Decision log", show=False, key_display="L"),
+        Binding("P,shift+p", "policy", "Policy", show=False, key_display="P"),
+        Binding("R,shift+r", "rules", "Rules", show=False, key_display="R"),
         Binding("n", "new_session", "New"),
         Binding("p", "send_prompt", "Prompt"),
         Binding("c", "run_command", "Command"),
@@ -139,8 +172,21 @@ class DashboardApp(App[None]):
         bell: bool = True,
         on_ready: Callable[[DashboardApp], Any] | None = None,
         owns_service: bool = False,
+        policy_path: Path | None = None,
+        rule_engine: RuleEngine | None = None,
     ) -> None:
         super().__init__()
+        #: Applies the pool's rules to requests as they appear (one per front end; started once
+        #: connected). Built here when not given, so every dashboard with a registry runs one.
+        if rule_engine is None and registry is not None:
+            rule_engine = RuleEngine(service, registry, channel="dashboard")
+        if rule_engine is not None and rule_engine.on_applied is None:
+            rule_engine.on_applied = self._rule_applied
+        self.rule_engine = rule_engine
+        #: The approval policy file shown by the policy screen (None: the pool's default place).
+        self.policy_path = policy_path
+        #: MCP workers attached to the pool, as last counted (status line).
+        self.agents_attached = 0
         self._owns_service = owns_service
         self.service = service
         self.pool = service.pool
@@ -188,11 +234,15 @@ class DashboardApp(App[None]):
         self._unsubscribe = self.pool.subscribe(self._on_pool_changes)
         self.set_interval(30, self.session_list.tick)
         self.set_interval(HEALTH_INTERVAL, self._health_check)
+        self.set_interval(MEMBERS_INTERVAL, self._count_members)
+        self._count_members()
         self._refresh_status()
         self._connect()
 
     async def on_unmount(self) -> None:
         self._unsubscribe()
+        if self.rule_engine is not None:
+            await self.rule_engine.stop()
         if self._owns_service:
             # Stop the managed server with the app, whatever way the app ends.
             try:
@@ -225,6 +275,8 @@ class DashboardApp(App[None]):
             await self.service.resync()
             self._full_reload()
             self._load_commands()
+            if self.rule_engine is not None:
+                self.rule_engine.start()
             if not self.ready.is_set():
                 self.ready.set()
                 if self._on_ready is not None:
@@ -343,6 +395,7 @@ class DashboardApp(App[None]):
             state=row_state(view, self.pool.needs_input(sid)),
             title=(info.title if info else "") or sid,
             origin=launch.origin if launch else "other",
+            client=launch.client_name if launch and launch.origin == "agent" else None,
             updated=info.time.updated if info else None,
             path=(info.path or "") if info else "",
             additions=info.summary.additions if info and info.summary else 0,
@@ -409,6 +462,7 @@ class DashboardApp(App[None]):
                 detail=self.pool.connection_detail,
                 waiting=len(self.pool.permissions) + len(self.pool.questions),
                 sessions=len(self.pool.sessions),
+                agents=self.agents_attached,
             )
         else:
             state = ServerState(**{**state.__dict__, "sessions": len(self.pool.sessions)})
@@ -425,7 +479,8 @@ class DashboardApp(App[None]):
             return
         perms, questions = self.pool.pending_for(view.id)
         pending = [permission_title(p) for p in perms] + ["question" for _ in questions]
-        self.detail.show(view, row, pending, 0)
+        launch = self._origins.get(view.id)
+        self.detail.show(view, row, pending, 0, client_version=launch.client_version if launch else None)
 
     @on(SessionList.Highlighted)
     def _on_highlight(self, event: SessionList.Highlighted) -> None:
@@ -451,8 +506,19 @@ class DashboardApp(App[None]):
             return None
         return self.pool.permissions.get(rid) or self.pool.questions.get(rid)
 
+    def _marked_permissions(self) -> list[PermissionRequest]:
+        """The marked requests still pending, oldest first (marks of answered ones are gone)."""
+        return [p for rid in self.inbox.marked_ids if (p := self.pool.permissions.get(rid)) is not None]
+
     @work(group="dialog", exclusive=True)
     async def action_permission(self, reply: str) -> None:
+        """Answer the highlighted permission, or every marked one when some are marked."""
+        marked = self._marked_permissions()
+        if marked:
+            if reply == "always" and not await self._confirm_always(marked):
+                return
+            self._reply_permissions(marked, reply, None)
+            return
         request = self.current_request()
         if request is None:
             self.notify("Nothing is waiting for an answer.", severity="information")
@@ -460,39 +526,96 @@ class DashboardApp(App[None]):
         if isinstance(request, QuestionRequest):
             self.action_answer()
             return
-        if reply == "always":
-            patterns = request.always or request.patterns
-            body = Text.assemble(
-                (f"{permission_title(request)} — allow from now on, for the rest of this server's life:\n\n", ""),
-                *[(f"  • {p}\n", "bold") for p in patterns],
-                ("\nOpenCode will not ask again for anything matching these patterns.", "dim"),
-            )
-            if not await self.push_screen_wait(ConfirmScreen("Allow always?", body, "Allow always")):
-                return
+        if reply == "always" and not await self._confirm_always([request]):
+            return
         self._reply_permission(request, reply, None)
+
+    async def _confirm_always(self, requests: Sequence[PermissionRequest]) -> bool:
+        """Ask before "always": it lists every pattern OpenCode will stop asking about."""
+        patterns = list(dict.fromkeys(p for r in requests for p in (r.always or r.patterns)))
+        kinds = list(dict.fromkeys(permission_title(r) for r in requests))
+        what = kinds[0] if len(kinds) == 1 else ", ".join(kinds)
+        count = f" ({len(requests)} requests)" if len(requests) > 1 else ""
+        body = Text.assemble(
+            (f"{what}{count} — allow from now on, for the rest of this server's life:\n\n", ""),
+            *[(f"  • {p}\n", "bold") for p in patterns],
+            ("\nOpenCode will not ask again for anything matching these patterns.", "dim"),
+        )
+        return bool(await self.push_screen_wait(ConfirmScreen("Allow always?", body, "Allow always")))
+
+    def _session_title(self, session_id: str) -> str:
+        view = self.pool.sessions.get(session_id)
+        return (view.title if view else "") or session_id
+
+    def _not_sent(self, what: str, session_id: str, error: str) -> None:
+        """Say why an answer did not go through; losing a race to another answer is not an error."""
+        where = f"{what} · {self._session_title(session_id)}"
+        if "already answered" in error.lower():
+            # "already answered by agent (claude-code) at 12:03:04: once": who won, how, when.
+            self.notify(
+                f"{where}\n{error[0].upper()}{error[1:]}",
+                title="Already answered",
+                severity="warning",
+                timeout=8,
+                markup=False,
+            )
+        else:
+            self.notify(f"{where}\n{error}", title="Not sent", severity="error", timeout=8, markup=False)
 
     @work(group="reply")
     async def _reply_permission(self, request: PermissionRequest, reply: str, message: str | None) -> None:
         try:
             await self.actions_.reply_permission(request.id, reply, message)
         except ActionError as exc:
-            self.notify(str(exc), severity="warning", title="Not sent", markup=False)
+            self._not_sent(permission_title(request), request.sessionID, str(exc))
             return
-        words = {"once": "Allowed once", "always": "Allowed always", "reject": "Rejected"}
-        self.notify(f"{words[reply]}: {permission_title(request)}", timeout=3)
+        self.notify(f"{REPLY_WORDS[reply]}: {permission_title(request)}", timeout=3)
+
+    @work(group="reply")
+    async def _reply_permissions(self, requests: list[PermissionRequest], reply: str, message: str | None) -> None:
+        """One answer to several requests; one notice for what went through, one for what did not."""
+        ids = [r.id for r in requests]
+        by_id = {r.id: r for r in requests}
+        try:
+            results = list(await self.actions_.reply_permissions(ids, reply, message))
+        except ActionError as exc:
+            results = [(rid, str(exc)) for rid in ids]
+        done = [rid for rid, error in results if error is None]
+        failed = [(rid, error) for rid, error in results if error is not None]
+        self.inbox.set_marks(self.inbox.marked - set(done))
+        if done:
+            plural = "request" if len(done) == 1 else "requests"
+            self.notify(f"{REPLY_WORDS[reply]}: {len(done)} {plural}", timeout=4)
+        if failed:
+            lines = []
+            for rid, error in failed:
+                request = by_id.get(rid)
+                who = self._session_title(request.sessionID) if request else rid
+                lines.append(f"• {who}: {error}")
+            races = all("already answered" in (error or "").lower() for _, error in failed)
+            self.notify(
+                "\n".join(lines),
+                title=f"{len(failed)} not sent" + (" — already answered" if races else ""),
+                severity="warning" if races else "error",
+                timeout=10,
+                markup=False,
+            )
 
     @work(group="dialog", exclusive=True)
     async def action_reject(self) -> None:
+        marked = self._marked_permissions()
         request = self.current_request()
-        if request is None:
-            self.notify("Nothing is waiting for an answer.")
-            return
-        if isinstance(request, QuestionRequest):
-            self._answer_question(request, ("reject", []))
-            return
+        if not marked:
+            if request is None:
+                self.notify("Nothing is waiting for an answer.")
+                return
+            if isinstance(request, QuestionRequest):
+                self._answer_question(request, ("reject", []))
+                return
+        count = f" {len(marked)} requests" if len(marked) > 1 else ""
         message = await self.push_screen_wait(
             TextPromptScreen(
-                "Reject — optional message for the agent",
+                f"Reject{count} — optional message for the agent",
                 "why not / what to do instead (leave empty to just stop)",
                 allow_empty=True,
                 help_text="Enter rejects · with a message the agent continues with your feedback · Esc cancels",
@@ -500,7 +623,102 @@ class DashboardApp(App[None]):
         )
         if message is None:
             return
-        self._reply_permission(request, "reject", message or None)
+        if marked:
+            self._reply_permissions(marked, "reject", message or None)
+        elif isinstance(request, PermissionRequest):
+            self._reply_permission(request, "reject", message or None)
+
+    def action_toggle_mark(self) -> None:
+        """Mark or unmark the highlighted permission for a batch answer."""
+        request = self.current_request()
+        if request is None:
+            self.notify("Nothing is waiting for an answer.")
+            return
+        if isinstance(request, QuestionRequest):
+            self.notify("Only permissions can be answered together; answer questions one by one (Enter).")
+            return
+        self.inbox.set_marks(self.inbox.marked ^ {request.id})
+
+    def action_mark_similar(self) -> None:
+        """Mark every pending permission of the same type and patterns as the highlighted one.
+
+        Pressed again when they are all marked already, it unmarks them.
+        """
+        request = self.current_request()
+        if not isinstance(request, PermissionRequest):
+            self.notify("Highlight a permission in the inbox first.")
+            return
+        key = (request.permission, tuple(sorted(request.patterns)))
+        alike = {p.id for p in self.pool.permissions.values() if (p.permission, tuple(sorted(p.patterns))) == key}
+        if alike <= self.inbox.marked:
+            self.inbox.set_marks(self.inbox.marked - alike)
+            return
+        self.inbox.set_marks(self.inbox.marked | alike)
+        self.notify(f"Marked {len(alike)} × {permission_summary(request)}", timeout=3, markup=False)
+
+    @work(group="dialog", exclusive=True)
+    async def action_make_rule(self) -> None:
+        """Turn the highlighted permission into a rule the pool applies to every session."""
+        request = self.current_request()
+        if not isinstance(request, PermissionRequest):
+            self.notify(
+                "Highlight a permission in the inbox first: rules answer permissions (questions need you each time)."
+            )
+            return
+        view = self.pool.sessions.get(request.sessionID)
+        project = Path(view.directory) if view and view.directory else self.service.spec.cwd
+        suggestions = suggest_rule_patterns(request, project)
+        # "Always allow read under this project" is the rule people mean for file permissions.
+        preferred = next((glob for glob, label in suggestions if "this project" in label), suggestions[0][0])
+        draft = await self.push_screen_wait(
+            MakeRuleScreen(
+                request.permission,
+                self._session_title(request.sessionID),
+                Text(permission_summary(request)),
+                suggestions,
+                preferred,
+            )
+        )
+        if draft is None:
+            return
+        pattern, reply = draft
+        self._make_rule(request, reply, pattern)
+
+    @work(group="reply")
+    async def _make_rule(self, request: PermissionRequest, reply: str, pattern: str) -> None:
+        try:
+            rule = await self.actions_.make_rule(request.id, reply, pattern=pattern)
+        except (ActionError, ValueError) as exc:
+            self._not_sent("Rule", request.sessionID, str(exc))
+            return
+        words = {"once": "allow once", "always": "allow always", "reject": "reject"}.get(reply, reply)
+        self.notify(
+            f"Rule #{rule.id}: {words} every {request.permission} request matching {pattern} (R lists rules)",
+            title="Rule made",
+            timeout=6,
+            markup=False,
+        )
+
+    def _rule_applied(self, applied: Applied) -> None:
+        """A rule answered a request by itself: say which rule and for whom (it is in the log too)."""
+        if not self.is_running:
+            return
+        rule = applied.rule
+        words = {"once": "allowed once", "always": "allowed always", "reject": "rejected"}.get(rule.reply, rule.reply)
+        self.notify(
+            f"{rule.permission} · {self._session_title(applied.session_id)}: {words} ({rule.pattern})",
+            title=f"Rule #{rule.id} answered",
+            timeout=4,
+            markup=False,
+        )
+
+    async def _revoke_rule(self, rule: Rule) -> str | None:
+        """Revoke through the pool (so every front end stops applying it); the error text, if any."""
+        try:
+            self.actions_.revoke_rule(rule.id)
+        except ActionError as exc:
+            return str(exc)
+        return None
 
     @work(group="dialog", exclusive=True)
     async def action_answer(self) -> None:
@@ -509,7 +727,7 @@ class DashboardApp(App[None]):
             self.notify("Nothing is waiting for an answer.")
             return
         if isinstance(request, PermissionRequest):
-            self.notify("o allow once · a allow always · r reject")
+            self.notify("o allow once · a allow always · r reject · space mark · m make a rule")
             return
         view = self.pool.sessions.get(request.sessionID)
         result = await self.push_screen_wait(QuestionScreen(request, view.title if view else ""))
@@ -525,9 +743,112 @@ class DashboardApp(App[None]):
             else:
                 await self.actions_.reject_question(request.id)
         except ActionError as exc:
-            self.notify(str(exc), severity="warning", title="Not sent", markup=False)
+            self._not_sent("Question", request.sessionID, str(exc))
             return
         self.notify("Answer sent" if action == "reply" else "Question rejected", timeout=3)
+
+    # ------------------------------------------------------------------ the pool: members, log, policy, rules
+
+    def _count_members(self) -> None:
+        """Count the agents attached (status line); once a second, never on the refresh path."""
+        if self.registry is None:
+            return
+        try:
+            agents = sum(1 for m in self.registry.members() if m.kind == "agent")
+        except Exception:
+            log.exception("could not read the pool's members")
+            return
+        if agents != self.agents_attached:
+            self.agents_attached = agents
+            self._status_dirty = True
+            self._schedule_flush()
+
+    def _describe_call(self, call: str) -> str:
+        """A worker's call in flight, with session ids replaced by titles: run “Fix the typo”."""
+        sessions = self.pool.sessions
+
+        def title(match: re.Match[str]) -> str:
+            sid = match.group(0)
+            return f"“{self._session_title(sid)}”" if sid in sessions else sid
+
+        return _SESSION_ID.sub(title, call)
+
+    def _no_registry(self) -> bool:
+        if self.registry is None:
+            self.notify("This dashboard runs without the pool's registry: nothing to show.")
+            return True
+        return False
+
+    def action_workers(self) -> None:
+        if self._no_registry():
+            return
+        registry = self.registry
+        assert registry is not None
+        self.push_screen(
+            WorkersScreen(
+                registry.members,
+                self._describe_call,
+                pool_name=registry.path.parent.name,
+                own_pid=os.getpid(),
+            )
+        )
+
+    def action_decision_log(self) -> None:
+        if self._no_registry():
+            return
+        registry = self.registry
+        assert registry is not None
+        self.push_screen(DecisionLogScreen(lambda limit: registry.decisions(limit=limit), self._session_title))
+
+    def action_rules(self) -> None:
+        if self._no_registry():
+            return
+        registry = self.registry
+        assert registry is not None
+        self.push_screen(RulesScreen(registry.rules, self._revoke_rule))
+
+    def action_policy(self) -> None:
+        self.push_screen(PolicyScreen(self._policy_view))
+
+    def _policy_file(self, module: Any) -> Path | None:
+        if self.policy_path is not None:
+            return self.policy_path
+        pool_dir = self.registry.path.parent if self.registry is not None else None
+        for name in ("policy_path", "default_path", "default_policy_path"):
+            locate = getattr(module, name, None)
+            if callable(locate) and pool_dir is not None:
+                try:
+                    return Path(locate(pool_dir))
+                except TypeError:
+                    continue
+        return pool_dir / "policy.toml" if pool_dir is not None else None
+
+    def _policy_view(self) -> RenderableType:
+        """The policy screen's body, read afresh from the file each time (r re-reads)."""
+        try:
+            policy_module = importlib.import_module("orchestrator_tui.pool.policy")
+        except ImportError:
+            return Text("This build has no approval policy: every request waits for a human.", style="yellow")
+        path = self._policy_file(policy_module)
+        if path is None:
+            return Text("No pool folder: the approval policy lives beside the pool's registry.", style="yellow")
+        approval_policy = policy_module.ApprovalPolicy
+        error: str | None = None
+        try:
+            # from_file raises on a bad file (the screen shows why); the pool itself uses the
+            # never-raising load_policy, i.e. these same defaults, until the file is fixed.
+            policy = approval_policy.from_file(path)
+        except Exception as exc:
+            error = str(exc) or type(exc).__name__
+            policy = approval_policy(path=path)
+        return render_policy(
+            policy,
+            path=str(path),
+            exists=path.exists(),
+            warnings=list(getattr(policy, "warnings", ()) or ()),
+            error=error,
+            example=getattr(policy_module, "EXAMPLE", None) or POLICY_EXAMPLE,
+        )
 
     # ------------------------------------------------------------------ sessions
 
@@ -661,6 +982,24 @@ class DashboardApp(App[None]):
                 ],
             ),
             (
+                "Several at once, and rules",
+                [
+                    ("space", "mark / unmark the highlighted permission"),
+                    ("*", "mark all alike (same type and patterns)"),
+                    ("o a r", "with marks: answer all marked requests"),
+                    ("m", "make a rule for matching requests, all sessions"),
+                    ("R", "rules: list them, d revokes one"),
+                ],
+            ),
+            (
+                "The pool",
+                [
+                    ("w", "attached front ends and their calls in flight"),
+                    ("L", "decision log: every answer, who gave it, how"),
+                    ("P", "approval policy: what agents may answer"),
+                ],
+            ),
+            (
                 "Sessions",
                 [
                     ("↑ ↓ / j k", "move"),
@@ -677,6 +1016,7 @@ class DashboardApp(App[None]):
                 "App",
                 [
                     ("tab", "move focus between list, inbox"),
+                    ("esc", "close a dialog or screen"),
                     ("ctrl+p", "command palette (every action, every command)"),
                     ("?", "this help"),
                     ("q", "quit"),
@@ -695,6 +1035,9 @@ class DashboardApp(App[None]):
             ),
         ]
         self.push_screen(HelpScreen(sections))
+
+
+_SESSION_ID = re.compile(r"\bses_[A-Za-z0-9]+")
 
 
 def _fix_for(error: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -134,3 +135,143 @@ def render_question(request: QuestionRequest) -> RenderableType:
         if number < len(request.questions):
             parts.append(Text(""))
     return Group(*parts)
+
+
+#: What a policy file looks like (orchestrator_tui/pool/policy.py reads it), shown when there is none.
+POLICY_EXAMPLE = """\
+default = "human"               # who answers what no rule covers: "agent" or "human"
+agent_may_allow_always = false  # may the agent ever reply "always"?
+human_wait_timeout = 600        # seconds an agent's call waits for your answer
+
+[[rule]]                        # first match wins
+permission = "read"             # a permission type, or "*"
+pattern = "*"                   # a glob against the request's patterns
+answer = "agent"
+
+[[rule]]
+permission = "bash"
+pattern = "git status*"
+answer = "agent"
+"""
+
+
+def render_policy(
+    policy: Any | None,
+    *,
+    path: str,
+    exists: bool,
+    warnings: list[str] | tuple[str, ...] = (),
+    error: str | None = None,
+    example: str | None = None,
+) -> RenderableType:
+    """The approval policy in plain words, with where it lives and how to change it.
+
+    Written for the person deciding whether to trust an agent: who may answer what, whether the
+    agent may ever say "always", how long the agent waits for a human. Works for a missing file
+    (the defaults apply) and an invalid one (the error, and that the defaults apply until fixed).
+    """
+    parts: list[RenderableType] = []
+    where = Table.grid(padding=(0, 1))
+    where.add_column(style="dim", no_wrap=True)
+    where.add_column()
+    if error:
+        state = Text("invalid — the defaults below apply until it is fixed", style="bold red")
+    elif not exists:
+        state = Text("not there yet — the defaults below apply", style="yellow")
+    else:
+        state = Text("in use", style="green")
+    where.add_row("File", Text(path, style="bold"))
+    where.add_row("State", state)
+    parts.append(where)
+    if error:
+        parts += [Text(""), Text("What is wrong", style="bold underline"), Text(error, style="red")]
+        parts.append(Text("Fix: correct what is named above in the file, save, then press r here.", "bold"))
+    if warnings:
+        parts += [Text(""), Text("Warnings", style="bold underline")]
+        parts += [Text(f"  ! {w}", style="yellow") for w in warnings]
+    if policy is not None:
+        parts += [Text(""), Text("What it says", style="bold underline")]
+        parts.append(_policy_words(policy))
+    parts += [Text(""), Text("How to change it", style="bold underline")]
+    parts.append(
+        Text.assemble(
+            "Edit the file in any editor (",
+            (f"$EDITOR {path}", "bold"),
+            "), save, and press ",
+            ("r", "bold"),
+            " here: this screen re-reads it and shows any mistake. Rules made from the inbox (",
+            ("m", "bold"),
+            ") are separate: list and revoke them with ",
+            ("R", "bold"),
+            ".",
+        )
+    )
+    if example and (error or not exists):
+        # A valid file in use is its own example; a missing or broken one gets a working start.
+        lead = "A valid file looks like this:" if error else "To start, save this as the file and edit it:"
+        parts += [Text(""), Text(lead, style="dim")]
+        parts.append(Padding(Text(example.strip("\n"), style="cyan"), (0, 0, 0, 2)))
+    return Group(*parts)
+
+
+def _who(answer: object) -> Text:
+    if str(answer) == "agent":
+        return Text("the agent may answer it itself", style="green")
+    return Text("needs you (the human)", style="bold magenta")
+
+
+def _policy_words(policy: Any) -> RenderableType:
+    """The structured fields of an ApprovalPolicy, as sentences; the policy's own text, if any."""
+    lines: list[RenderableType] = []
+    table = Table.grid(padding=(0, 2))
+    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, style="dim")
+    table.add_column()
+    rules = list(getattr(policy, "rules", []) or [])
+    for rule in rules:
+        table.add_row(
+            Text(str(getattr(rule, "permission", "?")), style="bold"),
+            Text(str(getattr(rule, "pattern", "*"))),
+            _who(getattr(rule, "answer", "human")),
+        )
+    table.add_row(
+        Text("anything else", style="italic"), Text(""), _who(getattr(policy, "default", "human"))
+    )
+    lines.append(Text("Who answers a permission request of a session an agent drives (first match wins):", style="dim"))
+    lines.append(table)
+    lines.append(Text(""))
+    always = bool(getattr(policy, "agent_may_allow_always", False))
+    lines.append(
+        Text.assemble(
+            ("Allow always: ", "dim"),
+            ("the agent may answer “always”", "green")
+            if always
+            else ("the agent may not answer “always” — only once or reject; “always” is yours", "bold"),
+        )
+    )
+    timeout = getattr(policy, "human_wait_timeout", None)
+    if isinstance(timeout, int | float):
+        lines.append(
+            Text.assemble(
+                ("Waiting: ", "dim"),
+                "when a request needs you and a dashboard is attached, the agent's call waits up to ",
+                (_seconds(float(timeout)), "bold"),
+                " for your answer, then returns ",
+                ("permission_required", "bold"),
+                ".",
+            )
+        )
+    lines.append(
+        Text(
+            "Without a dashboard attached, requests that need you are returned to the agent as "
+            "permission_required, with a warning that a human must approve.",
+            style="dim",
+        )
+    )
+    return Group(*lines)
+
+
+def _seconds(value: float) -> str:
+    if value >= 120 and value % 60 == 0:
+        return f"{int(value // 60)} minutes"
+    return f"{value:g} seconds"

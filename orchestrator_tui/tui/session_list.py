@@ -34,6 +34,10 @@ GLYPHS: dict[str, str] = {
 }
 
 
+#: Width of the From column: room for "agent · claude-code", or just the kind when narrow.
+ORIGIN_WIDE = 17
+ORIGIN_NARROW = 6
+
 EMPTY_PLACEHOLDER = "No sessions yet. Press n to start one, or let an agent call run."
 
 
@@ -51,21 +55,36 @@ class Row:
     deletions: int
     tokens: int
     cost: float
+    #: The MCP client that launched an agent's session ("claude-code"), from the registry.
+    client: str | None = None
+    #: "agent · claude-code", "human" or "other": what the From column and the detail pane say.
+    origin_label: str = field(init=False, compare=False)
     #: What the filter matches against, computed once per row (10,000 rows per keystroke).
     haystack: str = field(init=False, compare=False)
     id_key: str = field(init=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "origin_label", origin_label(self.origin, self.client))
         # Letters-in-order matching runs over the words a person reads. The id only matches as
         # a substring: a random 30-character id holds most short words' letters in order, so
         # "beta" would otherwise match nearly every session.
-        text = f"{self.title} {self.path} {self.origin} {self.state}"
+        text = f"{self.title} {self.path} {self.origin_label} {self.state}"
         object.__setattr__(self, "haystack", text.casefold())
         object.__setattr__(self, "id_key", self.id.casefold())
 
     def matches(self, needle: str) -> bool:
         """``needle`` is already casefolded."""
         return needle in self.id_key or fuzzy_match(needle, self.haystack)
+
+
+def origin_label(origin: str, client: str | None) -> str:
+    """Who launched a session, as people say it: the agent's MCP client by name, else the kind.
+
+    A human's client is always this dashboard, so naming it would add nothing.
+    """
+    if origin == "agent" and client:
+        return f"agent · {client}"
+    return origin
 
 
 def row_state(view: SessionView, needs_input: bool) -> str:
@@ -306,13 +325,21 @@ class SessionList(ScrollView, can_focus=True):
     # ------------------------------------------------------------------ drawing
 
     def _columns(self, width: int) -> tuple[int, int, int, int, int, int]:
-        """Widths of title, origin, age, path, changes, usage (the glyph takes 2)."""
-        origin, age_w, changes, usage = 6, 4, 9, 14
+        """Widths of title, origin, age, path, changes, usage (the glyph takes 2).
+
+        The From column names the agent's client ("agent · claude-code") when there is room for
+        it next to a readable title; on narrow terminals it shrinks back to the kind ("agent").
+        """
+        age_w, changes, usage = 4, 9, 14
+        origin = ORIGIN_WIDE
         rest = width - 2 - origin - age_w - changes - usage - 5
-        if rest < 30:  # narrow terminal: drop usage and changes first
+        if rest < 30:
+            origin = ORIGIN_NARROW
+            rest = width - 2 - origin - age_w - changes - usage - 5
+        if rest < 30:  # narrow terminal: drop usage and changes next
             usage = changes = 0
             rest = width - 2 - origin - age_w - 3
-        path = max(0, min(28, rest // 3))
+        path = max(0, min(28, rest // 4))
         title = max(8, rest - path)
         return title, origin, age_w, path, changes, usage
 
@@ -363,7 +390,7 @@ class SessionList(ScrollView, can_focus=True):
         segments = [
             Segment(GLYPHS.get(row.state, "?") + " ", glyph_style),
             Segment(_fit(row.title or row.id, title_w) + " ", base),
-            Segment(_fit(row.origin, origin_w) + " ", origin_style),
+            Segment(_fit(_squeeze(row.origin_label, origin_w), origin_w) + " ", origin_style),
             Segment(_fit(age(row.updated, self._now), age_w) + " ", dim),
             Segment(_fit(row.path, path_w) + " ", dim),
         ]
@@ -391,6 +418,11 @@ class SessionList(ScrollView, can_focus=True):
     def on_resize(self) -> None:
         self._cache.clear()
         self.virtual_size = Size(self.size.width, len(self.shown) + 1)
+
+
+def _squeeze(label: str, width: int) -> str:
+    """"agent · claude-code" → "agent·claude-code" when the column is a little too narrow."""
+    return label if len(label) <= width else label.replace(" · ", "·")
 
 
 def _fit(text: str, width: int) -> str:

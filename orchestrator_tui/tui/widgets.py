@@ -34,6 +34,8 @@ class ServerState:
     detail: str = ""
     waiting: int = 0
     sessions: int = 0
+    #: MCP workers (agents) attached to the pool right now (registry members).
+    agents: int = 0
 
 
 class StatusLine(Static):
@@ -61,7 +63,11 @@ class StatusLine(Static):
         text.append(live[0], style=live[1])
         if state.stream == "disconnected" and state.detail:
             text.append(f" ({state.detail})", style="dim")
-        text.append(f"  · {state.sessions} sessions", style="dim")
+        text.append(f"  · {state.sessions} session{'s' if state.sessions != 1 else ''}", style="dim")
+        if state.agents:
+            text.append(f"  · {state.agents} agent{'s' if state.agents != 1 else ''}", style="bold")
+        else:
+            text.append("  · no agents", style="dim")
         if state.waiting:
             text.append(f"  ◆ {state.waiting} waiting", style="bold magenta")
         else:
@@ -104,11 +110,21 @@ class DetailPane(Vertical):
         self._session_id: str | None = None
         self._message_id: str | None = None
         self._shown_text = ""
+        self._follow_pending = False
         self.query_one("#detail-output", TextArea).border_title = "Output"
         self.query_one("#detail-tools", Static).border_title = "Tool calls"
         self.show(None, None, [], 0)
 
-    def show(self, view: SessionView | None, row: Row | None, pending: list[str], pending_messages: int) -> None:
+    def show(
+        self,
+        view: SessionView | None,
+        row: Row | None,
+        pending: list[str],
+        pending_messages: int,
+        *,
+        client_version: str | None = None,
+    ) -> None:
+        """Show one session (None: the empty state); ``client_version`` is the launching agent's."""
         info = self.query_one("#detail-info", Static)
         tools = self.query_one("#detail-tools", Static)
         # Without a session the info (or a connection error) gets the whole pane.
@@ -127,7 +143,10 @@ class DetailPane(Vertical):
         table.add_row("Session", Text(row.title or view.id, style="bold"))
         table.add_row("Id", view.id)
         table.add_row("Status", status)
-        table.add_row("From", row.origin)
+        origin = Text(row.origin_label)
+        if row.origin == "agent" and row.client and client_version:
+            origin.append(f" {client_version}", style="dim")
+        table.add_row("From", origin)
         table.add_row("Directory", (view.directory or "") + (f"  ({row.path})" if row.path else ""))
         waiting = [*pending, *([f"{pending_messages} queued message(s)"] if pending_messages else [])]
         table.add_row(
@@ -170,16 +189,29 @@ class DetailPane(Vertical):
             self._shown_text = text
             self._session_id = session_id
             self._message_id = message_id
-            output.scroll_end(animate=False)
+            self._follow(output)
             return
         tail = text[len(self._shown_text) :]
         if tail:
-            # Follow the stream only when the reader is at the bottom already.
-            at_end = output.scroll_y >= output.max_scroll_y - 1
+            # Follow the stream only when the reader is at the bottom already. A scroll to the
+            # end we asked for is applied after the next refresh: until then, chunks arriving in
+            # between must not read the old position as "the reader scrolled up".
+            at_end = self._follow_pending or output.scroll_y >= output.max_scroll_y - 1
             output.insert(tail, output.document.end)
             self._shown_text = text
             if at_end:
-                output.scroll_end(animate=False)
+                self._follow(output)
+
+    def _follow(self, output: TextArea) -> None:
+        self._follow_pending = True
+        output.scroll_end(animate=False, on_complete=self._followed)
+
+    def _followed(self) -> None:
+        self._follow_pending = False
+        # A scroll asked for before the text was laid out lands short of the end: once more.
+        output = self.query_one("#detail-output", TextArea)
+        if output.scroll_y < output.max_scroll_y:
+            output.scroll_end(animate=False)
 
 
 def _tool_input(call: ToolCall) -> str:
@@ -192,7 +224,12 @@ def _tool_input(call: ToolCall) -> str:
 
 
 class Inbox(Horizontal):
-    """Every pending permission and question across the pool, oldest first."""
+    """Every pending permission and question across the pool, oldest first.
+
+    Permissions can be *marked* (``space``, ``*``) so one key answers several at once; a mark
+    lives exactly as long as its request: when the request goes (answered here, by an agent,
+    by a rule), so does the mark.
+    """
 
     class Changed(Message):
         """The highlighted request changed (None when the inbox is empty)."""
@@ -209,6 +246,7 @@ class Inbox(Horizontal):
     def on_mount(self) -> None:
         self.requests: dict[str, PermissionRequest | QuestionRequest] = {}
         self.titles: dict[str, str] = {}
+        self.marked: set[str] = set()
         # The title (with the count) goes on the inbox's own border: the list inside has none.
         self.border_title = "Waiting for you"
         self.add_class("-empty")
@@ -221,6 +259,11 @@ class Inbox(Horizontal):
             return None
         return option_list.get_option_at_index(option_list.highlighted).id
 
+    @property
+    def marked_ids(self) -> list[str]:
+        """The marked requests, in inbox order (oldest first)."""
+        return [rid for rid in self.requests if rid in self.marked]
+
     def update_requests(self, requests: list[PermissionRequest | QuestionRequest], titles: dict[str, str]) -> None:
         option_list = self.query_one("#inbox-list", OptionList)
         keep = self.highlighted_id
@@ -229,20 +272,39 @@ class Inbox(Horizontal):
             return
         self.requests = {r.id: r for r in requests}
         self.titles = titles
+        self.marked &= set(new_ids)
         option_list.clear_options()
-        for request in requests:
-            summary = (
-                permission_summary(request) if isinstance(request, PermissionRequest) else question_summary(request)
-            )
-            title = titles.get(request.sessionID) or request.sessionID
-            # Two lines, never wrapped (styles/app.tcss: nowrap + ellipsis): who, then what.
-            prompt = Text.assemble(("◆ ", "magenta"), (title, "bold"), "\n  ", summary)
-            option_list.add_option(Option(prompt, id=request.id))
-        self.border_title = f"Waiting for you ({len(requests)})" if requests else "Waiting for you"
+        option_list.add_options([Option(self._prompt(request), id=request.id) for request in requests])
+        self._refresh_title()
         self.set_class(not requests, "-empty")  # nothing waiting: the inbox shrinks to one line
         if requests:
             index = new_ids.index(keep) if keep in new_ids else 0
             option_list.highlighted = index
+        self._render_view(self.highlighted_id)
+
+    def _prompt(self, request: PermissionRequest | QuestionRequest) -> Text:
+        summary = permission_summary(request) if isinstance(request, PermissionRequest) else question_summary(request)
+        title = self.titles.get(request.sessionID) or request.sessionID
+        # Two lines, never wrapped (styles/app.tcss: nowrap + ellipsis): who, then what.
+        mark = ("✔ ", "bold green") if request.id in self.marked else ("◆ ", "magenta")
+        return Text.assemble(mark, (title, "bold"), "\n  ", summary)
+
+    def _refresh_title(self) -> None:
+        count = len(self.requests)
+        title = f"Waiting for you ({count})" if count else "Waiting for you"
+        if self.marked:
+            title += f" · {len(self.marked)} marked"
+        self.border_title = title
+
+    def set_marks(self, request_ids: set[str]) -> None:
+        """Replace the marks (only permissions still pending can be marked); repaint the rows that changed."""
+        wanted = {rid for rid in request_ids if isinstance(self.requests.get(rid), PermissionRequest)}
+        changed = wanted ^ self.marked
+        self.marked = wanted
+        option_list = self.query_one("#inbox-list", OptionList)
+        for rid in changed & set(self.requests):
+            option_list.replace_option_prompt(rid, self._prompt(self.requests[rid]))
+        self._refresh_title()
         self._render_view(self.highlighted_id)
 
     def select(self, request_id: str) -> None:
@@ -264,7 +326,17 @@ class Inbox(Horizontal):
         body: RenderableType
         if isinstance(request, PermissionRequest):
             body = render_permission(request)
-            hint = Text("o allow once · a allow always · r reject", style="bold")
+            if self.marked:
+                hint = Text.assemble(
+                    (f"{len(self.marked)} marked: ", "bold green"),
+                    ("o allow once · a allow always · r reject — all of them", "bold"),
+                    ("\nspace mark/unmark · * mark all like this · m make a rule", "dim"),
+                )
+            else:
+                hint = Text.assemble(
+                    ("o allow once · a allow always · r reject", "bold"),
+                    ("\nspace mark · * mark all like this · m make a rule", "dim"),
+                )
         else:
             body = render_question(request)
             hint = Text("enter answer · r reject", style="bold")
