@@ -161,13 +161,17 @@ class RunMachine:
         config: OrchestratorConfig,
         *,
         model_limits: dict[tuple[str, str], int] | None = None,
+        limits_ready: Callable[[], Awaitable[object]] | None = None,
         progress: Progress | None = None,
         gate: PermissionGate | None = None,
     ) -> None:
         self.client = client
         self.pool = pool
         self.config = config
-        self.model_limits = model_limits or {}
+        self.model_limits = model_limits if model_limits is not None else {}
+        #: Awaited once the turn is dispatched (so the model works meanwhile): the context
+        #: windows may still be loading into ``model_limits`` (filled in place) when a run starts.
+        self._limits_ready = limits_ready
         self.progress = progress
         self.gate = gate
         #: Warnings gathered before the loop (preflight), carried into every result.
@@ -264,6 +268,7 @@ class RunMachine:
             and not plan.wait_for_activity
             and self.holding is None
         ):
+            await self._await_limits()
             return await self.finalize(
                 sid, TokenTracker(self.config.compaction_threshold, self.model_limits), self.warnings
             )
@@ -326,6 +331,7 @@ class RunMachine:
         if self.holding is not None and self.progress is not None:
             await self._report(sid, partial)
         try:
+            await self._await_limits()  # the turn is dispatched: the model works meanwhile
             if not dispatched and self.holding is None:
                 # Post-subscribe re-check (step 13): the session may have gone idle meanwhile.
                 try:
@@ -444,6 +450,13 @@ class RunMachine:
                 # OpenCode keeps running the turn when the client goes away (observed §4);
                 # dropping the request only stops us waiting for it.
                 command_task.cancel()
+
+    async def _await_limits(self) -> None:
+        if self._limits_ready is not None:
+            try:
+                await self._limits_ready()
+            except OpenCodeError as exc:  # best effort (spec §2.6): no limit, no compaction
+                log.warning("could not load model limits: %s", exc)
 
     async def _report(self, sid: str, partial: list[str]) -> None:
         assert self.progress is not None

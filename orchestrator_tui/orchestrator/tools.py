@@ -198,14 +198,15 @@ class Orchestrator:
             mine |= {sid for sid, rec in launches.items() if rec.launcher_id == self.launcher_id}
         return mine
 
-    async def _machine(
+    def _machine(
         self, snapshot: Snapshot, progress: Progress | None, reserved: Mapping[str, str] | None = None
     ) -> RunMachine:
         return RunMachine(
             snapshot.client,
             self.service.pool,
             self.config_for(snapshot),
-            model_limits=await snapshot.ensure_model_limits(),
+            model_limits=snapshot.model_limits,
+            limits_ready=snapshot.ensure_model_limits,
             progress=progress,
             gate=self._gate(reserved or {}),
         )
@@ -415,7 +416,7 @@ class Orchestrator:
             wait_for_activity=bool(inp.wait_for_activity),
             idle_grace=idle_grace_ms(self.env) / 1000,
         )
-        return await (await self._machine(snapshot, progress, reserved)).execute(plan)
+        return await self._machine(snapshot, progress, reserved).execute(plan)
 
     async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
         if not _looks_like_session_id(sid):
@@ -435,7 +436,7 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
-        machine = await self._machine(snapshot, progress)
+        machine = self._machine(snapshot, progress)
         try:
             pending, complete = await machine.list_permissions()
         except OpenCodeError as exc:

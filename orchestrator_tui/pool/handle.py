@@ -77,7 +77,8 @@ class Snapshot:
         """The context windows, loaded once (concurrent callers share the one request)."""
         self.prefetch_model_limits()
         if self._limits is not None:
-            self.model_limits = await asyncio.shield(self._limits)
+            # In place: trackers made earlier hold this very mapping and see the limits too.
+            self.model_limits.update(await asyncio.shield(self._limits))
         return self.model_limits
 
     async def close(self) -> None:
