@@ -209,6 +209,7 @@ async def _measure() -> dict[str, float]:
             results["events_per_s"] = sent / wall
             results["key_median_ms"] = statistics.median(key_latencies)
             results["key_max_ms"] = max(key_latencies)
+            print("   key latencies (ms):", " ".join(f"{v:.0f}" for v in key_latencies), flush=True)
             results["cpu_percent"] = 100 * ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / wall
             results["rss_after_load_mb"] = _rss_mb()
     finally:
