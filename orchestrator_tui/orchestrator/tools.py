@@ -302,12 +302,8 @@ class Orchestrator:
             raise Internal(f"Failed to claim request '{request_id}' in the pool registry: {exc}") from exc
 
     def _release(self, request_id: str) -> None:
-        if self.registry is None:
-            return
-        try:
+        if self.registry is not None:
             self.registry.release_claim(request_id)
-        except sqlite3.Error:
-            log.exception("could not release the claim on %s", request_id)
 
     def _answered_elsewhere(self, request_id: str) -> Claim | None:
         if self.registry is None:

@@ -78,12 +78,8 @@ class PoolActions:
             raise ActionError(f"This {noun} was {winner.describe()}.")
 
     def _release(self, request_id: str) -> None:
-        if self.registry is None:
-            return
-        try:
+        if self.registry is not None:
             self.registry.release_claim(request_id)
-        except sqlite3.Error:
-            log.exception("could not release the claim on %s", request_id)
 
     def _decided(self, request_id: str, session_id: str, kind: str, decision: str, detail: dict[str, Any]) -> None:
         if self.registry is None:

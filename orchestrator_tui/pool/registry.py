@@ -18,6 +18,7 @@ on across processes:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sqlite3
@@ -27,6 +28,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+log = logging.getLogger(__name__)
 
 Origin = Literal["agent", "human", "other"]
 
@@ -387,8 +390,15 @@ class Registry:
         return Claim(*row) if row else None
 
     def release_claim(self, request_id: str) -> None:
-        """Give a claim back because the reply could not be delivered (someone may retry)."""
-        self._db.execute("DELETE FROM claims WHERE request_id = ?", (request_id,))
+        """Give a claim back because the reply could not be delivered (someone may retry).
+
+        Best effort, never raising: it runs while another error is being handled, which a
+        registry hiccup must not replace (the claim then simply stays, as if the reply happened).
+        """
+        try:
+            self._db.execute("DELETE FROM claims WHERE request_id = ?", (request_id,))
+        except sqlite3.Error:
+            log.exception("could not release the claim on %s", request_id)
 
     # ------------------------------------------------------------------ rules
 
