@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import importlib
 import logging
 import os
 import re
@@ -32,12 +31,12 @@ from textual.widgets import Footer, Input, OptionList
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.handle import ServerUnavailable
+from orchestrator_tui.pool.policy import ApprovalPolicy, PolicyError, load_policy, policy_path
 from orchestrator_tui.pool.registry import Launch, Registry, Rule
 from orchestrator_tui.pool.rules import Applied, RuleEngine, suggest_rule_patterns
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
 from orchestrator_tui.tui.render import (
-    POLICY_EXAMPLE,
     permission_summary,
     permission_title,
     render_policy,
@@ -810,45 +809,21 @@ class DashboardApp(App[None]):
     def action_policy(self) -> None:
         self.push_screen(PolicyScreen(self._policy_view))
 
-    def _policy_file(self, module: Any) -> Path | None:
+    def _policy_file(self) -> Path | None:
         if self.policy_path is not None:
             return self.policy_path
-        pool_dir = self.registry.path.parent if self.registry is not None else None
-        for name in ("policy_path", "default_path", "default_policy_path"):
-            locate = getattr(module, name, None)
-            if callable(locate) and pool_dir is not None:
-                try:
-                    return Path(locate(pool_dir))
-                except TypeError:
-                    continue
-        return pool_dir / "policy.toml" if pool_dir is not None else None
+        return policy_path(self.registry.path.parent) if self.registry is not None else None
 
     def _policy_view(self) -> RenderableType:
         """The policy screen's body, read afresh from the file each time (r re-reads)."""
-        try:
-            policy_module = importlib.import_module("orchestrator_tui.pool.policy")
-        except ImportError:
-            return Text("This build has no approval policy: every request waits for a human.", style="yellow")
-        path = self._policy_file(policy_module)
+        path = self._policy_file()
         if path is None:
             return Text("No pool folder: the approval policy lives beside the pool's registry.", style="yellow")
-        approval_policy = policy_module.ApprovalPolicy
-        error: str | None = None
         try:
-            # from_file raises on a bad file (the screen shows why); the pool itself uses the
-            # never-raising load_policy, i.e. these same defaults, until the file is fixed.
-            policy = approval_policy.from_file(path)
-        except Exception as exc:
-            error = str(exc) or type(exc).__name__
-            policy = approval_policy(path=path)
-        return render_policy(
-            policy,
-            path=str(path),
-            exists=path.exists(),
-            warnings=list(getattr(policy, "warnings", ()) or ()),
-            error=error,
-            example=getattr(policy_module, "EXAMPLE", None) or POLICY_EXAMPLE,
-        )
+            return render_policy(ApprovalPolicy.from_file(path), exists=path.exists())
+        except PolicyError as exc:
+            # Shown: the exact mistake, and the policy the front ends apply meanwhile (closed).
+            return render_policy(load_policy(path), exists=True, error=str(exc))
 
     # ------------------------------------------------------------------ sessions
 

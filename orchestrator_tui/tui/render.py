@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
+from orchestrator_tui.pool.policy import ApprovalPolicy
 
 TITLES = {
     "edit": "Edit file",
@@ -155,27 +156,23 @@ answer = "agent"
 """
 
 
-def render_policy(
-    policy: Any | None,
-    *,
-    path: str,
-    exists: bool,
-    warnings: list[str] | tuple[str, ...] = (),
-    error: str | None = None,
-    example: str | None = None,
-) -> RenderableType:
+def render_policy(policy: ApprovalPolicy, *, exists: bool, error: str | None = None) -> RenderableType:
     """The approval policy in plain words, with where it lives and how to change it.
 
     Written for the person deciding whether to trust an agent: who may answer what, whether the
     agent may ever say "always", how long the agent waits for a human. Works for a missing file
-    (the defaults apply) and an invalid one (the error, and that the defaults apply until fixed).
+    (the defaults apply) and an invalid one (``error``; ``policy`` is then the fail-closed one
+    the front ends apply until the file is fixed).
     """
+    path = str(policy.path)
+    # An invalid file's warning repeats the error shown under "What is wrong".
+    warnings = () if error else policy.warnings
     parts: list[RenderableType] = []
     where = Table.grid(padding=(0, 1))
     where.add_column(style="dim", no_wrap=True)
     where.add_column()
     if error:
-        state = Text("invalid — the defaults below apply until it is fixed", style="bold red")
+        state = Text("invalid — until it is fixed, every permission needs a human (below)", style="bold red")
     elif not exists:
         state = Text("not there yet — the defaults below apply", style="yellow")
     else:
@@ -189,9 +186,8 @@ def render_policy(
     if warnings:
         parts += [Text(""), Text("Warnings", style="bold underline")]
         parts += [Text(f"  ! {w}", style="yellow") for w in warnings]
-    if policy is not None:
-        parts += [Text(""), Text("What it says", style="bold underline")]
-        parts.append(_policy_words(policy))
+    parts += [Text(""), Text("What it says", style="bold underline")]
+    parts.append(_policy_words(policy))
     parts += [Text(""), Text("How to change it", style="bold underline")]
     parts.append(
         Text.assemble(
@@ -206,11 +202,11 @@ def render_policy(
             ".",
         )
     )
-    if example and (error or not exists):
+    if error or not exists:
         # A valid file in use is its own example; a missing or broken one gets a working start.
         lead = "A valid file looks like this:" if error else "To start, save this as the file and edit it:"
         parts += [Text(""), Text(lead, style="dim")]
-        parts.append(Padding(Text(example.strip("\n"), style="cyan"), (0, 0, 0, 2)))
+        parts.append(Padding(Text(POLICY_EXAMPLE.strip("\n"), style="cyan"), (0, 0, 0, 2)))
     return Group(*parts)
 
 
@@ -220,47 +216,37 @@ def _who(answer: object) -> Text:
     return Text("needs you (the human)", style="bold magenta")
 
 
-def _policy_words(policy: Any) -> RenderableType:
-    """The structured fields of an ApprovalPolicy, as sentences; the policy's own text, if any."""
+def _policy_words(policy: ApprovalPolicy) -> RenderableType:
+    """The structured fields of an ApprovalPolicy, as sentences."""
     lines: list[RenderableType] = []
     table = Table.grid(padding=(0, 2))
     table.add_column(no_wrap=True)
     table.add_column(no_wrap=True, style="dim")
     table.add_column()
-    rules = list(getattr(policy, "rules", []) or [])
-    for rule in rules:
-        table.add_row(
-            Text(str(getattr(rule, "permission", "?")), style="bold"),
-            Text(str(getattr(rule, "pattern", "*"))),
-            _who(getattr(rule, "answer", "human")),
-        )
-    table.add_row(
-        Text("anything else", style="italic"), Text(""), _who(getattr(policy, "default", "human"))
-    )
+    for rule in policy.rules:
+        table.add_row(Text(rule.permission, style="bold"), Text(rule.pattern), _who(rule.answer))
+    table.add_row(Text("anything else", style="italic"), Text(""), _who(policy.default))
     lines.append(Text("Who answers a permission request of a session an agent drives (first match wins):", style="dim"))
     lines.append(table)
     lines.append(Text(""))
-    always = bool(getattr(policy, "agent_may_allow_always", False))
     lines.append(
         Text.assemble(
             ("Allow always: ", "dim"),
             ("the agent may answer “always”", "green")
-            if always
+            if policy.agent_may_allow_always
             else ("the agent may not answer “always” — only once or reject; “always” is yours", "bold"),
         )
     )
-    timeout = getattr(policy, "human_wait_timeout", None)
-    if isinstance(timeout, int | float):
-        lines.append(
-            Text.assemble(
-                ("Waiting: ", "dim"),
-                "when a request needs you and a dashboard is attached, the agent's call waits up to ",
-                (_seconds(float(timeout)), "bold"),
-                " for your answer, then returns ",
-                ("permission_required", "bold"),
-                ".",
-            )
+    lines.append(
+        Text.assemble(
+            ("Waiting: ", "dim"),
+            "when a request needs you and a dashboard is attached, the agent's call waits up to ",
+            (_seconds(policy.human_wait_timeout), "bold"),
+            " for your answer, then returns ",
+            ("permission_required", "bold"),
+            ".",
         )
+    )
     lines.append(
         Text(
             "Without a dashboard attached, requests that need you are returned to the agent as "
