@@ -396,8 +396,8 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
     human = PoolActions(orch.service, registry)
     progress: list[str] = []
 
-    async def report(status: str, partial: str) -> None:
-        progress.append(status)
+    async def report(message: str) -> None:
+        progress.append(message)
 
     async def human_approves(sid: str) -> None:
         """The human answers every request of the session, once each, as they come."""

@@ -67,13 +67,9 @@ def build_server(orchestrator: Orchestrator | None) -> Any:
         session = ctx.session
         ticks = 0
 
-        async def progress(status: str, partial: str) -> None:
+        async def progress(message: str) -> None:
             nonlocal ticks
             ticks += 1
-            tail = partial.strip().splitlines()[-1][:200] if partial.strip() else ""
-            # A status is one word ("busy"); anything longer is already a sentence (e.g. waiting
-            # for a human to approve a permission the policy reserves).
-            message = (f"session {status}" if " " not in status else status) + (f": {tail}" if tail else "")
             await session.report_progress(float(ticks), None, message)
 
         try:

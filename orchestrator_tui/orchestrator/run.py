@@ -63,7 +63,9 @@ FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
 #: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
 POLL_REQUEST_TIMEOUT = 10.0
 
-Progress = Callable[[str, str], Awaitable[None]]
+#: Receives a one-line progress message ("session busy: <latest streamed line>", or what a held
+#: permission waits for); the MCP adapter forwards it as a progress notification.
+Progress = Callable[[str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,13 +463,14 @@ class RunMachine:
     async def _report(self, sid: str, partial: list[str]) -> None:
         assert self.progress is not None
         if self.holding is not None:
-            status, text = self._hold_message, ""
+            message = self._hold_message
         else:
             view = self.pool.sessions.get(sid)
-            status = view.status.value if view else "unknown"
-            text = "".join(partial)
+            text = "".join(partial)[-500:].strip()
+            tail = text.splitlines()[-1][:200] if text else ""
+            message = f"session {view.status.value if view else 'unknown'}" + (f": {tail}" if tail else "")
         try:
-            await self.progress(status, text[-500:])
+            await self.progress(message)
         except Exception:  # progress is advisory; a closed client must not fail the run
             log.debug("progress notification failed", exc_info=True)
 
