@@ -318,7 +318,11 @@ async def test_policy_reserves_a_permission_for_the_human(
                 for r in app.pool.permissions.values()
                 if r.permission == "bash" and r.sessionID != out["session_id"]
             )
+            # The first session's request is pending too: highlight this one only once the
+            # (coalesced) inbox lists it, or `o` would answer the other.
+            await until(pilot, lambda: rid in inbox_ids(app), "the reserved request in the inbox")
             app.inbox.select(rid)
+            await until(pilot, lambda: app.inbox.highlighted_id == rid, "the reserved request highlighted")
             await pilot.press("o")
             result = await asyncio.wait_for(call, SLOW)
             assert not result.is_error, result
