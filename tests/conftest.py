@@ -48,9 +48,9 @@ def scripted_model() -> Iterator[ScriptedModelServer]:
         yield server
 
 
-@pytest.fixture
-def opencode_env(xdg_root: Path, opencode_binary: str, tmp_path: Path) -> dict[str, str]:
-    """The environment a managed server is started with: isolated storage, the pinned binary."""
+@pytest.fixture(scope="session")
+def opencode_base_env(xdg_root: Path, opencode_binary: str) -> dict[str, str]:
+    """Isolated OpenCode storage and the pinned binary: what every server a test starts gets."""
     env = dict(os.environ)
     for var in ("OPENCODE_ORCHESTRATOR_MANAGED", "OPENCODE_BINARY_ARGS", "OPENCODE_CONFIG_CONTENT"):
         env.pop(var, None)
@@ -60,11 +60,16 @@ def opencode_env(xdg_root: Path, opencode_binary: str, tmp_path: Path) -> dict[s
         XDG_CACHE_HOME=str(xdg_root / "cache"),
         XDG_STATE_HOME=str(xdg_root / "state"),
         OPENCODE_BINARY=opencode_binary,
-        ORCHESTRATOR_TUI_STATE_DIR=str(tmp_path / "state"),
         AGENTIC_LOGGING_DISABLED="1",
         OPENCODE_DISABLE_MODELS_FETCH="1",
     )
     return env
+
+
+@pytest.fixture
+def opencode_env(opencode_base_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    """The environment a managed server is started with, plus this test's own pool state folder."""
+    return dict(opencode_base_env, ORCHESTRATOR_TUI_STATE_DIR=str(tmp_path / "state"))
 
 
 @pytest.fixture

@@ -203,6 +203,10 @@ class FakeOpenCode:
         self.url = ""
         if health:
             self.get("/global/health", HEALTH)
+        # What a command run looks up before it is sent (its template, where it runs); tests that
+        # care mount their own.
+        self.get("/command", commands_json("research", "plan", "build"))
+        self.get("/path", {"home": "/home/fake", "directory": "/tmp/fake", "worktree": "/tmp/fake"})
         if events == "stall":
             self.stall_events()
 

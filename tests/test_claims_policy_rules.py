@@ -26,6 +26,7 @@ from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.policy import ApprovalPolicy, PolicyError, load_policy, policy_path
 from orchestrator_tui.pool.registry import Registry, Rule
 from orchestrator_tui.pool.rules import (
+    PathScope,
     RuleEngine,
     default_rule_pattern,
     rule_matches,
@@ -107,6 +108,68 @@ answer = "agent"
     assert "Rules (first match wins)" in text and "rm *" in text and "→ human" in text and "30 s" in text
 
 
+def test_always_is_judged_by_the_patterns_it_grants(tmp_path: Path) -> None:
+    # The repro: .github is the human's; "always" on an edit of src/a.txt grants "*" (every
+    # later edit, .github included), so it is not the agent's to give, though "once" is.
+    path = write_policy(
+        tmp_path,
+        """
+agent_may_allow_always = true
+
+[[rule]]
+permission = "edit"
+pattern = ".github/*"
+answer = "human"
+
+[[rule]]
+permission = "bash"
+pattern = "git *"
+answer = "agent"
+""",
+    )
+    policy = ApprovalPolicy.from_file(path)
+    edit = request("edit", "src/a.txt", always=("*",))
+    assert policy.needs_human(edit, "once") is None
+    reason = policy.needs_human(edit, "always")
+    assert reason and "every later edit request matching '*'" in reason and 'pattern = ".github/*"' in reason
+    assert policy.needs_human(request("edit", ".github/workflows/ci.yml")) is not None
+    # a grant an agent rule covers entirely is the agent's; one reaching past it falls to the default
+    assert policy.needs_human(request("bash", "git status", always=("git status *",)), "always") is None
+    assert policy.needs_human(request("bash", "git log", always=("git *",)), "always") is None
+    wide = request("bash", "git log", always=("*",))
+    assert policy.needs_human(wide, "always") is None  # default = "agent": nothing reserved for bash
+    strict = ApprovalPolicy.from_file(write_policy(tmp_path, 'default = "human"\n' + path.read_text()))
+    reason = strict.needs_human(wide, "always")
+    assert reason and 'default = "human"' in reason
+
+
+def test_agent_may_allow_always_is_false_unless_the_file_says_so(tmp_path: Path) -> None:
+    assert load_policy(policy_path(tmp_path)).agent_may_allow_always  # no file: the reference's behaviour
+    policy = ApprovalPolicy.from_file(write_policy(tmp_path, 'default = "agent"\n'))
+    assert not policy.agent_may_allow_always
+    reason = policy.needs_human(request("bash", "ls", always=("ls *",)), "always")
+    assert reason and "agent_may_allow_always = false" in reason
+    assert ApprovalPolicy.from_file(write_policy(tmp_path, "agent_may_allow_always = true\n")).agent_may_allow_always
+
+
+def test_a_request_nobody_can_see_is_the_agents_only_if_everything_is(tmp_path: Path) -> None:
+    open_policy = load_policy(policy_path(tmp_path))
+    assert open_policy.blind_reason("once") is None and open_policy.blind_reason("always") is None
+    reserved = ApprovalPolicy.from_file(write_policy(tmp_path, HUMAN_BASH.format(timeout=5)))
+    reason = reserved.blind_reason("once")
+    assert reason and "HTTP 400" in reason and "rule #1" in reason
+    assert reserved.blind_reason("reject") is None
+    no_always = ApprovalPolicy.from_file(write_policy(tmp_path, "agent_may_allow_always = false\n"))
+    assert no_always.blind_reason("once") is None
+    assert "agent_may_allow_always = false" in (no_always.blind_reason("always") or "")
+    closed = ApprovalPolicy.closed("the pool's registry /x is damaged. Fix: move it aside")
+    assert closed.needs_human(request("read", "a.txt")) is not None
+    assert "the fail-closed policy in force because the pool's registry /x is damaged" in (
+        closed.needs_human(request("read", "a.txt")) or ""
+    )
+    assert closed.blind_reason("once") is not None and closed.needs_human(request("read"), "reject") is None
+
+
 def test_wildcard_permission_and_patternless_requests(tmp_path: Path) -> None:
     policy = ApprovalPolicy.from_file(write_policy(tmp_path, '[[rule]]\npermission = "*"\nanswer = "human"\n'))
     assert policy.needs_human(request("webfetch")) is not None
@@ -174,30 +237,62 @@ def test_rule_matching() -> None:
     assert rule_matches(make_rule("*", "*"), request("webfetch"))
     assert not rule_matches(make_rule("webfetch", "https://*"), request("webfetch"))  # no patterns: only "*"
     assert not rule_matches(make_rule("bash", "*", revoked=True), request("bash", "ls"))
-    # a relative glob of a file permission stays inside the project
-    assert rule_matches(make_rule("read", "*"), request("read", "notes.txt", "src/a.py"))
-    assert not rule_matches(make_rule("read", "*"), request("read", "/etc/passwd"))
-    assert not rule_matches(make_rule("read", "*"), request("read", "../other/secret"))
-    assert not rule_matches(make_rule("edit", "src/*"), request("edit", "src/../../x"))
-    assert rule_matches(make_rule("read", "/srv/data/*"), request("read", "/srv/data/a.csv"))
     assert rule_matches(make_rule("bash", "*"), request("bash", "/bin/ls /"))  # not a path permission
+    # OpenCode's globs, not fnmatch's: a trailing " *" is optional, "[" is a literal
+    assert rule_matches(make_rule("bash", "git push *"), request("bash", "git push"))
+    assert not rule_matches(make_rule("bash", "ls [ab]"), request("bash", "ls a"))
+    assert rule_matches(make_rule("bash", "ls [ab]"), request("bash", "ls [ab]"))
 
 
-def test_default_and_suggested_rule_patterns(tmp_path: Path) -> None:
+# A git project: OpenCode gives file paths relative to the worktree, the project itself.
+GIT = PathScope(directory="/srv/proj", worktree="/srv/proj")
+# Outside git the worktree is "/": "tmp/x" is relative to the root of the disk.
+PLAIN = PathScope(directory="/tmp/x/proj", worktree="/")
+
+
+def test_file_rules_decide_inside_the_project_on_the_absolute_path() -> None:
+    inside = make_rule("read", "*")  # a relative glob: anything under the session's project
+    assert rule_matches(inside, request("read", "notes.txt", "src/a.py"), GIT)
+    assert not rule_matches(inside, request("read", "/etc/passwd"), GIT)
+    assert not rule_matches(inside, request("read", "../other/secret"), GIT)
+    assert not rule_matches(make_rule("edit", "src/*"), request("edit", "src/../../x"), GIT)
+    # the attack: outside a git repository the relative form of /etc/passwd is "etc/passwd"
+    assert rule_matches(inside, request("read", "tmp/x/proj/notes.txt"), PLAIN)
+    assert not rule_matches(inside, request("read", "etc/passwd"), PLAIN)
+    assert not rule_matches(inside, request("read", "tmp/x/other/secret"), PLAIN)
+    # an absolute glob matches the absolute path, whatever form OpenCode used
+    project = make_rule("read", "/tmp/x/proj/*")
+    assert rule_matches(project, request("read", "tmp/x/proj/a/b.txt"), PLAIN)
+    assert not rule_matches(project, request("read", "tmp/x/project-evil/b.txt"), PLAIN)
+    assert rule_matches(make_rule("read", "/srv/data/*"), request("read", "/srv/data/a.csv"), GIT)
+    # without knowing where the session is, a relative file rule answers nothing (a person does)
+    assert not rule_matches(inside, request("read", "notes.txt"))
+    assert PathScope.of("/tmp/x/proj", "tmp/x/proj") == PLAIN
+    assert PathScope.of("/srv/proj/sub", "sub") == PathScope("/srv/proj/sub", "/srv/proj")
+    assert PathScope.of("/srv/proj", "") == GIT
+    assert PathScope.of("/srv/proj", "elsewhere") is None
+
+
+def test_default_and_suggested_rule_patterns() -> None:
     bash = request("bash", "echo hi", always=("echo *",))
     assert default_rule_pattern(bash) == "echo *"
-    assert suggest_rule_patterns(bash, tmp_path) == [
+    assert suggest_rule_patterns(bash, GIT) == [
         ("echo *", "like this request"),
         ("echo hi", "exactly this"),
         ("*", "any bash request"),
     ]
-    # OpenCode gives files inside the project relative to it: "*" is "under this project"
-    edit = request("edit", "src/a.py", always=("*",))
-    assert [p for p, _ in suggest_rule_patterns(edit, tmp_path)] == ["*", "src/a.py"]
-    absolute = request("external_directory", f"{tmp_path}/sub/*", always=(f"{tmp_path}/sub/*",))
-    options = suggest_rule_patterns(absolute, tmp_path)
-    assert options[0] == (f"{tmp_path}/sub/*", "like this request")
-    assert (f"{tmp_path}/*", "anything under this project") in options
+    # files: the absolute path, the project as an absolute glob, then any path at all
+    edit = request("edit", "tmp/x/proj/src/a.py", always=("*",))
+    assert suggest_rule_patterns(edit, PLAIN) == [
+        ("/tmp/x/proj/src/a.py", "like this request"),
+        ("/tmp/x/proj/*", "anything under this project"),
+        ("/*", "any edit request, anywhere"),
+    ]
+    # a file outside the project is never offered as "under this project"
+    outside = request("read", "etc/passwd", always=("*",))
+    assert [p for p, _ in suggest_rule_patterns(outside, PLAIN)] == ["/etc/passwd", "/*"]
+    external = request("external_directory", "/srv/other/*", always=("/srv/other/*",))
+    assert [p for p, _ in suggest_rule_patterns(external, GIT)] == ["/srv/other/*", "/*"]
     assert default_rule_pattern(request("bash", "a", "b")) == "a"
     assert default_rule_pattern(request("webfetch")) == "*"
 

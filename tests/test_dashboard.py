@@ -955,15 +955,15 @@ async def test_rule_from_inbox_answers_other_sessions_until_revoked(
         dialog = await until(
             pilot, lambda: app.screen if isinstance(app.screen, MakeRuleScreen) else None, "the make-rule dialog"
         )
-        # OpenCode names in-project files relative to the project ("notes.txt"): "*" is "anything
-        # under this project" for them, and what the dialog proposes.
-        assert dialog.pattern == "*", "it proposes the whole project"
+        # "Anything under this project" is what the dialog proposes, as the project's absolute glob
+        # (decided on the absolute path, so it never covers files outside the project).
+        assert dialog.pattern == f"{project_dir}/*", "it proposes the whole project"
         await on_screen(pilot, "Make a rule from this permission", "Permission read", "every read request matching")
         await pilot.press("ctrl+s")
         note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Rule made"), None), "the rule")
         (rule,) = rig.registry.rules()
-        assert (rule.permission, rule.pattern, rule.reply) == ("read", "*", "once")
-        assert note.message.startswith(f"Rule #{rule.id}: allow once every read request matching *")
+        assert (rule.permission, rule.pattern, rule.reply) == ("read", f"{project_dir}/*", "once")
+        assert note.message.startswith(f"Rule #{rule.id}: allow every read request matching {project_dir}/*")
         await until(pilot, lambda: is_idle(app, sid), "the first session to finish")
 
         # Another session's matching request is answered by the rule, by itself.
@@ -986,7 +986,7 @@ async def test_rule_from_inbox_answers_other_sessions_until_revoked(
         # Revoke it on the rules screen: the next matching request waits for a human again.
         await pilot.press("R")
         await until(pilot, lambda: isinstance(app.screen, RulesScreen), "the rules screen")
-        await on_screen(pilot, f"#{rule.id}", "read", "allow once")
+        await on_screen(pilot, f"#{rule.id}", "read", "allow")
         await pilot.press("d")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the revoke confirmation")
         await on_screen(pilot, "Revoke rule?", f"rule #{rule.id}")

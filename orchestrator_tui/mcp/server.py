@@ -121,31 +121,31 @@ async def serve_stdio(orchestrator: Orchestrator, wire: Wire) -> None:
 
 
 async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
-    from orchestrator_tui.pool.discovery import Membership
-    from orchestrator_tui.pool.registry import Registry, pool_name
+    from orchestrator_tui.pool.discovery import Membership, join_pool
+    from orchestrator_tui.pool.policy import ApprovalPolicy, load_policy, policy_path
+    from orchestrator_tui.pool.registry import PoolStateError, Registry
+    from orchestrator_tui.pool.rules import RuleEngine
     from orchestrator_tui.pool.service import PoolService, ServerSpec
 
     membership: Membership | None = None
-    try:
-        registry: Registry | None = Registry.for_pool(pool_name(pool))
-    except Exception as exc:  # the shared pool is valuable, but not worth refusing to work
-        print(
-            f"orchestrator-tui: pool registry unavailable ({exc}); continuing with a private OpenCode server",
-            file=sys.stderr,
-        )
-        registry = None
-    if registry is not None:
-        membership = Membership.join(registry, "agent")
-    service = PoolService(ServerSpec.from_env(attach_url=attach), membership=membership)
-    policy = None
+    registry: Registry | None = None
     rule_engine = None
-    if membership is not None and registry is not None:
-        from orchestrator_tui.pool.policy import load_policy, policy_path
-        from orchestrator_tui.pool.rules import RuleEngine
-
+    try:
+        registry = Registry.for_pool(pool)
+        membership = join_pool(registry, "agent")
+    except PoolStateError as exc:
+        # Fail closed: without the pool's state there is no policy, no rules and no dashboard
+        # to reach, so every permission needs a human. The worker still runs (on a private
+        # server) and tells the agent, in each refusal, what is wrong and how to fix it.
+        registry = None
+        policy = ApprovalPolicy.closed(str(exc))
+        print(f"orchestrator-tui: {exc} Until then every permission needs a human.", file=sys.stderr)
+    else:
         policy = load_policy(policy_path(membership.folder.path))
         for warning in policy.warnings:
             print(f"orchestrator-tui: {warning}", file=sys.stderr)
+    service = PoolService(ServerSpec.from_env(attach_url=attach), membership=membership)
+    if registry is not None:
         # The pool's standing rules apply to requests of every session, whichever front end runs.
         rule_engine = RuleEngine(service, registry, channel="mcp")
     orchestrator = Orchestrator(

@@ -20,6 +20,7 @@ from orchestrator_tui.opencode.models import (
     Command,
     Health,
     Message,
+    Paths,
     PermissionRequest,
     QuestionRequest,
     Session,
@@ -275,6 +276,10 @@ class OpenCodeClient:
 
     async def commands(self) -> list[Command]:
         return await self._get("/command", _COMMANDS)
+
+    async def paths(self) -> Paths:
+        """``GET /path``: the instance's directory, its worktree (``/`` outside git) and the home folder."""
+        return _decode(await self.request("GET", "/path"), Paths)
 
     async def providers(self) -> dict[str, Any]:
         return _decode_any(await self.request("GET", "/provider"))

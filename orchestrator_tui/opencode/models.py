@@ -181,6 +181,15 @@ class Health(_Model):
     version: str | None = None
 
 
+class Paths(_Model):
+    """``GET /path`` of one instance (directory)."""
+
+    home: str
+    directory: str
+    #: The git worktree root; ``/`` when the directory is not in a git repository.
+    worktree: str
+
+
 class Command(_Model):
     name: str
     description: str | None = None

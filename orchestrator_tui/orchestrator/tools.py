@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import Message, PermissionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
+from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
 from orchestrator_tui.orchestrator.run import (
@@ -39,7 +40,7 @@ from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
 from orchestrator_tui.pool.policy import ApprovalPolicy
 from orchestrator_tui.pool.registry import Claim, Origin, Registry
-from orchestrator_tui.pool.rules import first_matching_rule
+from orchestrator_tui.pool.rules import first_matching_rule, scope_of
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,10 @@ def _looks_like_session_id(session_id: str) -> bool:
     # OpenCode 1.18.33 validates ids server-side and answers a malformed one with HTTP 500;
     # we answer "not found" instead, as the contract intends (spec §10.5).
     return session_id.startswith("ses")
+
+
+def _reply_of(inp: t.RespondPermissionInput) -> str:
+    return inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
 
 
 def status_summary(status: SessionStatus | None) -> t.SessionStatusIdle | t.SessionStatusBusy | t.SessionStatusRetry:
@@ -246,8 +251,9 @@ class Orchestrator:
 
         def gate(request: PermissionRequest) -> GateVerdict:
             if registry is not None:
+                scope = scope_of(self.service.pool, request.sessionID)
                 try:
-                    rule = first_matching_rule(registry.rules(), request)
+                    rule = first_matching_rule(registry.rules(), request, scope)
                 except sqlite3.Error:
                     rule = None
                 if rule is not None:
@@ -279,6 +285,13 @@ class Orchestrator:
         return gate
 
     def _human_must_answer(self, request: PermissionRequest, reason: str) -> str:
+        policy = self.policy
+        if policy is not None and policy.unavailable is not None:
+            return (
+                f"A human must answer this {request.permission} request: {reason}. Until the pool's state can be "
+                f"read, no dashboard can be reached from here: ask the user to fix it, then to answer the request in "
+                f"{DASHBOARD_NAME}, and call run with session_id='{request.sessionID}' to continue."
+            )
         return (
             f"A human must answer this {request.permission} request in {DASHBOARD_NAME}: {reason}. "
             f"No dashboard is attached to the pool: ask the user to run `{DASHBOARD_NAME}` and answer it in the "
@@ -384,11 +397,12 @@ class Orchestrator:
             raise InvalidInput("message cannot be empty or whitespace-only")
         snapshot = await self.acquire()
         config = self.config_for(snapshot)
+        client = snapshot.client
         if inp.command is not None:
             blocked = config.command_policy().blocked_message(inp.command)
             if blocked:
                 raise InvalidInput(blocked)
-        client = snapshot.client
+            await self._check_command(client, inp.command, message or "")
         if inp.session_id is not None:
             sid = inp.session_id
             await self._ensure_session(
@@ -413,6 +427,16 @@ class Orchestrator:
             idle_grace=idle_grace_ms(self.env) / 1000,
         )
         return await self._machine(snapshot, progress, reserved).execute(plan)
+
+    async def _check_command(self, client: OpenCodeClient, name: str, arguments: str) -> None:
+        """Refuse a command run whose expansion would run shell or read files the agent may not
+        reach (:mod:`~orchestrator_tui.orchestrator.command_guard`); unknown state refuses too."""
+        try:
+            commands, paths = await asyncio.gather(client.commands(), client.paths())
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to check command '{name}' before running it: {exc}") from exc
+        command = next((c for c in commands if c.name == name), None)
+        check_command_run(command, arguments, paths, self._current_policy())
 
     async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
         if not _looks_like_session_id(sid):
@@ -442,7 +466,16 @@ class Orchestrator:
             rid = inp.permission_request_id
             req = next((p for p in pending if p.id == rid), None)
             if req is None and not complete:
-                # OpenCode could not list its permissions (HTTP 400); trust the caller's id (0.7.x).
+                # OpenCode could not list its permissions (HTTP 400) and the event stream did not
+                # show this one either: the request behind the id is unknown, so it could be any.
+                # Trust the caller's id (0.7.x) only where the policy lets the agent answer anything.
+                policy = self._current_policy()
+                blind = policy.blind_reason(_reply_of(inp)) if policy is not None else None
+                if blind is not None:
+                    raise InvalidInput(
+                        f"Permission request '{rid}' cannot be answered by the agent: {blind}. Ask the user to "
+                        f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
+                    )
                 pre_warnings.append(
                     f"Permission validation failed for request '{rid}' (permission state could not be listed, "
                     "HTTP 400); submitting reply using the provided request id."
@@ -477,7 +510,7 @@ class Orchestrator:
                     "Please retry with permission_request_id (returned by run)."
                 )
             req = mine[0]
-        reply = inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
+        reply = _reply_of(inp)
         policy = self._current_policy()
         reason = policy.needs_human(req, reply) if policy is not None else None
         if reason is not None:

@@ -16,14 +16,13 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import Command, Session
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.registry import Origin, Registry, Rule
-from orchestrator_tui.pool.rules import apply_rules, default_rule_pattern, suggest_rule_patterns
+from orchestrator_tui.pool.rules import apply_rules, default_rule_pattern, scope_of, suggest_rule_patterns
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
@@ -219,8 +218,10 @@ class PoolActions:
 
         The rule takes the request's permission type and ``pattern`` (default: see
         :func:`~orchestrator_tui.pool.rules.default_rule_pattern`). The request itself is
-        answered first, as the human's decision; only when that worked is the rule stored, and
-        then applied at once to the matching requests already pending.
+        answered first, as the human's decision: ``once`` for an allow, since OpenCode's
+        ``always`` would grant more than the rule says and outlive its revocation (the rule does
+        the remembering). Only when that worked is the rule stored, and then applied at once to
+        the matching requests already pending.
         """
         registry = self._rules_registry()
         if reply not in REPLIES:
@@ -228,10 +229,18 @@ class PoolActions:
         request = self.service.pool.permissions.get(request_id)
         if request is None:
             raise ActionError("This request is no longer waiting; make the rule from a pending request.")
-        glob = (pattern or "").strip() or default_rule_pattern(request)
-        await self.reply_permission(request_id, reply)
+        glob = (pattern or "").strip() or default_rule_pattern(request, scope_of(self.service.pool, request.sessionID))
+        rule_reply = "reject" if reply == "reject" else "once"
+        await self.reply_permission(request_id, rule_reply)
         try:
-            rule = registry.add_rule(request.permission, glob, reply, created_by=self.origin)
+            rule = registry.add_rule(
+                request.permission,
+                glob,
+                rule_reply,
+                created_by=self.origin,
+                channel=DASHBOARD_CHANNEL,
+                client_name=self.client_name,
+            )
         except (ValueError, sqlite3.Error) as exc:
             raise ActionError(f"The request was answered, but the rule could not be saved: {exc}") from exc
         try:
@@ -243,10 +252,12 @@ class PoolActions:
         return rule
 
     def revoke_rule(self, rule_id: int) -> None:
-        """Stop a rule at once, in every front end of the pool."""
+        """Stop a rule at once, in every front end of the pool; who and when go in the log."""
         registry = self._rules_registry()
         try:
-            revoked = registry.revoke_rule(rule_id)
+            revoked = registry.revoke_rule(
+                rule_id, self.origin, channel=DASHBOARD_CHANNEL, client_name=self.client_name
+            )
         except sqlite3.Error as exc:
             raise ActionError(f"Could not revoke rule #{rule_id}: {exc}") from exc
         if not revoked:
@@ -265,9 +276,7 @@ class PoolActions:
         request = self.service.pool.permissions.get(request_id)
         if request is None:
             raise ActionError("This request is no longer waiting.")
-        view = self.service.pool.sessions.get(request.sessionID)
-        project = Path(view.directory) if view is not None and view.directory else self.service.spec.cwd
-        return suggest_rule_patterns(request, project)
+        return suggest_rule_patterns(request, scope_of(self.service.pool, request.sessionID))
 
     # ------------------------------------------------------------------ sessions
 

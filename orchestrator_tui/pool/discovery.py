@@ -25,12 +25,13 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from orchestrator_tui.pool.registry import MemberKind, Registry, pid_alive
+from orchestrator_tui.pool.registry import MemberKind, Registry, database_problem, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +176,19 @@ class Membership:
     def others(self) -> list[str]:
         """Member ids of the other live front ends."""
         return [m.member_id for m in self.registry.members() if m.member_id != self.member_id]
+
+
+def join_pool(
+    registry: Registry, kind: MemberKind, client_name: str | None = None, client_version: str | None = None
+) -> Membership:
+    """Join the pool as a front end.
+
+    A registry that refuses the member row (locked, read-only) raises
+    :class:`~orchestrator_tui.pool.registry.PoolStateError` (and is closed), the one error both
+    front ends fail closed on.
+    """
+    try:
+        return Membership.join(registry, kind, client_name, client_version)
+    except sqlite3.Error as exc:
+        registry.close()
+        raise database_problem(registry.path, exc) from exc

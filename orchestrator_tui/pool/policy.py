@@ -16,15 +16,27 @@ One file per pool, ``<pool dir>/policy.toml``, read by every front end of the po
     answer = "human"
 
 A missing file means the seed's behaviour: the agent may answer everything, ``always`` included.
+In a file, ``agent_may_allow_always`` defaults to false: writing a policy at all means the
+human wants a say, and ``always`` is the one reply that decides for the future.
 A broken file must never take a front end down, so :func:`load_policy` falls back, and it
 falls back *closed*: every permission needs a human (the agent may still reject), because a
 file meant to restrict the agent must not open everything up over a typo. The error is carried
 as a warning naming the file, the key and the fix.
 
+Globs (``permission`` and ``pattern``) match exactly as OpenCode's own permission config does
+(:mod:`~orchestrator_tui.pool.globs`), against the patterns OpenCode puts in the request: a
+command for ``bash``, a path relative to the project's git worktree for file permissions (or
+relative to ``/`` outside a git repository), a folder glob for ``external_directory``.
+
 Matching is deliberately lopsided: a rule that hands a request to the **human** matches when
 *any* of the request's patterns matches its glob, while a rule that lets the **agent** answer
 matches only when *every* pattern does. A request mixing a reserved pattern with a harmless one
 (``["git status", "rm -rf build"]``) therefore always goes to the human, whatever the rule order.
+
+An ``always`` reply is judged by what it grants: OpenCode stores the request's ``always``
+patterns (``*`` for a file edit) as allow rules for every later request. The agent may give it
+only when, for each granted pattern, no human rule could match any request it lets through
+before an agent rule covers all of them (:meth:`ApprovalPolicy.grant_answerer`).
 """
 
 from __future__ import annotations
@@ -33,11 +45,11 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator_tui.opencode.models import PermissionRequest
+from orchestrator_tui.pool import globs
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +77,10 @@ class PolicyRule:
     index: int = 0
 
     def matches(self, request: PermissionRequest) -> bool:
-        if self.permission != "*" and self.permission != request.permission:
+        if not globs.match(request.permission, self.permission):
             return False
         patterns = request.patterns or [""]
-        hits = (fnmatchcase(p, self.pattern) for p in patterns)
+        hits = (globs.match(p, self.pattern) for p in patterns)
         # Lopsided on purpose (see the module docstring): reserving is greedy, delegating is strict.
         return any(hits) if self.answer == "human" else all(hits)
 
@@ -89,6 +101,9 @@ class ApprovalPolicy:
     path: Path | None = None
     #: Why the file was not used as written (a bad file falls back to "everything needs a human").
     warnings: tuple[str, ...] = ()
+    #: Set when this is not the file's policy but the fail-closed one standing in for it because
+    #: the pool's state could not be read: the problem and its fix (reasons quote it).
+    unavailable: str | None = None
     #: ``(mtime_ns, size)`` of the file this was read from; None when there was no file.
     _stamp: tuple[int, int] | None = field(default=None, compare=False, repr=False)
 
@@ -101,17 +116,69 @@ class ApprovalPolicy:
                 return rule.answer, f"{rule.describe()} in {self._where()}"
         return self.default, f'default = "{self.default}" in {self._where()}'
 
+    def grant_answerer(self, permission: str, granted: str) -> tuple[Answerer, str]:
+        """Who may grant ``granted`` (a pattern an ``always`` reply adds for every later request).
+
+        Sound for every request the grant lets through: a human rule whose glob *overlaps* the
+        granted pattern reserves it (some request it lets through would be the human's); an agent
+        rule decides only when its glob *covers* all of it; one that merely overlaps does not
+        decide, since part of the grant falls through to the rules below it.
+        """
+        for rule in self.rules:
+            if not globs.match(permission, rule.permission):
+                continue
+            if rule.answer == "human" and globs.intersects(granted, rule.pattern):
+                return "human", f"{rule.describe()} in {self._where()}"
+            if rule.answer == "agent" and globs.covers(rule.pattern, granted):
+                return "agent", f"{rule.describe()} in {self._where()}"
+        return self.default, f'default = "{self.default}" in {self._where()}'
+
     def needs_human(self, request: PermissionRequest, reply: str | None = None) -> str | None:
         """Why the agent may not give ``reply`` to ``request`` (None: it may).
 
         ``reply=None`` asks about the request as a whole (may the agent answer it at all?).
         A ``reject`` is always the agent's to give: it grants nothing, it only stops its own work.
+        ``always`` is judged by the patterns it grants, not only by the request at hand.
         """
         if reply == "reject":
             return None
         who, why = self.answerer(request)
         if who == "human":
             return f"the approval policy reserves {request.permission} requests like this one for a human ({why})"
+        if reply != "always":
+            return None
+        if not self.agent_may_allow_always:
+            return (
+                f"the approval policy does not let the agent answer 'always' (agent_may_allow_always = false in "
+                f"{self._where()}); reply 'once' instead, or let a human decide"
+            )
+        for granted in request.always:
+            who, why = self.grant_answerer(request.permission, granted)
+            if who == "human":
+                return (
+                    f"answering 'always' would allow every later {request.permission} request matching "
+                    f"{granted!r}, and the approval policy reserves some of those for a human ({why}); "
+                    "reply 'once' instead, or let a human decide"
+                )
+        return None
+
+    def blind_reason(self, reply: str) -> str | None:
+        """Why the agent may not give ``reply`` to a request it cannot see (None: it may).
+
+        When OpenCode cannot list its permissions (HTTP 400 while a webfetch one is pending),
+        the request behind an id is unknown, so it could be any request: the agent may answer
+        only if the policy lets it answer every request, with this reply.
+        """
+        if reply == "reject":
+            return None
+        reserving = [rule for rule in self.rules if rule.answer == "human"]
+        if self.default == "human" or reserving:
+            why = reserving[0].describe() if reserving else f'default = "{self.default}"'
+            return (
+                "OpenCode cannot list its pending permissions right now (HTTP 400), so this request cannot be "
+                f"checked against the approval policy, which reserves some requests for a human ({why} in "
+                f"{self._where()})"
+            )
         if reply == "always" and not self.agent_may_allow_always:
             return (
                 f"the approval policy does not let the agent answer 'always' (agent_may_allow_always = false in "
@@ -137,7 +204,15 @@ class ApprovalPolicy:
         return "\n".join(lines)
 
     def _where(self) -> str:
+        if self.unavailable is not None:
+            return f"the fail-closed policy in force because {self.unavailable}"
         return str(self.path) if self.path is not None else "the built-in policy"
+
+    @classmethod
+    def closed(cls, problem: str) -> ApprovalPolicy:
+        """Everything needs a human (the agent may only reject): the policy when ``problem``
+        (the pool's state cannot be read, with the fix) stops us from knowing the real one."""
+        return cls(default="human", agent_may_allow_always=False, warnings=(problem,), unavailable=problem)
 
     # ------------------------------------------------------------------ loading
 
@@ -174,7 +249,9 @@ class ApprovalPolicy:
         default = data.get("default", "agent")
         if default not in _ANSWERERS:
             raise bad("`default`", f'must be "agent" or "human", not {default!r}.')
-        always = data.get("agent_may_allow_always", True)
+        # Absent from a file: false. A policy file is there to give the human a say, and "always"
+        # is the one reply that decides for every later request too.
+        always = data.get("agent_may_allow_always", False)
         if not isinstance(always, bool):
             raise bad("`agent_may_allow_always`", f"must be true or false, not {always!r}.")
         timeout = data.get("human_wait_timeout", DEFAULT_HUMAN_WAIT_TIMEOUT)

@@ -85,11 +85,30 @@ CREATE TABLE IF NOT EXISTS rules (
     reply        TEXT NOT NULL,
     created_by   TEXT NOT NULL,
     created_at   REAL NOT NULL,
-    revoked_at   REAL
+    revoked_at   REAL,
+    revoked_by   TEXT
 );
 """
 
+#: Columns added after a table was first shipped: (table, column, definition).
+_ADDED_COLUMNS = (("rules", "revoked_by", "TEXT"),)
+
 MemberKind = Literal["agent", "human"]
+
+#: The rule columns in :class:`Rule`'s field order (``revoked_by`` was added by ALTER TABLE).
+_RULE_COLUMNS = "id, permission, pattern, reply, created_by, created_at, revoked_at, revoked_by"
+
+
+class PoolStateError(ValueError):
+    """The pool's state (its folder or registry) cannot be used; ``str()`` says what and how to fix it.
+
+    Every front end fails *closed* on it: everything needs a human until it is fixed.
+    """
+
+    def __init__(self, problem: str, fix: str) -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"{problem}. Fix: {fix}" + ("" if fix.endswith(".") else "."))
 
 
 def state_root(env: Mapping[str, str] | None = None) -> Path:
@@ -108,8 +127,9 @@ def pool_name(given: str | None = None, env: Mapping[str, str] | None = None) ->
     env = os.environ if env is None else env
     name = given or env.get(POOL_ENV) or DEFAULT_POOL
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", name):
-        raise ValueError(
-            f"invalid pool name {name!r}: use letters, digits, '.', '_' or '-' (at most 64), e.g. --pool work"
+        where = "" if given else f" (from ${POOL_ENV})" if env.get(POOL_ENV) else ""
+        raise PoolStateError(
+            f"invalid pool name {name!r}{where}", "use letters, digits, '.', '_' or '-' (at most 64), e.g. --pool work"
         )
     return name
 
@@ -120,6 +140,29 @@ def pool_dir(pool: str = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> 
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+def _move_aside(path: Path) -> str:
+    return (
+        f"move it aside (mv {path} {path}.broken) and start orchestrator-tui again: a new, empty registry is created "
+        "(the decision log, rules and launch records of the old one stay in the moved file)"
+    )
+
+
+def database_problem(path: Path, exc: sqlite3.Error) -> PoolStateError:
+    """What a database error opening or joining the registry means for the user, with the fix."""
+    text = str(exc)
+    if "locked" in text or "busy" in text:
+        return PoolStateError(
+            f"the pool's registry {path} is locked by another process ({text})",
+            "wait for the other orchestrator-tui front end of this pool to finish, or stop it, then try again",
+        )
+    if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
+        return PoolStateError(
+            f"the pool's registry {path} cannot be opened for writing ({text})",
+            f"make {path} and {path.parent} yours and writable (chmod 700 {path.parent}; chmod 600 {path})",
+        )
+    return PoolStateError(f"the pool's registry {path} is damaged or not a registry ({text})", _move_aside(path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +233,8 @@ class Rule:
     created_by: str
     created_at: float
     revoked_at: float | None
+    #: Who revoked it ("human (orchestrator-tui dashboard)"), when revoked.
+    revoked_by: str | None = None
 
     @property
     def decider(self) -> str:
@@ -214,26 +259,81 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+def _expected_columns() -> dict[str, list[str]]:
+    """Every table of the schema and its columns, read back from the schema itself."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: [row[1] for row in db.execute(f"PRAGMA table_info({t})")] for t in tables if t != "sqlite_sequence"}
+    finally:
+        db.close()
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
+        """Open (creating if needed) the registry at ``path``; raises :class:`PoolStateError`."""
         self.path = path
+        try:
+            self._db = self._open(path)
+        except PoolStateError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise database_problem(path, exc) from exc
+        except OSError as exc:
+            raise PoolStateError(
+                f"the pool's registry {path} cannot be opened: {exc.strerror or exc}",
+                f"make {path.parent} a folder you own and can write (chmod 700 {path.parent}), or choose another "
+                "pool with --pool NAME",
+            ) from exc
+
+    @staticmethod
+    def _open(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         # Create the file owner-only before SQLite opens it, so it is never world-readable.
-        fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
         os.close(fd)
         os.chmod(path, 0o600)
-        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+            for table, column, definition in _ADDED_COLUMNS:
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            for table, columns in _expected_columns().items():
+                present = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+                missing = [c for c in columns if c not in present]
+                if missing:
+                    raise PoolStateError(
+                        f"the pool's registry {path} is not one orchestrator-tui can use: its table {table!r} has "
+                        f"no column {missing[0]!r} (another program's database, or a damaged one)",
+                        _move_aside(path),
+                    )
+        except BaseException:
+            db.close()
+            raise
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
                 os.chmod(side, 0o600)
+        return db
 
     @classmethod
-    def for_pool(cls, pool: str = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> Registry:
-        return cls(pool_dir(pool, env) / "registry.sqlite3")
+    def for_pool(cls, pool: str | None = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> Registry:
+        """The named pool's registry (``None``: the pool from the environment); raises :class:`PoolStateError`."""
+        name = pool_name(pool, env)
+        try:
+            folder = pool_dir(name, env)
+        except OSError as exc:
+            root = state_root(env)
+            raise PoolStateError(
+                f"the pool folder {root / name} cannot be created or used: {exc.strerror or exc}",
+                f"make {root} a folder you own and can write, or set {STATE_DIR_ENV} to one",
+            ) from exc
+        return cls(folder / "registry.sqlite3")
 
     def close(self) -> None:
         self._db.close()
@@ -402,29 +502,79 @@ class Registry:
 
     # ------------------------------------------------------------------ rules
 
-    def add_rule(self, permission: str, pattern: str, reply: str, created_by: str) -> Rule:
+    def add_rule(
+        self,
+        permission: str,
+        pattern: str,
+        reply: str,
+        created_by: str,
+        *,
+        channel: str = "dashboard",
+        client_name: str | None = None,
+    ) -> Rule:
+        """Store a rule, and say so in the decision log (who made it, what it answers)."""
         if reply not in ("once", "always", "reject"):
             raise ValueError(f"unknown reply {reply!r}: use once, always or reject")
-        cur = self._db.execute(
-            "INSERT INTO rules (permission, pattern, reply, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
-            (permission, pattern, reply, created_by, time.time()),
-        )
-        rule_id = int(cur.lastrowid or 0)
+        with self._db:
+            cur = self._db.execute(
+                "INSERT INTO rules (permission, pattern, reply, created_by, created_at) VALUES (?, ?, ?, ?, ?)",
+                (permission, pattern, reply, created_by, time.time()),
+            )
+            rule_id = int(cur.lastrowid or 0)
+            self._record_rule_event(rule_id, "created", permission, pattern, reply, created_by, channel, client_name)
         rule = self.rule(rule_id)
         assert rule is not None
         return rule
 
     def rule(self, rule_id: int) -> Rule | None:
-        row = self._db.execute("SELECT * FROM rules WHERE id = ?", (rule_id,)).fetchone()
+        row = self._db.execute(f"SELECT {_RULE_COLUMNS} FROM rules WHERE id = ?", (rule_id,)).fetchone()
         return Rule(*row) if row else None
 
     def rules(self, *, include_revoked: bool = False) -> list[Rule]:
         where = "" if include_revoked else " WHERE revoked_at IS NULL"
-        return [Rule(*r) for r in self._db.execute(f"SELECT * FROM rules{where} ORDER BY id").fetchall()]
+        rows = self._db.execute(f"SELECT {_RULE_COLUMNS} FROM rules{where} ORDER BY id").fetchall()
+        return [Rule(*r) for r in rows]
 
-    def revoke_rule(self, rule_id: int) -> bool:
-        """Stop a rule; False when there was no active rule with that id."""
-        cur = self._db.execute(
-            "UPDATE rules SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (time.time(), rule_id)
+    def revoke_rule(
+        self, rule_id: int, revoked_by: str = "human", *, channel: str = "dashboard", client_name: str | None = None
+    ) -> bool:
+        """Stop a rule at once, for every front end; False when there was no active rule with that id.
+
+        Who revoked it and when is kept on the rule and written to the decision log.
+        """
+        who = revoked_by + (f" ({client_name})" if client_name else "")
+        with self._db:
+            cur = self._db.execute(
+                "UPDATE rules SET revoked_at = ?, revoked_by = ? WHERE id = ? AND revoked_at IS NULL",
+                (time.time(), who, rule_id),
+            )
+            if cur.rowcount == 0:
+                return False
+            rule = self.rule(rule_id)
+            assert rule is not None
+            self._record_rule_event(
+                rule_id, "revoked", rule.permission, rule.pattern, rule.reply, revoked_by, channel, client_name
+            )
+        return True
+
+    def _record_rule_event(
+        self,
+        rule_id: int,
+        event: str,
+        permission: str,
+        pattern: str,
+        reply: str,
+        decided_by: str,
+        channel: str,
+        client_name: str | None,
+    ) -> None:
+        self.record_decision(
+            request_id=f"rule #{rule_id}",
+            session_id="",
+            kind="rule",
+            decision=event,
+            decided_by=decided_by,
+            channel=channel,
+            detail={"rule": rule_id, "permission": permission, "pattern": pattern, "reply": reply},
+            client_name=client_name,
         )
-        return cur.rowcount > 0

@@ -14,18 +14,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import posixpath
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
-from pathlib import Path
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeError
 from orchestrator_tui.opencode.models import PermissionRequest
+from orchestrator_tui.pool import globs
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.registry import Registry, Rule
 from orchestrator_tui.pool.service import PoolService
-from orchestrator_tui.pool.state import Changes
+from orchestrator_tui.pool.state import Changes, Pool
 
 log = logging.getLogger(__name__)
 
@@ -36,79 +36,159 @@ RULE_CHANNEL = "rule"
 RESCAN_INTERVAL = 2.0
 
 
-def rule_matches(rule: Rule, request: PermissionRequest) -> bool:
-    """Whether ``rule`` answers ``request``: same permission (or ``*``), and every pattern matches.
+#: Permission types whose patterns are file paths: relative to OpenCode's worktree, or absolute.
+#: (``glob``/``grep`` patterns are search patterns, not paths.)
+PATH_PERMISSIONS = frozenset({"read", "edit", "write", "external_directory"})
+
+
+@dataclass(frozen=True, slots=True)
+class PathScope:
+    """Where a session's relative paths are rooted, and what "this project" is, as absolute paths.
+
+    OpenCode gives a path permission's patterns relative to the session's *worktree*: the git
+    root, or ``/`` outside a git repository (observed with 1.18.33: ``tmp/x/proj/a.txt``). So
+    "inside the project" is decided on the absolute path, never on the relative form, which
+    outside a repository covers the whole disk.
+    """
+
+    #: The session's directory: "this project".
+    directory: str
+    #: The session's worktree: what its relative patterns are relative to.
+    worktree: str
+
+    @classmethod
+    def of(cls, directory: str | None, path: str | None) -> PathScope | None:
+        """From a session's ``directory`` and ``path`` (its directory relative to the worktree)."""
+        if not directory or not posixpath.isabs(directory):
+            return None
+        directory = posixpath.normpath(directory)
+        rel = (path or "").strip("/")
+        if not rel:
+            return cls(directory, directory)
+        if directory == "/" + rel:
+            return cls(directory, "/")
+        if directory.endswith("/" + rel):
+            return cls(directory, directory[: -len(rel) - 1] or "/")
+        return None  # an unexpected shape: no scope, so no project-relative rule applies
+
+    def absolute(self, pattern: str) -> str:
+        return posixpath.normpath(pattern if posixpath.isabs(pattern) else posixpath.join(self.worktree, pattern))
+
+    def inside(self, absolute: str) -> bool:
+        root = self.directory.rstrip("/")
+        return absolute == self.directory or absolute.startswith(root + "/")
+
+
+def rule_matches(rule: Rule, request: PermissionRequest, scope: PathScope | None = None) -> bool:
+    """Whether ``rule`` answers ``request``: same permission (or a glob of it), and every pattern.
 
     Every pattern, not any: a rule grants something, so one pattern outside it must leave the
     request to a person. A request without patterns only matches the catch-all glob ``*``.
+    Globs match as OpenCode's own do (:mod:`~orchestrator_tui.pool.globs`).
+
+    For file permissions the pattern is judged on the absolute path (``scope`` turns OpenCode's
+    worktree-relative form into it): an absolute rule glob (``/srv/proj/*``) matches it directly;
+    a relative one (``*``, ``src/*``) speaks of paths inside the session's project only, so it
+    matches the path relative to the project, and never anything outside it. Without a scope a
+    relative rule matches no file request: a person answers instead.
     """
     if rule.revoked_at is not None:
         return False
-    if rule.permission != "*" and rule.permission != request.permission:
+    if not globs.match(request.permission, rule.permission):
         return False
     if not request.patterns:
         return rule.pattern == "*"
-    # A relative glob speaks of paths inside the project (OpenCode gives those relative):
-    # "*" must not also grant "/etc/passwd" or "../other/secret".
-    relative_rule = request.permission in PATH_PERMISSIONS and not _outside_project(rule.pattern)
-    if relative_rule and any(_outside_project(p) for p in request.patterns):
-        return False
-    return all(fnmatchcase(p, rule.pattern) for p in request.patterns)
+    if request.permission not in PATH_PERMISSIONS:
+        return all(globs.match(p, rule.pattern) for p in request.patterns)
+    absolute_rule = posixpath.isabs(rule.pattern)
+    for pattern in request.patterns:
+        if absolute_rule:
+            if scope is None and not posixpath.isabs(pattern):
+                return False
+            path = scope.absolute(pattern) if scope is not None else posixpath.normpath(pattern)
+            if not globs.match(path, rule.pattern):
+                return False
+            continue
+        if scope is None:
+            return False
+        path = scope.absolute(pattern)
+        if not scope.inside(path):
+            return False
+        if not globs.match(posixpath.relpath(path, scope.directory), rule.pattern):
+            return False
+    return True
 
 
-def _outside_project(path: str) -> bool:
-    return path.startswith(("/", "~", "..")) or "/../" in path
-
-
-def first_matching_rule(rules: Iterable[Rule], request: PermissionRequest) -> Rule | None:
+def first_matching_rule(
+    rules: Iterable[Rule], request: PermissionRequest, scope: PathScope | None = None
+) -> Rule | None:
     """The oldest active rule that answers ``request`` (rules are kept in creation order)."""
-    return next((rule for rule in rules if rule_matches(rule, request)), None)
+    return next((rule for rule in rules if rule_matches(rule, request, scope)), None)
 
 
-def default_rule_pattern(request: PermissionRequest) -> str:
+def default_rule_pattern(request: PermissionRequest, scope: PathScope | None = None) -> str:
     """The glob a rule made from ``request`` uses unless the human picks another.
 
-    OpenCode's own ``always`` pattern when there is exactly one (``echo *`` for ``echo hi``, the
-    folder glob of an ``external_directory``): it is what "allow always" would have granted.
-    Otherwise the request's first pattern (just this), or ``*`` when it has none.
+    For a file permission: the absolute path when it names one file (``exactly this``), since
+    OpenCode's ``always`` for files is ``*``, everything. Otherwise OpenCode's own ``always``
+    pattern when there is exactly one (``echo *`` for ``echo hi``, the folder glob of an
+    ``external_directory``), else the request's first pattern, or ``*`` when it has none.
     """
+    if request.permission in PATH_PERMISSIONS and request.permission != "external_directory":
+        if len(request.patterns) == 1 and scope is not None:
+            return scope.absolute(request.patterns[0])
+        if request.patterns:
+            return request.patterns[0]
     if len(request.always) == 1:
         return request.always[0]
     return request.patterns[0] if request.patterns else "*"
 
 
-#: Permission types whose patterns are file paths (relative to the project, or absolute).
-PATH_PERMISSIONS = frozenset({"read", "edit", "write", "list", "glob", "grep", "external_directory"})
-
-
-def suggest_rule_patterns(request: PermissionRequest, project: Path) -> list[tuple[str, str]]:
+def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -> list[tuple[str, str]]:
     """Globs a rule made from ``request`` could use, each with a label for the UI.
 
-    The default (:func:`default_rule_pattern`) first, then just this request, anything under
-    this project, and any request of this permission type. For file permissions "under this project" is
-    offered: OpenCode gives paths inside the project relative to it (``a.txt``), so ``*`` is that
-    scope for them, and ``<project>/*`` for absolute paths inside it. The other suggestions all
-    match ``request`` itself, so the rule also covers the kind of request it was made from.
+    The default (:func:`default_rule_pattern`) first; then, for file permissions, anything under
+    this project (the absolute ``<project>/*``, offered only when every path is inside it) and
+    any path at all (``/*``); for the others, exactly this request and any request of the type.
+    Every suggestion after the first matches ``request`` itself, so the rule also covers the
+    request it was made from.
     """
-    options: list[tuple[str, str]] = [(default_rule_pattern(request), "like this request")]
-    if len(request.patterns) == 1:
-        options.append((request.patterns[0], "exactly this"))
-    if request.permission in PATH_PERMISSIONS and request.patterns:
-        root = str(project).rstrip("/")
-        if all(p.startswith(root + "/") for p in request.patterns):
-            options.append((f"{root}/*", "anything under this project"))
-        elif not any(p.startswith(("/", "..")) for p in request.patterns):
-            options.append(("*", "anything under this project"))
-    if request.permission not in PATH_PERMISSIONS:
+    options: list[tuple[str, str]] = [(default_rule_pattern(request, scope), "like this request")]
+    if request.permission in PATH_PERMISSIONS:
+        inside = scope is not None and all(scope.inside(scope.absolute(p)) for p in request.patterns)
+        if inside and request.patterns and request.permission != "external_directory":
+            assert scope is not None
+            options.append((f"{scope.directory.rstrip('/')}/*", "anything under this project"))
+        options.append(("/*", f"any {request.permission} request, anywhere"))
+    else:
+        if len(request.patterns) == 1:
+            options.append((request.patterns[0], "exactly this"))
         options.append(("*", f"any {request.permission} request"))
     seen: set[str] = set()
     unique: list[tuple[str, str]] = []
     for n, (glob, label) in enumerate(options):
-        covers = all(fnmatchcase(p, glob) for p in request.patterns or [""])
-        if glob not in seen and (covers or n == 0):
+        rule = Rule(0, request.permission, glob, "once", "", 0.0, None)
+        if glob not in seen and (n == 0 or rule_matches(rule, request, scope)):
             seen.add(glob)
             unique.append((glob, label))
     return unique
+
+
+def scope_of(pool: Pool, session_id: str) -> PathScope | None:
+    """The session's path scope from what the pool knows of it (None when it does not)."""
+    view = pool.sessions.get(session_id)
+    info = view.info if view is not None else None
+    return PathScope.of(info.directory, info.path) if info is not None else None
+
+
+def sent_reply(rule: Rule) -> str:
+    """What a rule sends OpenCode: ``once`` for an allow, whatever the rule says.
+
+    OpenCode's ``always`` grants the request's ``always`` patterns (``*`` for a file edit) until
+    the server stops, which is more than the rule's own pattern, and revoking the rule could not
+    take it back. So the rule itself does the remembering and answers each request once.
+    """
+    return "reject" if rule.reply == "reject" else "once"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,13 +219,14 @@ async def apply_rules(
     pool = service.pool
     done: list[Applied] = []
     for request in list(requests):
-        rule = first_matching_rule(active, request)
+        rule = first_matching_rule(active, request, scope_of(pool, request.sessionID))
         if rule is None or registry.claim_of(request.id) is not None:
             continue
+        reply = sent_reply(rule)
         lost = registry.claim(
             request.id,
             session_id=request.sessionID,
-            decision=rule.reply,
+            decision=reply,
             decided_by=rule.decider,
             channel=RULE_CHANNEL,
             client_name=applied_by,
@@ -154,7 +235,7 @@ async def apply_rules(
             continue
         try:
             client = (await service.acquire()).client
-            await client.reply_permission(request.id, rule.reply, None)
+            await client.reply_permission(request.id, reply, None)
         except HttpStatusError as exc:
             registry.release_claim(request.id)
             if exc.status == 404:  # answered outside the pool's claims (or the session is gone)
@@ -170,15 +251,13 @@ async def apply_rules(
             registry.release_claim(request.id)
             raise
         pool.resolve_request(request.id)
-        detail = {"permission": request.permission, "patterns": request.patterns, "rule": rule.id}
-        if rule.reply == "always":
-            detail["always"] = request.always
+        detail = {"permission": request.permission, "patterns": request.patterns, "rule": rule.id, "glob": rule.pattern}
         try:
             registry.record_decision(
                 request_id=request.id,
                 session_id=request.sessionID,
                 kind="permission",
-                decision=rule.reply,
+                decision=reply,
                 decided_by=rule.decider,
                 channel=RULE_CHANNEL,
                 detail=detail,

@@ -33,7 +33,7 @@ from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.policy import ApprovalPolicy, PolicyError, load_policy, policy_path
 from orchestrator_tui.pool.registry import Launch, Registry, Rule
-from orchestrator_tui.pool.rules import Applied, RuleEngine, suggest_rule_patterns
+from orchestrator_tui.pool.rules import Applied, RuleEngine
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
 from orchestrator_tui.tui.render import (
@@ -173,8 +173,12 @@ class DashboardApp(App[None]):
         owns_service: bool = False,
         policy_path: Path | None = None,
         rule_engine: RuleEngine | None = None,
+        pool_problem: str | None = None,
     ) -> None:
         super().__init__()
+        #: Why the pool's state (folder, registry) cannot be used, with the fix; None when it can.
+        #: The dashboard then fails closed: no rules run, every request waits for the human.
+        self.pool_problem = pool_problem
         #: Applies the pool's rules to requests as they appear (one per front end; started once
         #: connected). Built here when not given, so every dashboard with a registry runs one.
         if rule_engine is None and registry is not None:
@@ -236,6 +240,15 @@ class DashboardApp(App[None]):
         self.set_interval(MEMBERS_INTERVAL, self._count_members)
         self._count_members()
         self._refresh_status()
+        if self.pool_problem is not None:
+            self.notify(
+                f"{self.pool_problem}\nUntil it is fixed no rules run and every request waits for you here "
+                "(P shows the policy in force).",
+                title="Pool state unavailable",
+                severity="error",
+                timeout=60,
+                markup=False,
+            )
         self._connect()
 
     async def on_unmount(self) -> None:
@@ -664,9 +677,11 @@ class DashboardApp(App[None]):
                 "Highlight a permission in the inbox first: rules answer permissions (questions need you each time)."
             )
             return
-        view = self.pool.sessions.get(request.sessionID)
-        project = Path(view.directory) if view and view.directory else self.service.spec.cwd
-        suggestions = suggest_rule_patterns(request, project)
+        try:
+            suggestions = self.actions_.rule_patterns(request.id)
+        except ActionError as exc:
+            self.notify(str(exc), severity="warning", markup=False)
+            return
         # "Always allow read under this project" is the rule people mean for file permissions.
         preferred = next((glob for glob, label in suggestions if "this project" in label), suggestions[0][0])
         draft = await self.push_screen_wait(
@@ -690,7 +705,7 @@ class DashboardApp(App[None]):
         except (ActionError, ValueError) as exc:
             self._not_sent("Rule", request.sessionID, str(exc))
             return
-        words = {"once": "allow once", "always": "allow always", "reject": "reject"}.get(reply, reply)
+        words = {"once": "allow", "always": "allow", "reject": "reject"}.get(reply, reply)
         self.notify(
             f"Rule #{rule.id}: {words} every {request.permission} request matching {pattern} (R lists rules)",
             title="Rule made",
@@ -703,7 +718,7 @@ class DashboardApp(App[None]):
         if not self.is_running:
             return
         rule = applied.rule
-        words = {"once": "allowed once", "always": "allowed always", "reject": "rejected"}.get(rule.reply, rule.reply)
+        words = {"once": "allowed", "always": "allowed", "reject": "rejected"}.get(rule.reply, rule.reply)
         self.notify(
             f"{rule.permission} · {self._session_title(applied.session_id)}: {words} ({rule.pattern})",
             title=f"Rule #{rule.id} answered",
@@ -774,7 +789,8 @@ class DashboardApp(App[None]):
 
     def _no_registry(self) -> bool:
         if self.registry is None:
-            self.notify("This dashboard runs without the pool's registry: nothing to show.")
+            why = f": {self.pool_problem}" if self.pool_problem else ""
+            self.notify(f"This dashboard runs without the pool's registry{why}", severity="warning", markup=False)
             return True
         return False
 
@@ -816,6 +832,8 @@ class DashboardApp(App[None]):
 
     def _policy_view(self) -> RenderableType:
         """The policy screen's body, read afresh from the file each time (r re-reads)."""
+        if self.pool_problem is not None:
+            return render_policy(ApprovalPolicy.closed(self.pool_problem), exists=False)
         path = self._policy_file()
         if path is None:
             return Text("No pool folder: the approval policy lives beside the pool's registry.", style="yellow")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,8 +17,8 @@ from typing import Any
 
 from orchestrator_tui import __version__
 from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.discovery import Membership
-from orchestrator_tui.pool.registry import Registry, pool_name
+from orchestrator_tui.pool.discovery import Membership, join_pool
+from orchestrator_tui.pool.registry import PoolStateError, Registry, state_root
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 
 #: What the demo's sessions do: (first prompt line = title, scripted-model directive).
@@ -99,16 +100,31 @@ def run_dashboard(
     else:
         spec = ServerSpec.from_env(attach_url=attach)
         registry_env = None
-    registry = Registry.for_pool(pool_name(pool, registry_env), registry_env)
-    # The terminal belongs to the UI: diagnostics go to a log file beside the registry.
-    log_file = registry.path.parent / "dashboard.log"
+    registry: Registry | None = None
+    membership: Membership | None = None
+    pool_problem: str | None = None
+    try:
+        registry = Registry.for_pool(pool, registry_env)
+        # Join the pool: attach to its OpenCode server if another front end runs one, else start it.
+        membership = join_pool(registry, "human", "orchestrator-tui dashboard", __version__)
+    except PoolStateError as exc:
+        # Fail closed and say so on screen: no rules run, every request waits for the human here,
+        # on a private OpenCode server, until the pool's state is fixed.
+        registry, pool_problem = None, str(exc)
+    # The terminal belongs to the UI: diagnostics go to a log file beside the registry (or in the
+    # state root when the pool folder is what is broken; nowhere if that fails too).
+    handler: logging.Handler = logging.NullHandler()
+    with contextlib.suppress(OSError):
+        log_dir = registry.path.parent if registry is not None else state_root(registry_env)
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handler = logging.FileHandler(log_dir / "dashboard.log")
     logging.basicConfig(
-        filename=log_file,
+        handlers=[handler],
         level=os.environ.get("ORCHESTRATOR_TUI_LOG", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # Join the pool: attach to its OpenCode server if another front end runs one, else start it.
-    membership = Membership.join(registry, "human", "orchestrator-tui dashboard", __version__)
+    if pool_problem is not None:
+        logging.getLogger(__name__).error("pool state unavailable: %s", pool_problem)
     service = PoolService(spec, membership=membership)
     actions = PoolActions(service, registry)
     on_ready: Callable[[DashboardApp], Any] | None = None
@@ -119,12 +135,15 @@ def run_dashboard(
             app.run_worker(start_demo_sessions(actions, project), group="demo")
             app.notify("Demo: six sessions start; two will ask you something (see the inbox).", timeout=8)
 
-    app = DashboardApp(service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True)
+    app = DashboardApp(
+        service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True, pool_problem=pool_problem
+    )
     try:
         app.run()
     finally:
         kill_all_managed()
-        registry.close()
+        if registry is not None:
+            registry.close()
         if demo_env is not None:
             demo_env.close()
             # The throwaway project and OpenCode storage (a few MB per run) go with the demo.

@@ -164,6 +164,8 @@ def render_policy(policy: ApprovalPolicy, *, exists: bool, error: str | None = N
     (the defaults apply) and an invalid one (``error``; ``policy`` is then the fail-closed one
     the front ends apply until the file is fixed).
     """
+    if policy.unavailable is not None:
+        return _render_unavailable(policy, policy.unavailable)
     path = str(policy.path)
     # An invalid file's warning repeats the error shown under "What is wrong".
     warnings = () if error else policy.warnings
@@ -208,6 +210,24 @@ def render_policy(policy: ApprovalPolicy, *, exists: bool, error: str | None = N
         parts += [Text(""), Text(lead, style="dim")]
         parts.append(Padding(Text(POLICY_EXAMPLE.strip("\n"), style="cyan"), (0, 0, 0, 2)))
     return Group(*parts)
+
+
+def _render_unavailable(policy: ApprovalPolicy, problem: str) -> RenderableType:
+    """The policy screen when the pool's state cannot be read: what is wrong, its fix, and the
+    fail-closed policy in force meanwhile (the policy file is not even looked at)."""
+    where = Table.grid(padding=(0, 1))
+    where.add_column(style="dim", no_wrap=True)
+    where.add_column()
+    where.add_row("State", Text("the pool's state cannot be read — every permission needs a human", style="bold red"))
+    return Group(
+        where,
+        Text(""),
+        Text("What is wrong", style="bold underline"),
+        Text(problem, style="red"),
+        Text(""),
+        Text("What is in force until it is fixed", style="bold underline"),
+        _policy_words(policy),
+    )
 
 
 def _who(answer: object) -> Text:

@@ -362,13 +362,25 @@ def duration(seconds: float) -> str:
     return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
 
 
-REPLY_WORDS = {"once": "allow once", "always": "allow always", "reject": "reject", "reply": "answered"}
-REPLY_STYLES = {"once": "green", "always": "bold green", "reject": "red", "reply": "green"}
+REPLY_WORDS = {
+    "once": "allow once",
+    "always": "allow always",
+    "reject": "reject",
+    "reply": "answered",
+    "created": "rule made",
+    "revoked": "rule revoked",
+}
+REPLY_STYLES = {"once": "green", "always": "bold green", "reject": "red", "reply": "green", "revoked": "yellow"}
 
 
 def reply_text(reply: str) -> Text:
     """A decision in words, coloured like the session list's glyphs (allow green, reject red)."""
     return Text(REPLY_WORDS.get(reply, reply), style=REPLY_STYLES.get(reply, ""))
+
+
+def rule_reply_text(reply: str) -> Text:
+    """What a rule does: "allow" (it answers each matching request once) or "reject"."""
+    return reply_text("reject") if reply == "reject" else Text("allow", style=REPLY_STYLES["once"])
 
 
 class TableScreen(ModalScreen[None]):
@@ -566,6 +578,12 @@ def _request_text(decision: Decision) -> Text:
             width = max(8, 30 - len(permission))
             text.append(" · " + (what if len(what) <= width else "…" + what[-(width - 1) :]), style="dim")
         return text
+    if decision.kind == "rule":
+        # A rule made or revoked: "rule #3 · bash · git *" (the rule's permission and glob).
+        return Text.assemble(
+            (decision.request_id, "bold"),
+            (f" · {detail.get('permission', '?')} · {_cut(str(detail.get('pattern', '')), 20)}", "dim"),
+        )
     return Text(decision.kind)
 
 
@@ -606,7 +624,7 @@ class RulesScreen(TableScreen):
                     Text(f"#{rule.id}", style="bold"),
                     Text(rule.permission, style="bold"),
                     Text(rule.pattern),
-                    reply_text(rule.reply),
+                    rule_reply_text(rule.reply),
                     Text(rule.created_by, style="dim"),
                     Text.assemble(clock(rule.created_at, now), (f"  {duration(now - rule.created_at)} ago", "dim")),
                 ),
@@ -634,7 +652,7 @@ class RulesScreen(TableScreen):
             ("Revoke ", ""),
             (f"rule #{rule.id}", "bold"),
             (": ", ""),
-            (REPLY_WORDS.get(rule.reply, rule.reply), "bold"),
+            (rule_reply_text(rule.reply).plain, "bold"),
             (" every ", ""),
             (rule.permission, "bold"),
             (" request matching ", ""),
@@ -699,7 +717,10 @@ class MakeRuleScreen(ModalScreen[RuleDraft | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel"), Binding("ctrl+s", "submit", "Make rule")]
 
-    REPLIES = (("once", "Allow once, each time"), ("always", "Allow always"), ("reject", "Reject"))
+    #: A rule that allows answers each matching request "once": it does the remembering itself,
+    #: so it grants exactly its pattern and stops the moment it is revoked (OpenCode's "always"
+    #: would grant the request's broader patterns until the server stops).
+    REPLIES = (("once", "Allow"), ("reject", "Reject"))
 
     def __init__(
         self,
@@ -765,7 +786,7 @@ class MakeRuleScreen(ModalScreen[RuleDraft | None]):
         if not self.pattern:
             summary.update(Text("Type a pattern first (* for every request of this type).", style="bold red"))
             return
-        verb = {"once": "allowed (once each time)", "always": "allowed always", "reject": "rejected"}[self.reply]
+        verb = {"once": "allowed", "reject": "rejected"}[self.reply]
         summary.update(
             Text.assemble(
                 "From now on, every ",
