@@ -27,9 +27,11 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
+from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.pool.registry import MemberKind, Registry, pid_alive
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class ServerRecord:
 
     url: str
     username: str
-    password: str
+    password: Secret = field(repr=False)
     pid: int
     version: str | None
     cwd: str
@@ -60,6 +62,18 @@ class ServerRecord:
 
     def alive(self) -> bool:
         return pid_alive(self.pid) and _looks_like_opencode(self.pid)
+
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["password"] = self.password.reveal()
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> ServerRecord:
+        """Raises TypeError or ValueError for anything that is not a record."""
+        if not isinstance(data, dict) or not isinstance(data.get("password"), str):
+            raise ValueError("not a server record")
+        return cls(**{**data, "password": Secret(data["password"])})
 
 
 def _looks_like_opencode(pid: int) -> bool:
@@ -108,8 +122,7 @@ class PoolFolder:
 
     def read_record(self) -> ServerRecord | None:
         try:
-            data = json.loads(self.record_path.read_text())
-            return ServerRecord(**data)
+            return ServerRecord.from_json(json.loads(self.record_path.read_text()))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
@@ -121,7 +134,7 @@ class PoolFolder:
         tmp = self.record_path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(record), fh)
+            json.dump(record.to_json(), fh)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.record_path)
 
