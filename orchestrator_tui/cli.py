@@ -81,14 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return mcp_main(attach=args.attach, wire=wire, pool=args.pool)
     if args.command in (None, "dashboard", "demo"):
+        from orchestrator_tui.pool.registry import UnsafePoolPath
         from orchestrator_tui.tui.main import run_dashboard
 
-        return run_dashboard(
-            attach=getattr(args, "attach", None),
-            demo=args.command == "demo",
-            bell=not getattr(args, "no_bell", False),
-            pool=getattr(args, "pool", None),
-        )
+        try:
+            return run_dashboard(
+                attach=getattr(args, "attach", None),
+                demo=args.command == "demo",
+                bell=not getattr(args, "no_bell", False),
+                pool=getattr(args, "pool", None),
+            )
+        except UnsafePoolPath as exc:  # a pool folder someone else could write: say so, no traceback
+            print(f"orchestrator-tui: {exc}", file=sys.stderr)
+            return 1
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 
