@@ -8,6 +8,7 @@ reproduced and shown refused.
   with a clear error and fix.
 * A pid from ``server.json`` is signalled only when it provably is the pool's server: an unrelated
   process (pid reuse), another user's process, an old record are never signalled.
+* Attaching to an OpenCode outside the supported versions fails at once, naming the range.
 * Nothing that holds the password shows it in a repr or in Textual's crash screen.
 
 Tests marked ``real_opencode`` run the pinned OpenCode with the scripted model; file modes,
@@ -35,9 +36,10 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from fake_opencode import FakeOpenCode
 
 from orchestrator_tui.opencode import binary
-from orchestrator_tui.opencode.binary import PINNED_VERSION, PROJECT_BINARY_ENV
+from orchestrator_tui.opencode.binary import ATTACH_VERSIONS, PINNED_VERSION, PROJECT_BINARY_ENV
 from orchestrator_tui.opencode.client import OpenCodeClient
 from orchestrator_tui.opencode.process import ChildEnvironment, child_environment
 from orchestrator_tui.opencode.secret import Secret
@@ -533,6 +535,85 @@ async def test_record_of_a_running_server_proves_itself(
         await snapshot.close()
         registry.close()
     assert not record.alive()
+
+
+# ------------------------------------------------------------------------------------------------
+# item 12: the version on attach
+
+
+FAKE_HEALTH_SERVER = """
+import http.server, json, sys
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"healthy": True, "version": sys.argv[1]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize("version", ["1.19.0", "1.180.1", "2.0.0", "1.17.9"])
+async def test_attach_to_an_unsupported_version_fails_at_once_naming_the_range(
+    version: str, tmp_path: Path
+) -> None:
+    async with FakeOpenCode() as fake:
+        fake.get("/global/health", {"healthy": True, "version": version})
+        service = PoolService(ServerSpec(cwd=tmp_path, attach_url=fake.url))
+        try:
+            with pytest.raises(ServerUnavailable) as err:
+                await asyncio.wait_for(service.acquire(), 10)
+        finally:
+            await service.close()
+    text = str(err.value)
+    assert f"reports version {version}" in text and f"OpenCode {ATTACH_VERSIONS}" in text
+    assert ATTACH_VERSIONS == "1.18.x" and PINNED_VERSION in text and "Fix:" in text
+
+
+async def test_attach_to_another_1_18_release_is_accepted(tmp_path: Path) -> None:
+    async with FakeOpenCode() as fake:
+        fake.get("/global/health", {"healthy": True, "version": "1.18.7"})
+        service = PoolService(ServerSpec(cwd=tmp_path, attach_url=fake.url))
+        try:
+            assert (await service.acquire()).version == "1.18.7"
+        finally:
+            await service.close()
+
+
+def test_attach_version_range() -> None:
+    assert binary.attach_version_supported("1.18.33") and binary.attach_version_supported("v1.18.0")
+    for bad in (None, "", "1.18", "1.18.x", "1.180.0", "1.19.0", "test", "1.18.33-beta"):
+        assert not binary.attach_version_supported(bad), bad
+
+
+async def test_pool_record_naming_an_unsupported_version_fails_at_once(tmp_path: Path) -> None:
+    """A pool's record proves itself (ours, leading its group, listening on its port), but the
+    server reports 1.19.0: we do not use it, do not kill it, and say why."""
+    proc = subprocess.Popen(  # noqa: ASYNC220 (test setup: a server in a process group of its own)
+        [sys.executable, "-c", FAKE_HEALTH_SERVER, "1.19.0"], stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        folder = PoolFolder(pool_dir("default", {"ORCHESTRATOR_TUI_STATE_DIR": str(tmp_path / "state")}))
+        folder.write_record(forged_record(proc.pid, port))
+        assert folder.read_record().alive()  # type: ignore[union-attr]
+        started = time.monotonic()
+        with pytest.raises(ServerUnavailable) as err:
+            await start_shared(ServerSpec(cwd=tmp_path, env={"OPENCODE_BINARY": "/nonexistent"}), folder)
+        assert time.monotonic() - started < 5
+        text = str(err.value)
+        assert "reports version 1.19.0" in text and "OpenCode 1.18.x" in text and f"kill {proc.pid}" in text
+        assert proc.poll() is None, "the server of another version must not be signalled"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 # ------------------------------------------------------------------------------------------------

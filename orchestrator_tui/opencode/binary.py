@@ -48,6 +48,11 @@ NPM_SPEC = f"{NPM_PACKAGE}@{PINNED_VERSION}"
 #: The opt-in to run the project's own `.opencode/bin/opencode-v<PINNED>` (1, true, yes or on).
 PROJECT_BINARY_ENV = "ORCHESTRATOR_TUI_PROJECT_BINARY"
 
+#: The OpenCode versions a front end attaches to (``--attach``, or the server a pool's record
+#: names): the pinned release's series, the pinned release being the tested one. ``x`` stands for
+#: any patch number.
+ATTACH_VERSIONS = "1.18.x"
+
 #: Recursion guard (spec §5.2). The managed `opencode serve` always gets it set to 1.
 MANAGED_ENV = "OPENCODE_ORCHESTRATOR_MANAGED"
 RECURSION_GUARD_TEXT = (
@@ -116,6 +121,23 @@ def validate_exact_version(actual: str | None) -> None:
     """Raise `VersionMismatch` unless ``actual`` normalizes to the pinned version (None = not reported)."""
     if actual is None or normalize_version(actual) != PINNED_VERSION:
         raise VersionMismatch(f"Version mismatch: expected {PINNED_VERSION}, got {actual}")
+
+
+def attach_version_supported(actual: str | None) -> bool:
+    """Whether a server reporting ``actual`` is one we attach to (see `ATTACH_VERSIONS`)."""
+    if actual is None:
+        return False
+    series = ATTACH_VERSIONS.removesuffix("x")
+    version = normalize_version(actual)
+    return version.startswith(series) and version[len(series) :].isdigit()
+
+
+def attach_version_text(actual: str | None, url: str) -> str:
+    """Why we do not attach to the server at ``url`` (the caller adds how to fix it)."""
+    return (
+        f"OpenCode at {url} reports version {actual or '(none)'}; orchestrator-tui works only with "
+        f"OpenCode {ATTACH_VERSIONS} (tested with {PINNED_VERSION})"
+    )
 
 
 def version_mismatch_text(binary: str) -> str:

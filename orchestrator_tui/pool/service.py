@@ -143,6 +143,8 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
 
 
 async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | None:
+    from orchestrator_tui.opencode import binary
+
     if not record.alive():
         return None
     client = OpenCodeClient(
@@ -156,11 +158,20 @@ async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | N
         log.warning("the pool's OpenCode at %s did not answer: %s", record.url, exc)
         await client.aclose()
         return None
+    if not binary.attach_version_supported(health.version):
+        await client.aclose()
+        raise ServerUnavailable(
+            f"{binary.attach_version_text(health.version, record.url)}. It is this pool's server (pid "
+            f"{record.pid}), started by another orchestrator-tui. Fix: stop it (kill {record.pid}) and start "
+            "again, or use another pool (--pool NAME)."
+        )
     snapshot = Snapshot(client=client, version=health.version, shared_pid=record.pid)
     return snapshot
 
 
 async def start_attached(spec: ServerSpec) -> Snapshot:
+    from orchestrator_tui.opencode import binary
+
     assert spec.attach_url
     auth = (spec.username, spec.password) if spec.password else None
     client = OpenCodeClient(spec.attach_url, auth=auth, directory=str(spec.cwd) if spec.scope_directory else None)
@@ -175,6 +186,13 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
         raise ServerUnavailable(
             f"External OpenCode server unavailable (base_url={client.base_url}): {exc}{hint}"
         ) from exc
+    if not binary.attach_version_supported(health.version):
+        await client.aclose()
+        raise ServerUnavailable(
+            f"{binary.attach_version_text(health.version, client.base_url)}. Fix: attach to an OpenCode "
+            f"{binary.ATTACH_VERSIONS} server (`orchestrator-tui opencode path` prints the pinned "
+            f"{binary.PINNED_VERSION}), or leave out --attach and orchestrator-tui starts its own."
+        )
     snapshot.version = health.version
     return snapshot
 
