@@ -230,7 +230,7 @@ async def _measure_in(
     try:
         await tap.start()
         worker_env = dict(env)
-        worker_env["OPENCODE_SERVER_PASSWORD"] = server.password
+        worker_env["OPENCODE_SERVER_PASSWORD"] = server.password.reveal()
         sid = ""
         for mode in modes:
             stamp = ResponseStamp()

@@ -81,14 +81,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return mcp_main(attach=args.attach, wire=wire, pool=args.pool)
     if args.command in (None, "dashboard", "demo"):
+        from orchestrator_tui.pool.registry import PoolStateError
         from orchestrator_tui.tui.main import run_dashboard
 
-        return run_dashboard(
-            attach=getattr(args, "attach", None),
-            demo=args.command == "demo",
-            bell=not getattr(args, "no_bell", False),
-            pool=getattr(args, "pool", None),
-        )
+        try:
+            return run_dashboard(
+                attach=getattr(args, "attach", None),
+                demo=args.command == "demo",
+                bell=not getattr(args, "no_bell", False),
+                pool=getattr(args, "pool", None),
+            )
+        except PoolStateError as exc:  # the dashboard shows these itself; this is the last resort, no traceback
+            print(f"orchestrator-tui: {exc}", file=sys.stderr)
+            return 1
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 

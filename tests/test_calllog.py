@@ -280,3 +280,60 @@ def test_concurrent_writers_never_interleave(tmp_path: Path) -> None:
 )
 def test_rfc3339(moment: datetime, text: str) -> None:
     assert rfc3339(moment) == text
+
+
+# ================================================================================================
+# Owner-only files, never written through a planted link
+# ================================================================================================
+
+
+def test_log_files_are_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    log_dir = tmp_path / "logs"
+    old = os.umask(0)
+    try:
+        _record(CallLogger({"OPENCODE_ORCHESTRATOR_LOG_DIR": str(log_dir)}))
+    finally:
+        os.umask(old)
+    (jsonl,) = log_dir.glob("tool_logs_*.jsonl")
+    (markdown,) = log_dir.glob("tool_logs_*/*.md")
+    assert stat.S_IMODE(jsonl.stat().st_mode) == 0o600
+    assert stat.S_IMODE(markdown.stat().st_mode) == 0o600
+    assert stat.S_IMODE(log_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(markdown.parent.stat().st_mode) == 0o700
+
+
+def test_an_existing_readable_log_of_ours_becomes_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    _record(CallLogger({"OPENCODE_ORCHESTRATOR_LOG_DIR": str(tmp_path)}))
+    (jsonl,) = tmp_path.glob("tool_logs_*.jsonl")
+    os.chmod(jsonl, 0o644)  # as logs were created before
+    _record(CallLogger({"OPENCODE_ORCHESTRATOR_LOG_DIR": str(tmp_path)}))
+    assert stat.S_IMODE(jsonl.stat().st_mode) == 0o600
+    assert len(_lines(tmp_path)) == 2
+
+
+def test_a_link_planted_at_the_log_path_is_not_followed(tmp_path: Path) -> None:
+    import os
+
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    os.chmod(victim, 0o644)
+    completed = COMPLETED.astimezone(UTC)
+    planted = log_dir / f"tool_logs_{completed:%Y-%m-%d}_{process_session_id()}.jsonl"
+    planted.symlink_to(victim)
+    _record(CallLogger({"OPENCODE_ORCHESTRATOR_LOG_DIR": str(log_dir)}))  # best effort: no raise
+    assert victim.read_text() == "untouched\n"
+    assert oct(victim.stat().st_mode & 0o777) == oct(0o644)  # not chmodded through the link either
+    assert planted.is_symlink()
+    # A FIFO planted there cannot hang the tool call either.
+    planted.unlink()
+    os.mkfifo(planted)
+    _record(CallLogger({"OPENCODE_ORCHESTRATOR_LOG_DIR": str(log_dir)}))
+    assert planted.exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shlex
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -461,13 +462,18 @@ def _damage(folder: Path, env: dict[str, str], damage: str) -> tuple[str, ...]:
     registry = folder / "registry.sqlite3"
     if damage == "garbage":
         registry.write_bytes(b"this is not a database\n" * 100)
+        registry.chmod(0o600)  # our own file, damaged (an unsafe mode is refused before its content)
         return ("is damaged or not a registry", f"mv {registry} {registry}.broken")
     if damage == "foreign":
         db = sqlite3.connect(registry)
         db.execute("CREATE TABLE members (member_id TEXT PRIMARY KEY, colour TEXT)")
         db.commit()
         db.close()
+        registry.chmod(0o600)
         return ("its table 'members' has no column 'kind'", f"mv {registry} {registry}.broken")
+    if damage == "unsafe":
+        os.chmod(folder, 0o777)  # anyone could plant a server record or a registry here
+        return (f"refusing to use {folder}", f"chmod 700 {folder}")
     if damage == "not-a-file":
         registry.mkdir()  # what a stray `mkdir` (or another user's prank) leaves in its place
         return ("cannot be opened: Is a directory", f"make {folder} a folder you own")
@@ -475,7 +481,7 @@ def _damage(folder: Path, env: dict[str, str], damage: str) -> tuple[str, ...]:
     return ("invalid pool name '../escape' (from $ORCHESTRATOR_TUI_POOL)", "e.g. --pool work")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "foreign", "not-a-file", "bad-name"])
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "not-a-file", "unsafe", "bad-name"])
 def test_every_broken_pool_state_is_one_error_with_its_fix(damage: str, tmp_path: Path) -> None:
     env = {"ORCHESTRATOR_TUI_STATE_DIR": str(tmp_path / "state")}
     folder = tmp_path / "state" / "default"
@@ -518,23 +524,25 @@ async def test_a_broken_pool_state_fails_closed(
         assert rejected.is_error is False, text_of(rejected)
 
 
+@pytest.mark.parametrize("damage", ["garbage", "unsafe"])
 def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
-    terminal: Terminal, demo_env: dict[str, str], model_config: Callable[..., str], project_dir: Path
+    damage: str, terminal: Terminal, demo_env: dict[str, str], model_config: Callable[..., str], project_dir: Path
 ) -> None:
     env = dict(demo_env, OPENCODE_CONFIG_CONTENT=model_config())
     folder = Path(env["XDG_STATE_HOME"]) / "orchestrator-tui" / "default"
     folder.mkdir(parents=True, mode=0o700)
-    _damage(folder, env, "garbage")
+    problem, fix = _damage(folder, env, damage)
     app = shlex.quote(console_script())
     terminal.start(f"sh -c 'cd {shlex.quote(str(project_dir))} && {app}; echo EXITED=$?; exec sleep 600'", env)
     screen = terminal.wait(lambda s: "Pool state unavailable" in s, "the pool-state notice")
-    assert "is damaged or not a" in screen and "Traceback" not in screen, screen
+    assert "Traceback" not in screen, screen
     # The policy screen says which policy is in force (everything needs a human) and the fix.
     terminal.wait(lambda s: "live" in s, "the connection to OpenCode")
     terminal.keys("P")
     screen = terminal.wait(lambda s: "What is wrong" in s, "the policy screen")
     assert "every permission needs a human" in screen and "What is in force until it is fixed" in screen, screen
-    assert "Fix: move it aside (mv" in screen  # the fix
+    flat = " ".join(screen.split())  # the problem and the fix, wrapped over several lines
+    assert problem.split()[0] in flat and "Fix:" in flat and f"{fix.split()[0]} " in flat, screen
     terminal.keys("Escape")
     terminal.wait(lambda s: "What is wrong" not in s, "the policy screen to close")
     terminal.keys("q")

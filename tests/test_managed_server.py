@@ -25,7 +25,14 @@ import pytest
 
 from orchestrator_tui.opencode import process
 from orchestrator_tui.opencode.binary import MANAGED_ENV, PINNED_VERSION, Launcher, resolve_launcher
-from orchestrator_tui.opencode.process import ManagedServer, ServerStartError, kill_all_managed
+from orchestrator_tui.opencode.process import (
+    ENV_GUARD_PLUGIN,
+    PASS_ENV,
+    ManagedServer,
+    ServerStartError,
+    kill_all_managed,
+)
+from orchestrator_tui.opencode.secret import Secret
 
 StartFn = Callable[..., Awaitable[ManagedServer]]
 
@@ -147,7 +154,7 @@ async def test_real_server_start_auth_health_stop(
 
     assert server.base_url == f"http://127.0.0.1:{server.port}"
     assert server.username == "opencode"
-    assert len(server.password) >= 40
+    assert len(server.password.reveal()) >= 40
     assert server.launcher == real_launcher
     assert os.getpgid(server.pid) == server.pid  # its own group
     assert not server.exited()
@@ -291,7 +298,7 @@ async def test_port_conflict_is_retried_once(
         'echo run >> "$RUNS"; '
         'printf "Error: Unexpected error\\n\\n\\033[91mServeError\\033[0m\\n" >&2; exit 1'
     )
-    env = {**os.environ, "RUNS": str(runs)}
+    env = {**os.environ, "RUNS": str(runs), PASS_ENV: "RUNS"}
     with pytest.raises(ServerStartError) as err:
         await start(fake(serve_error), env=env)
     assert runs.read_text().splitlines() == ["run", "run"]  # two attempts, not more
@@ -310,7 +317,7 @@ async def test_other_exit_is_not_retried(start: StartFn, tmp_path: Path) -> None
     with pytest.raises(ServerStartError):
         await start(
             fake('echo run >> "$RUNS"; echo "Error: bad config" >&2; exit 1'),
-            env={**os.environ, "RUNS": str(runs)},
+            env={**os.environ, "RUNS": str(runs), PASS_ENV: "RUNS"},
         )
     assert runs.read_text().splitlines() == ["run"]
 
@@ -369,16 +376,26 @@ async def test_cancelled_start_kills_the_group(start: StartFn, servers: list[Man
 async def test_child_environment_and_argv(start: StartFn, tmp_path: Path) -> None:
     out = tmp_path / "child"
     script = f'env > "{out}.env"; echo "$@" > "{out}.argv"; {READY}; exec sleep 30'
-    env = {"PATH": os.environ["PATH"], "KEEP": "me", "OPENCODE_CONFIG_CONTENT": "{}", MANAGED_ENV: "0"}
+    env = {
+        "PATH": os.environ["PATH"],
+        "KEEP": "me",
+        PASS_ENV: "KEEP",
+        "DROP": "me",
+        "OPENCODE_CONFIG_CONTENT": '{"a": 0}',
+        MANAGED_ENV: "0",
+    }
     server = await start(fake(script), env=env)
     child_env = dict(
         line.split("=", 1) for line in out.with_suffix(".env").read_text().splitlines() if "=" in line
     )
-    assert child_env["KEEP"] == "me"
+    assert child_env["KEEP"] == "me"  # named in ORCHESTRATOR_TUI_PASS_ENV
+    assert "DROP" not in child_env  # not on the allow-list
     assert child_env[MANAGED_ENV] == "1"
     assert child_env["OPENCODE_SERVER_USERNAME"] == "opencode"
-    assert child_env["OPENCODE_SERVER_PASSWORD"] == server.password
-    assert child_env["OPENCODE_CONFIG_CONTENT"] == "{}"  # passed through when not given
+    assert child_env["OPENCODE_SERVER_PASSWORD"] == server.password.reveal()
+    guard = ENV_GUARD_PLUGIN.resolve().as_uri()
+    # passed through when not given, with our plugin added
+    assert json.loads(child_env["OPENCODE_CONFIG_CONTENT"]) == {"a": 0, "plugin": [guard]}
     assert "OPENCODE_CLIENT" not in child_env
     assert "HOME" not in child_env  # the given env replaces ours
     assert out.with_suffix(".argv").read_text().split() == [
@@ -390,7 +407,7 @@ async def test_child_environment_and_argv(start: StartFn, tmp_path: Path) -> Non
     ]
 
     other = await start(fake(script), env=env, config_content='{"a":1}')
-    assert 'OPENCODE_CONFIG_CONTENT={"a":1}' in out.with_suffix(".env").read_text()
+    assert f'OPENCODE_CONFIG_CONTENT={{"a": 1, "plugin": ["{guard}"]}}' in out.with_suffix(".env").read_text()
     assert other.password != server.password
 
 
@@ -448,7 +465,7 @@ async def test_context_manager_stops(start: StartFn) -> None:
     async with await start(fake(f"{READY}; exec sleep 300")) as server:
         assert not server.exited()
     assert server.exited()
-    assert "password" not in repr(server) and server.password not in repr(server)
+    assert "password" not in repr(server) and server.password.reveal() not in repr(server)
 
 
 def test_atexit_kills_what_a_process_leaves_running(tmp_path: Path) -> None:
@@ -475,10 +492,11 @@ asyncio.run(main())
 def test_sdk_client_env_keeps_the_question_tool() -> None:
     from orchestrator_tui.opencode.process import child_environment
 
-    child_env = child_environment({"OPENCODE_CLIENT": "sdk"}, password="pw", config_content=None)
+    pw = Secret("pw")
+    child_env = child_environment({"OPENCODE_CLIENT": "sdk"}, password=pw, config_content=None)
     assert child_env["OPENCODE_ENABLE_QUESTION_TOOL"] == "1"
     explicit = child_environment(
-        {"OPENCODE_CLIENT": "sdk", "OPENCODE_ENABLE_QUESTION_TOOL": "0"}, password="pw", config_content=None
+        {"OPENCODE_CLIENT": "sdk", "OPENCODE_ENABLE_QUESTION_TOOL": "0"}, password=pw, config_content=None
     )
     assert explicit["OPENCODE_ENABLE_QUESTION_TOOL"] == "0"  # an explicit user choice is respected
-    assert "OPENCODE_ENABLE_QUESTION_TOOL" not in child_environment({}, password="pw", config_content=None)
+    assert "OPENCODE_ENABLE_QUESTION_TOOL" not in child_environment({}, password=pw, config_content=None)

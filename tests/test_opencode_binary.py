@@ -156,18 +156,25 @@ def test_repo_local_recipe_path() -> None:
     )
 
 
-def test_repo_local_binary_preferred_over_cache(tmp_path: Path, bin_dir: Path) -> None:
+def test_repo_local_binary_only_with_the_opt_in(tmp_path: Path, bin_dir: Path) -> None:
     cache = tmp_path / "cache"
-    _fake_opencode(binary.cached_binary_path(cache))
+    cached = _fake_opencode(binary.cached_binary_path(cache))
     local = _fake_opencode(tmp_path / "proj" / ".opencode" / "bin" / f"opencode-v{PINNED_VERSION}")
-    launcher = resolve_launcher(tmp_path / "proj", _env(bin_dir, cache), install=False)
-    assert launcher == Launcher(str(local.resolve()))
+    env = _env(bin_dir, cache)
+    assert resolve_launcher(tmp_path / "proj", env, install=False) == Launcher(str(cached))
+    opted_in = {**env, binary.PROJECT_BINARY_ENV: "1"}
+    assert resolve_launcher(tmp_path / "proj", opted_in, install=False) == Launcher(str(local.resolve()))
+    # Without the cache and without the opt-in, the project's binary is still not a fallback.
+    cached.unlink()
+    with pytest.raises(LauncherError):
+        resolve_launcher(tmp_path / "proj", env, install=False)
 
 
 def test_opencode_binary_preferred_over_repo_local(tmp_path: Path) -> None:
     _fake_opencode(tmp_path / "proj" / ".opencode" / "bin" / f"opencode-v{PINNED_VERSION}")
     mine = _fake_opencode(tmp_path / "mine")
-    launcher = resolve_launcher(tmp_path / "proj", {"OPENCODE_BINARY": str(mine)}, install=False)
+    env = {"OPENCODE_BINARY": str(mine), binary.PROJECT_BINARY_ENV: "1"}
+    launcher = resolve_launcher(tmp_path / "proj", env, install=False)
     assert launcher.binary == str(mine.resolve())
 
 

@@ -3,11 +3,15 @@
 Stdlib only and cheap to import: `orchestrator-tui opencode install|path` and the MCP worker's
 start path use it before anything heavy is loaded.
 
-Resolution order (behaviour spec §5.3, with our cache replacing the reference's PATH fallback):
+Resolution order (behaviour spec §5.3, with our cache replacing the reference's PATH fallback, and
+the project's binary only on request):
 
 1. `OPENCODE_BINARY_ARGS` non-empty → launcher mode (`OPENCODE_BINARY` or `opencode`, looked up on PATH).
 2. `OPENCODE_BINARY` → that file (absolute, symlinks resolved); missing → error.
-3. `<cwd>/.opencode/bin/opencode-v1.18.33` (the reference's repo-local recipe).
+3. Only with `ORCHESTRATOR_TUI_PROJECT_BINARY=1`: `<cwd>/.opencode/bin/opencode-v1.18.33` (the
+   reference's repo-local recipe). A project is untrusted input: whoever can get a file into the
+   repository (a pull request, a dependency, an agent's edit) could put a binary there, and it would
+   run with the user's rights and the server's password. Without the opt-in it is never run.
 4. The pinned copy in the user cache, `<cache>/orchestrator-tui/opencode-1.18.33/node_modules/opencode-ai/
    bin/opencode.exe`, where cache = `ORCHESTRATOR_TUI_CACHE_DIR`, else `$XDG_CACHE_HOME`, else `~/.cache`.
    Installed on first use with `npm` (once, atomically, under a file lock), or — when installing is not
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shlex
 import shutil
@@ -34,9 +39,19 @@ from typing import TextIO
 
 from orchestrator_tui import PINNED_OPENCODE_VERSION
 
+log = logging.getLogger(__name__)
+
 PINNED_VERSION = PINNED_OPENCODE_VERSION
 NPM_PACKAGE = "opencode-ai"
 NPM_SPEC = f"{NPM_PACKAGE}@{PINNED_VERSION}"
+
+#: The opt-in to run the project's own `.opencode/bin/opencode-v<PINNED>` (1, true, yes or on).
+PROJECT_BINARY_ENV = "ORCHESTRATOR_TUI_PROJECT_BINARY"
+
+#: The OpenCode versions a front end attaches to (``--attach``, or the server a pool's record
+#: names): the pinned release's series, the pinned release being the tested one. ``x`` stands for
+#: any patch number.
+ATTACH_VERSIONS = "1.18.x"
 
 #: Recursion guard (spec §5.2). The managed `opencode serve` always gets it set to 1.
 MANAGED_ENV = "OPENCODE_ORCHESTRATOR_MANAGED"
@@ -108,6 +123,23 @@ def validate_exact_version(actual: str | None) -> None:
         raise VersionMismatch(f"Version mismatch: expected {PINNED_VERSION}, got {actual}")
 
 
+def attach_version_supported(actual: str | None) -> bool:
+    """Whether a server reporting ``actual`` is one we attach to (see `ATTACH_VERSIONS`)."""
+    if actual is None:
+        return False
+    series = ATTACH_VERSIONS.removesuffix("x")
+    version = normalize_version(actual)
+    return version.startswith(series) and version[len(series) :].isdigit()
+
+
+def attach_version_text(actual: str | None, url: str) -> str:
+    """Why we do not attach to the server at ``url`` (the caller adds how to fix it)."""
+    return (
+        f"OpenCode at {url} reports version {actual or '(none)'}; orchestrator-tui works only with "
+        f"OpenCode {ATTACH_VERSIONS} (tested with {PINNED_VERSION})"
+    )
+
+
 def version_mismatch_text(binary: str) -> str:
     return f"Embedded OpenCode server did not match pinned stable v{PINNED_VERSION} (binary={binary})"
 
@@ -165,6 +197,12 @@ def _is_executable_file(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def project_binary_allowed(env: Mapping[str, str] | None = None) -> bool:
+    """``ORCHESTRATOR_TUI_PROJECT_BINARY`` is 1, true, yes or on (trimmed, any case)."""
+    value = (os.environ if env is None else env).get(PROJECT_BINARY_ENV, "")
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 # --------------------------------------------------------------------------------------------------
 # resolution
 
@@ -201,8 +239,11 @@ def resolve_launcher(
         return Launcher(str(resolved))
 
     local = repo_local_binary_path(cwd)
-    if local.exists():
-        return Launcher(str(local.resolve()))
+    if project_binary_allowed(env):
+        if local.exists():
+            return Launcher(str(local.resolve()))
+    elif local.exists() or local.is_symlink():
+        log.info("not running %s: a binary from the project runs only with %s=1", local, PROJECT_BINARY_ENV)
 
     cached = cached_binary_path(env=env)
     if _is_executable_file(cached):

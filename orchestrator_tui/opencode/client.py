@@ -26,6 +26,7 @@ from orchestrator_tui.opencode.models import (
     Session,
     SessionStatus,
 )
+from orchestrator_tui.opencode.secret import Secret
 
 T = TypeVar("T")
 
@@ -118,18 +119,22 @@ class OpenCodeClient:
         self,
         base_url: str,
         *,
-        auth: tuple[str, str] | None = None,
+        auth: tuple[str, Secret | str] | None = None,
         directory: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.directory = directory
-        self.auth = auth
+        #: (username, password); the password stays a `Secret` everywhere but in the auth header.
+        self.auth: tuple[str, Secret] | None = None
+        if auth is not None:
+            password = auth[1] if isinstance(auth[1], Secret) else Secret(auth[1])
+            self.auth = (auth[0], password)
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            auth=httpx.BasicAuth(*auth) if auth else None,
+            auth=httpx.BasicAuth(self.auth[0], self.auth[1].reveal()) if self.auth else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
             # A proxy from the environment must never capture traffic to our own server.

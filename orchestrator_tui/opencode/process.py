@@ -10,6 +10,10 @@ picked, protected by a random password only we know. Facts that shape this modul
   child exit with rc=1 and ``ServeError`` on stderr, which is retried once with a new port.
 * The first SIGTERM can be swallowed while OpenCode's background ``npm install`` runs, so `stop`
   always ends with SIGKILL to the whole group.
+* The child gets an allow-listed part of our environment (`passed_to_server`), never all of it,
+  plus the password. OpenCode reads the password once, so orchestrator-tui's plugin
+  (``env_guard.js``, added to ``OPENCODE_CONFIG_CONTENT``) deletes it from the server's own
+  environment, and the bash commands, MCP servers and language servers it spawns do not inherit it.
 
 The child's stdout and stderr are drained for its whole life by two daemon threads (a full pipe
 would block it), or, for a server shared by several front ends (``log_dir``), written to files
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import json
 import logging
 import os
 import re
@@ -40,6 +45,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from orchestrator_tui.opencode.binary import MANAGED_ENV, Launcher
+from orchestrator_tui.opencode.secret import Secret
 
 log = logging.getLogger(__name__)
 
@@ -105,17 +111,107 @@ def _free_port() -> int:
         return 4096
 
 
+#: orchestrator-tui's OpenCode plugin: it removes the password from the server's environment once
+#: the server has read it, so that nothing a session runs inherits it (see env_guard.js).
+ENV_GUARD_PLUGIN = Path(__file__).with_name("env_guard.js")
+#: Extra variables the user lets through to the managed server: names separated by spaces or
+#: commas, ``NAME*`` for every name starting with ``NAME``.
+PASS_ENV = "ORCHESTRATOR_TUI_PASS_ENV"
+
+# What the managed server gets from the environment of the front end that starts it. Everything
+# else (tokens of other tools, cloud sessions, SSH agents, the front end's own settings) stays out:
+# the server and every command its sessions run would otherwise inherit it.
+#: The user, the shell, the locale, the terminal, temporary files, proxies and CA certificates.
+_PASSED_NAMES = frozenset(
+    {
+        "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ",
+        "TERM", "COLORTERM", "NO_COLOR", "TMPDIR", "TMP", "TEMP",
+        "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        # Model-provider credentials of OpenCode 1.18.33's catalogue that the patterns below miss.
+        "HF_TOKEN", "FRIENDLI_TOKEN", "CLARIFAI_PAT", "DIGITALOCEAN_ACCESS_TOKEN", "MODAL_PROXY_TOKEN",
+        "NEON_AI_GATEWAY_TOKEN", "PRIVATEMODE_ENDPOINT", "INFOMANIAK_PRODUCT_ID", "ZENIFRA_AI_KEY",
+        "RUNINFRA_GATEWAY_KEY", "SUBMODEL_INSTAGEN_ACCESS_KEY", "ABLIT_KEY",
+    }
+)  # fmt: skip
+#: Locale and XDG dirs; OpenCode's own settings; npm's settings (OpenCode installs plugins and
+#: providers with them); the cloud providers whose SDKs read several variables of their own.
+_PASSED_PREFIXES = (
+    "LC_", "XDG_", "OPENCODE_", "npm_config_", "NPM_CONFIG_",
+    "AWS_", "AZURE_", "GOOGLE_", "VERTEX_", "CLOUDSDK_", "CLOUDFLARE_", "DATABRICKS_", "SNOWFLAKE_",
+    "WATSONX_", "AICORE_", "OLLAMA_",
+)  # fmt: skip
+#: Model-provider credentials and endpoints: ``ANTHROPIC_API_KEY``, ``OPENAI_BASE_URL``, ...
+_PASSED_SUFFIXES = ("_API_KEY", "_APIKEY", "_API_TOKEN", "_BASE_URL")
+
+
+def passed_to_server(name: str, extra: str | None = None) -> bool:
+    """Whether the variable ``name`` of the front end's environment reaches the managed server
+    (``extra``: the value of ``ORCHESTRATOR_TUI_PASS_ENV``)."""
+    if name in _PASSED_NAMES or name.startswith(_PASSED_PREFIXES) or name.endswith(_PASSED_SUFFIXES):
+        return True
+    for item in (extra or "").replace(",", " ").split():
+        if item == name or (item.endswith("*") and len(item) > 1 and name.startswith(item[:-1])):
+            return True
+    return False
+
+
+class ChildEnvironment(dict[str, str]):
+    """The managed server's environment. Its repr names the variables but shows no value: it
+    holds the password and provider keys, and a crash screen renders the locals that hold it."""
+
+    def __repr__(self) -> str:
+        return f"<ChildEnvironment {len(self)} variables: {', '.join(sorted(self))}>"
+
+
+def with_env_guard(config_content: str | None) -> str:
+    """The OpenCode config (``OPENCODE_CONFIG_CONTENT``) with orchestrator-tui's plugin added."""
+    config: object = {}
+    if config_content is not None and config_content.strip():
+        try:
+            config = json.loads(config_content)
+        except ValueError as exc:
+            raise ServerStartError(_config_content_text(f"it is not JSON ({exc})")) from None
+    if not isinstance(config, dict):
+        raise ServerStartError(_config_content_text(f"it is a JSON {type(config).__name__}, not an object"))
+    plugins = config.get("plugin", [])
+    if not isinstance(plugins, list):
+        raise ServerStartError(_config_content_text('its "plugin" is not a list'))
+    plugin = ENV_GUARD_PLUGIN.resolve().as_uri()
+    if plugin not in plugins:
+        config["plugin"] = [*plugins, plugin]
+    return json.dumps(config)
+
+
+def _config_content_text(problem: str) -> str:
+    return (
+        f"OPENCODE_CONFIG_CONTENT cannot be used: {problem}. orchestrator-tui adds its plugin to it (the "
+        "plugin keeps the server's password away from the commands sessions run). Fix: write it as one plain "
+        "JSON object (no comments, no trailing commas), or move that configuration into an opencode.json file."
+    )
+
+
 def child_environment(
-    env: Mapping[str, str] | None, *, password: str, config_content: str | None
-) -> dict[str, str]:
-    """Inherited (or given) environment plus what the managed server needs. ``OPENCODE_CLIENT`` is
-    never set by us: ``sdk`` would hide the question tool."""
-    child_env = dict(os.environ if env is None else env)
+    env: Mapping[str, str] | None, *, password: Secret, config_content: str | None
+) -> ChildEnvironment:
+    """The allow-listed part of the front end's environment (see `passed_to_server`) plus what the
+    managed server needs. ``OPENCODE_CLIENT`` is never set by us: ``sdk`` would hide the question
+    tool. ``config_content`` replaces the environment's ``OPENCODE_CONFIG_CONTENT``; either way
+    our plugin is added to it."""
+    source = os.environ if env is None else env
+    extra = source.get(PASS_ENV)
+    child_env = ChildEnvironment({name: value for name, value in source.items() if passed_to_server(name, extra)})
     child_env[MANAGED_ENV] = "1"
     child_env["OPENCODE_SERVER_USERNAME"] = USERNAME
-    child_env["OPENCODE_SERVER_PASSWORD"] = password
-    if config_content is not None:
-        child_env["OPENCODE_CONFIG_CONTENT"] = config_content
+    child_env["OPENCODE_SERVER_PASSWORD"] = password.reveal()
+    if config_content is None:
+        config_content = child_env.get("OPENCODE_CONFIG_CONTENT")
+    child_env["OPENCODE_CONFIG_CONTENT"] = with_env_guard(config_content)
+    if child_env.get("OPENCODE_PURE", "").strip().lower() in ("1", "true"):
+        log.warning(
+            "OPENCODE_PURE is set: OpenCode loads no plugin, so the server's password stays in the "
+            "environment of every command its sessions run"
+        )
     # OpenCode offers the `question` tool only to the app/cli/desktop clients; a user
     # environment that says OPENCODE_CLIENT=sdk would silently take questions away.
     if child_env.get("OPENCODE_CLIENT", "cli") not in ("app", "cli", "desktop"):
@@ -128,7 +224,7 @@ class ManagedServer:
 
     base_url: str
     username: str
-    password: str
+    password: Secret
     pid: int
     port: int
     launcher: Launcher
@@ -139,7 +235,7 @@ class ManagedServer:
         launcher: Launcher,
         proc: subprocess.Popen[bytes],
         port: int,
-        password: str,
+        password: Secret,
         log_files: tuple[Path, Path] | None = None,
     ) -> None:
         self.launcher = launcher
@@ -200,7 +296,7 @@ class ManagedServer:
         of pipes, so it can outlive us (a shared pool's server).
         The recursion guard (spec §5.2) is the caller's business: this always starts.
         """
-        password = secrets.token_urlsafe(32)
+        password = Secret(secrets.token_urlsafe(32))
         child_env = child_environment(env, password=password, config_content=config_content)
         for attempt in (1, 2):
             port = _free_port()
@@ -224,9 +320,9 @@ class ManagedServer:
         cls,
         launcher: Launcher,
         cwd: Path,
-        child_env: dict[str, str],
+        child_env: Mapping[str, str],
         port: int,
-        password: str,
+        password: Secret,
         log_dir: Path | None = None,
     ) -> ManagedServer:
         argv = launcher.argv("serve", "--hostname", HOSTNAME, "--port", str(port))
@@ -234,7 +330,8 @@ class ManagedServer:
         outputs: list[int] = []
         if log_dir is not None:
             log_files = (log_dir / "opencode.out.log", log_dir / "opencode.err.log")
-            outputs = [os.open(path, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600) for path in log_files]
+            flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
+            outputs = [os.open(path, flags, 0o600) for path in log_files]
         try:
             proc = subprocess.Popen(
                 argv,
@@ -349,8 +446,8 @@ class ManagedServer:
 
     @property
     def auth(self) -> tuple[str, str]:
-        """Basic-auth credentials, as httpx accepts them."""
-        return (self.username, self.password)
+        """Basic-auth credentials, as httpx accepts them: for sending, never for keeping."""
+        return (self.username, self.password.reveal())
 
     @property
     def returncode(self) -> int | None:

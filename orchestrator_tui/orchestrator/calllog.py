@@ -16,6 +16,8 @@ Where this port differs from the reference:
 * ``AGENTIC_LOGGING_DISABLED`` is trimmed before the ``1/true/yes/on`` check.
 * ``failure_kind`` matching is case-insensitive.
 * The markdown directory is only created when a markdown file is written.
+* Log files are owner-only (0600, folders we create 0700) and never written through a symbolic
+  link planted at their path: requests and results may quote anything a session saw.
 """
 
 from __future__ import annotations
@@ -204,6 +206,7 @@ class CallLogger:
         call_id = str(uuid.uuid4())
         bucket = f"tool_logs_{completed_utc:%Y-%m-%d}_{process_session_id()}"
 
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         response_file = None
         if error is None and result_text is not None and tool in MARKDOWN_TOOLS:
             response_file = self._write_markdown(log_dir / bucket, f"{call_id}.md", result_text)
@@ -231,15 +234,23 @@ class CallLogger:
                 record["summary"] = {"token_usage_saturated": True}
 
         line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-        log_dir.mkdir(parents=True, exist_ok=True)
         self._append_locked(log_dir / f"{bucket}.jsonl", line)
 
     @staticmethod
     def _append_locked(path: Path, line: bytes) -> None:
         import fcntl
+        import stat
 
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # Owner-only (requests and results may quote anything a session saw), and never through a
+        # link planted at the log's path; O_NONBLOCK so that a planted FIFO cannot hang us.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path, flags, 0o600)
         try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+                raise OSError(f"{path} is not a regular file of ours; not writing the call log into it")
+            if stat.S_IMODE(st.st_mode) & 0o077:
+                os.fchmod(fd, 0o600)  # a log file of ours from before logs were owner-only
             # Exclusive lock so concurrent writers (other processes sharing the dir) never interleave.
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
@@ -258,7 +269,9 @@ class CallLogger:
         import tempfile
 
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if directory.is_symlink():
+                raise OSError(f"{directory} is a symbolic link")
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{filename}.", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:

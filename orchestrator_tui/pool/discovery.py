@@ -14,12 +14,19 @@ around every "read the record, maybe start a server, write the record" step. So:
 
 The managed server of a shared pool writes its output to files in the pool folder (not to
 pipes), so it keeps running after the front end that started it exits.
+
+Nothing in the folder is trusted for being there: the folder and every file in it must be ours,
+not links, and not writable by others (``server.json`` not even readable), or it is refused with
+`UnsafePoolPath`. And a pid read from ``server.json`` is only acted upon (attached to, signalled)
+when it provably still is the server recorded: the record keeps the process's executable and start
+time, and the process must lead its own group and listen on the recorded port (`ProcessIdentity`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -28,15 +35,27 @@ import signal
 import sqlite3
 import time
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from orchestrator_tui.pool.registry import MemberKind, Registry, database_problem, pid_alive
+from orchestrator_tui.opencode.secret import Secret
+from orchestrator_tui.pool.registry import (
+    MemberKind,
+    Registry,
+    check_private_file,
+    database_problem,
+    pid_alive,
+    private_dir,
+)
 
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "server.json"
 LOCK_NAME = "server.lock"
+#: The only host a pool's server listens on.
+HOSTNAME = "127.0.0.1"
 #: How long a front end waits for another one that is starting the server.
 LOCK_TIMEOUT = 90.0
 
@@ -46,38 +65,151 @@ class PoolLockTimeout(Exception):
 
 
 @dataclass(frozen=True)
+class ProcessIdentity:
+    """What makes a pid *this* process rather than whatever holds the number now: its owner (us),
+    its executable and its start time (``/proc/<pid>/stat`` field 22, clock ticks after boot),
+    which no later process with a reused pid can share."""
+
+    pid: int
+    exe: str
+    start_time: int
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessIdentity | None:
+        """Read from ``/proc``; None when the process is gone, a zombie, another user's, or when
+        there is no ``/proc`` to tell."""
+        if pid <= 0 or not pid_alive(pid) or (stat := _proc_stat(pid)) is None:
+            return None
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+        except OSError:
+            return None
+        return cls(pid, exe, stat[2])
+
+    def leads_its_group(self) -> bool:
+        """Still this very process, and the leader of its process group (we start the server in
+        a group of its own: the group is then the server and what it spawned)."""
+        stat = _proc_stat(self.pid)
+        return stat is not None and stat[1] == self.pid and ProcessIdentity.of(self.pid) == self
+
+    def listens_on(self, port: int) -> bool:
+        """Whether a process of this group holds the socket listening on ``port``."""
+        inodes = _listening_inodes(port)
+        return bool(inodes) and any(_holds_socket(pid, inodes) for pid in _group_members(self.pid))
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, start time) from ``/proc/<pid>/stat``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            after_comm = fh.read().rsplit(b")", 1)[1].split()  # field 3 ("state") on
+        return after_comm[0].decode(), int(after_comm[2]), int(after_comm[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _listening_inodes(port: int) -> set[str]:
+    """Inodes of the TCP sockets listening on ``port`` (IPv4 and IPv6) in our network namespace."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                lines = fh.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            columns = line.split()  # sl, local address, remote address, state ("0A": LISTEN), ..., inode
+            if len(columns) > 9 and columns[3] == "0A" and int(columns[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(columns[9])
+    return inodes
+
+
+def _group_members(pgid: int) -> list[int]:
+    """The leader first, then the other processes of its group."""
+    members = [pgid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pgid and (stat := _proc_stat(int(entry))) and stat[1] == pgid:
+            members.append(int(entry))
+    return members
+
+
+def _holds_socket(pid: int, inodes: set[str]) -> bool:
+    wanted = {f"socket:[{inode}]" for inode in inodes}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@dataclass(frozen=True)
 class ServerRecord:
-    """The managed OpenCode server a pool uses (``server.json``)."""
+    """The managed OpenCode server a pool uses (``server.json``).
+
+    ``exe`` and ``start_time`` identify the process ``pid`` named when the record was written; a
+    record without them (written by an older version) proves nothing: its server is never
+    signalled, only replaced."""
 
     url: str
     username: str
-    password: str
+    password: Secret = field(repr=False)
     pid: int
     version: str | None
     cwd: str
     started_at: float
     #: pid of the front end that started it (informative: any member may stop it last).
     started_by: int
+    exe: str | None = None
+    start_time: int | None = None
+
+    @property
+    def port(self) -> int | None:
+        """The port of ``url``, when it is a loopback URL (the only kind we start)."""
+        try:
+            parts = urlsplit(self.url)
+            return parts.port if parts.hostname == HOSTNAME else None
+        except ValueError:
+            return None
+
+    def identity(self) -> ProcessIdentity | None:
+        if self.exe is None or self.start_time is None:
+            return None
+        return ProcessIdentity(self.pid, self.exe, self.start_time)
 
     def alive(self) -> bool:
-        return pid_alive(self.pid) and _looks_like_opencode(self.pid)
+        """Whether the recorded server is running and provably the one we recorded: ``pid`` is a
+        process of ours with the recorded executable and start time, leading its own group, and
+        the group listens on the recorded port. Never true for an old record."""
+        identity, port = self.identity(), self.port
+        return (
+            identity is not None and port is not None and identity.leads_its_group() and identity.listens_on(port)
+        )
 
+    def to_json(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["password"] = self.password.reveal()
+        return data
 
-def _looks_like_opencode(pid: int) -> bool:
-    """Guard against pid reuse before we signal a pid read from a file."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return not Path("/proc").is_dir()  # no procfs: trust the pid
-    return b"opencode" in cmdline or b"serve" in cmdline
+    @classmethod
+    def from_json(cls, data: Any) -> ServerRecord:
+        """Raises TypeError or ValueError for anything that is not a record."""
+        if not isinstance(data, dict) or not isinstance(data.get("password"), str):
+            raise ValueError("not a server record")
+        return cls(**{**data, "password": Secret(data["password"])})
 
 
 class PoolFolder:
-    """The pool's folder: the server record and the lock around it."""
+    """The pool's folder: the server record and the lock around it. Everything in it is checked
+    to be ours before it is trusted (`UnsafePoolPath` otherwise)."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = private_dir(path)
 
     @property
     def record_path(self) -> Path:
@@ -86,7 +218,7 @@ class PoolFolder:
     @contextlib.asynccontextmanager
     async def lock(self, timeout: float = LOCK_TIMEOUT) -> AsyncIterator[None]:
         """Exclusive across processes (``flock``); polled so the event loop never blocks."""
-        fd = os.open(self.path / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        fd = _open_private(self.path / LOCK_NAME, os.O_CREAT | os.O_RDWR, readable_by_others=True)
         try:
             deadline = time.monotonic() + timeout
             while True:
@@ -108,11 +240,15 @@ class PoolFolder:
             os.close(fd)
 
     def read_record(self) -> ServerRecord | None:
+        """The record, or None when there is none (or it is unreadable garbage). A record that is
+        a link, someone else's, or readable by others raises `UnsafePoolPath`."""
         try:
-            data = json.loads(self.record_path.read_text())
-            return ServerRecord(**data)
+            fd = _open_private(self.record_path, os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                return ServerRecord.from_json(json.loads(fh.read()))
         except (OSError, ValueError, TypeError) as exc:
             log.warning("ignoring unreadable server record %s: %s", self.record_path, exc)
             return None
@@ -120,10 +256,11 @@ class PoolFolder:
     def write_record(self, record: ServerRecord) -> None:
         """Atomically, owner-only from the first byte (it holds the server's password)."""
         tmp = self.record_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump(asdict(record), fh)
-        os.chmod(tmp, 0o600)
+            json.dump(record.to_json(), fh)
         os.replace(tmp, self.record_path)
 
     def clear_record(self, pid: int | None = None) -> None:
@@ -136,21 +273,51 @@ class PoolFolder:
             self.record_path.unlink()
 
 
-async def stop_pid_group(pid: int, grace: float = 3.0) -> None:
-    """Stop a server we did not spawn in this process: SIGTERM its group, then SIGKILL it."""
+def _open_private(path: Path, flags: int, *, readable_by_others: bool = False) -> int:
+    """Open a file of the pool folder without following links, and refuse (`UnsafePoolPath`)
+    anything but a regular file of ours. Raises FileNotFoundError when it is absent."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.ENXIO and path.exists()):
+            check_private_file(path, os.lstat(path), readable_by_others=readable_by_others)
+        raise
+    try:
+        check_private_file(path, os.fstat(fd), readable_by_others=readable_by_others)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def stop_recorded_server(record: ServerRecord, grace: float = 3.0) -> bool:
+    """Stop a pool server we did not spawn in this process: SIGTERM its group, then SIGKILL it.
+
+    Only a group we can prove is that server's (`ServerRecord.alive`) is signalled, and it is
+    proved again right before each signal: a pid from a file may name anybody's process by now.
+    Returns False (and signals nothing) when the proof fails."""
+    identity = record.identity()
+    if identity is None or not record.alive():
+        log.warning("not stopping pid %d: it cannot be proven to be the pool's OpenCode server", record.pid)
+        return False
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        # After SIGTERM the server may have closed its socket already: the executable and the
+        # start time still prove that the group is the one we saw listening.
+        if not identity.leads_its_group():
+            return True
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, sig)
+            os.killpg(identity.pid, sig)
         if sig == signal.SIGKILL:
             break
         for _ in range(int(grace / 0.05)):
-            if not pid_alive(pid):
+            if not pid_alive(identity.pid):
                 break
             await asyncio.sleep(0.05)
     for _ in range(100):
-        if not pid_alive(pid):
-            return
+        if not pid_alive(identity.pid):
+            break
         await asyncio.sleep(0.02)
+    return True
 
 
 @dataclass

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -135,10 +136,43 @@ def pool_name(given: str | None = None, env: Mapping[str, str] | None = None) ->
 
 
 def pool_dir(pool: str = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> Path:
-    """The pool's folder, created owner-only (0700) if missing."""
-    path = state_root(env) / pool
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(path, 0o700)
+    """The pool's folder, created owner-only (0700) if missing; raises `UnsafePoolPath` when it,
+    or the state folder it is in, is not a private folder of ours."""
+    root = state_root(env)
+    private_dir(root)
+    return private_dir(root / pool)
+
+
+class UnsafePoolPath(PoolStateError):
+    """A pool folder or file that someone else could have written; ``str()`` says what and the fix.
+
+    The pool folder holds the server's password and decides which process gets signalled, so
+    anything in it that is not provably ours is refused, never trusted and never repaired quietly.
+    """
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder that only we can write: created 0700 if missing, refused (with
+    `UnsafePoolPath`) when it is a symbolic link, not a folder, not ours, or writable by others."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        pass  # something that is not a folder (or a dangling link): described below
+    except OSError as exc:
+        raise UnsafePoolPath(
+            f"cannot create the folder {path}: {exc.strerror or exc}",
+            f"make its parent a folder you own and can write, or set {STATE_DIR_ENV} to one",
+        ) from None
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        raise UnsafePoolPath(
+            f"cannot inspect the folder {path}: {exc.strerror or exc}",
+            f"make its parent a folder you own and can read, or set {STATE_DIR_ENV} to one",
+        ) from None
+    problem = _ownership_problem(st, directory=True)
+    if problem is not None:
+        raise UnsafePoolPath(f"refusing to use {path}: {problem[0]}", problem[1].format(path=path))
     return path
 
 
@@ -163,6 +197,41 @@ def database_problem(path: Path, exc: sqlite3.Error) -> PoolStateError:
             f"make {path} and {path.parent} yours and writable (chmod 700 {path.parent}; chmod 600 {path})",
         )
     return PoolStateError(f"the pool's registry {path} is damaged or not a registry ({text})", _move_aside(path))
+
+
+def check_private_file(path: Path, st: os.stat_result, *, readable_by_others: bool = False) -> None:
+    """Raise `UnsafePoolPath` unless ``st`` (an ``lstat``/``fstat`` of ``path``) is a regular file of
+    ours that nobody else may write (nor read, unless ``readable_by_others``)."""
+    problem = _ownership_problem(st, directory=False, readable_by_others=readable_by_others)
+    if problem is not None:
+        raise UnsafePoolPath(f"refusing to use {path}: {problem[0]}", problem[1].format(path=path))
+
+
+def _ownership_problem(
+    st: os.stat_result, *, directory: bool, readable_by_others: bool = True
+) -> tuple[str, str] | None:
+    """(what is wrong, how to fix it) for a pool folder or file, or None when it is fine."""
+    kind = "folder" if directory else "file"
+    remove = "rm -r {path}" if directory else "rm {path}"
+    if stat.S_ISLNK(st.st_mode):
+        return f"it is a symbolic link, not a {kind}", "remove the link (rm {path}); it is created afresh"
+    if not (stat.S_ISDIR(st.st_mode) if directory else stat.S_ISREG(st.st_mode)):
+        return f"it is not a {'folder' if directory else 'regular file'}", f"remove it ({remove})"
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        return (
+            f"it belongs to uid {st.st_uid}, not to you (uid {uid})",
+            f"remove it ({remove}) or use a pool of your own (--pool NAME, or {STATE_DIR_ENV})",
+        )
+    loose = stat.S_IWGRP | stat.S_IWOTH
+    if not readable_by_others:
+        loose |= stat.S_IRGRP | stat.S_IROTH
+    if st.st_mode & loose:
+        mode = stat.S_IMODE(st.st_mode)
+        others = "writable" if readable_by_others else "readable or writable"
+        fix = "chmod 700 {path}" if directory else f"{remove}; it is written afresh, owner-only"
+        return f"its mode {mode:04o} makes it {others} by other users", fix
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,18 +312,24 @@ class Rule:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists (a zombie counts as gone)."""
+    """Whether a live process of ours has this pid. A zombie counts as gone, and so does another
+    user's process: a pid read from a file may have been reused by anyone."""
     if pid <= 0:
         return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie (exited, not yet reaped) answers kill(0) but is gone for our purposes
+    except PermissionError:  # it exists, but we may not signal it: not ours
+        return False
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != os.geteuid():  # root may signal anyone: look at the owner
+            return False
+        # a zombie (exited, not yet reaped) answers kill(0) but is gone for our purposes
         with open(f"/proc/{pid}/stat", "rb") as fh:
             return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # gone meanwhile; without procfs, kill(0) is all we know
     except OSError:
         return True
 
@@ -289,11 +364,19 @@ class Registry:
 
     @staticmethod
     def _open(path: Path) -> sqlite3.Connection:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # Create the file owner-only before SQLite opens it, so it is never world-readable.
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
-        os.close(fd)
-        os.chmod(path, 0o600)
+        private_dir(path.parent)
+        # Create the file owner-only before SQLite opens it, so it is never world-readable; a
+        # planted link or someone else's file is refused (SQLite would follow and trust it).
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, 0o600)
+        except OSError:
+            if os.path.islink(path):
+                check_private_file(path, os.lstat(path))
+            raise
+        try:
+            check_private_file(path, os.fstat(fd))
+        finally:
+            os.close(fd)
         db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")

@@ -13,12 +13,19 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.events import EventStream, StreamStatus
-from orchestrator_tui.pool.discovery import Membership, PoolFolder, ServerRecord, stop_pid_group
+from orchestrator_tui.opencode.secret import Secret
+from orchestrator_tui.pool.discovery import (
+    Membership,
+    PoolFolder,
+    ProcessIdentity,
+    ServerRecord,
+    stop_recorded_server,
+)
 from orchestrator_tui.pool.handle import ServerHandle, ServerUnavailable, Snapshot
 from orchestrator_tui.pool.state import Pool
 
@@ -36,12 +43,17 @@ class ServerSpec:
     cwd: Path
     attach_url: str | None = None
     username: str = "opencode"
-    password: str | None = None
+    #: A plain ``str`` given here is wrapped; neither shows in the repr (nor do env and config).
+    password: Secret | None = field(default=None, repr=False)
     #: Test/demo seam: the OPENCODE_CONFIG_CONTENT given to a managed server.
-    config_content: str | None = None
-    env: Mapping[str, str] | None = None
+    config_content: str | None = field(default=None, repr=False)
+    env: Mapping[str, str] | None = field(default=None, repr=False)
     #: Scope REST calls to this directory (the reference sends the launch cwd everywhere).
     scope_directory: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.password, str):
+            object.__setattr__(self, "password", Secret(self.password))
 
     @classmethod
     def from_env(cls, cwd: Path | None = None, attach_url: str | None = None) -> ServerSpec:
@@ -51,7 +63,7 @@ class ServerSpec:
             cwd=cwd,
             attach_url=url,
             username=os.environ.get("OPENCODE_SERVER_USERNAME", "opencode"),
-            password=os.environ.get("OPENCODE_SERVER_PASSWORD") if url else None,
+            password=Secret.of(os.environ.get("OPENCODE_SERVER_PASSWORD")) if url else None,
         )
 
 
@@ -106,11 +118,12 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
             if record.alive():
                 # Running but not answering (we hold the lock: nobody is starting it). Replace it.
                 log.warning("the pool's OpenCode pid %d does not answer; replacing it", record.pid)
-                await stop_pid_group(record.pid)
+                await stop_recorded_server(record)
             folder.clear_record()
         snapshot = await start_managed(spec, log_dir=folder.path)
         server = snapshot.managed
         assert server is not None
+        identity = ProcessIdentity.of(server.pid)  # what proves the pid is this server, later
         folder.write_record(
             ServerRecord(
                 url=server.base_url,
@@ -121,6 +134,8 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
                 cwd=str(spec.cwd),
                 started_at=time.time(),
                 started_by=os.getpid(),
+                exe=identity.exe if identity is not None else None,
+                start_time=identity.start_time if identity is not None else None,
             )
         )
         log.info("started the pool's OpenCode at %s (pid %d)", server.base_url, server.pid)
@@ -128,6 +143,8 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
 
 
 async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | None:
+    from orchestrator_tui.opencode import binary
+
     if not record.alive():
         return None
     client = OpenCodeClient(
@@ -141,11 +158,20 @@ async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | N
         log.warning("the pool's OpenCode at %s did not answer: %s", record.url, exc)
         await client.aclose()
         return None
+    if not binary.attach_version_supported(health.version):
+        await client.aclose()
+        raise ServerUnavailable(
+            f"{binary.attach_version_text(health.version, record.url)}. It is this pool's server (pid "
+            f"{record.pid}), started by another orchestrator-tui. Fix: stop it (kill {record.pid}) and start "
+            "again, or use another pool (--pool NAME)."
+        )
     snapshot = Snapshot(client=client, version=health.version, shared_pid=record.pid)
     return snapshot
 
 
 async def start_attached(spec: ServerSpec) -> Snapshot:
+    from orchestrator_tui.opencode import binary
+
     assert spec.attach_url
     auth = (spec.username, spec.password) if spec.password else None
     client = OpenCodeClient(spec.attach_url, auth=auth, directory=str(spec.cwd) if spec.scope_directory else None)
@@ -160,6 +186,13 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
         raise ServerUnavailable(
             f"External OpenCode server unavailable (base_url={client.base_url}): {exc}{hint}"
         ) from exc
+    if not binary.attach_version_supported(health.version):
+        await client.aclose()
+        raise ServerUnavailable(
+            f"{binary.attach_version_text(health.version, client.base_url)}. Fix: attach to an OpenCode "
+            f"{binary.ATTACH_VERSIONS} server (`orchestrator-tui opencode path` prints the pinned "
+            f"{binary.PINNED_VERSION}), or leave out --attach and orchestrator-tui starts its own."
+        )
     snapshot.version = health.version
     return snapshot
 
@@ -318,5 +351,5 @@ class PoolService:
             await self.handle.close()  # stops our own child, if we started the server
             if record is not None and not self.spec.attach_url:
                 if record.alive():
-                    await stop_pid_group(record.pid)
+                    await stop_recorded_server(record)
                 membership.folder.clear_record()
