@@ -18,6 +18,7 @@ from fake_opencode import FakeOpenCode, Reply
 
 from orchestrator_tui.opencode import binary
 from orchestrator_tui.opencode.client import OpenCodeClient
+from orchestrator_tui.pool import handle as handle_module
 from orchestrator_tui.pool.handle import ServerHandle, ServerUnavailable, Snapshot, _State
 from orchestrator_tui.pool.service import recursion_guard
 
@@ -276,10 +277,21 @@ async def test_rebuild_does_not_invalidate_a_held_snapshot(fake: FakeOpenCode, c
     assert start.calls == 1
 
 
-async def test_external_failure_is_sticky_and_typed(clients: list[OpenCodeClient]) -> None:
-    snapshot = snapshot_at(clients, "http://127.0.0.1:9")  # nothing listens on port 9
-    start = Starter(lambda: snapshot)
-    handle = ServerHandle.preloaded(snapshot, start)
+async def test_external_failure_is_typed_and_probed_again_at_most_once_a_second(
+    fake: FakeOpenCode, clients: list[OpenCodeClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handle_module, "REPROBE_INTERVAL", 0.3)
+    dead = snapshot_at(clients, "http://127.0.0.1:9")  # nothing listens on port 9
+    outcomes = [ServerUnavailable("External OpenCode server unavailable (base_url=http://127.0.0.1:9): refused")]
+
+    def probe() -> Snapshot:
+        if outcomes:
+            raise outcomes.pop()
+        return snapshot_at(clients, fake.url)
+
+    start = Starter(probe)
+    handle = ServerHandle.preloaded(dead, start)
+    assert handle.mode == "external"
 
     errors = []
     for _ in range(2):
@@ -288,5 +300,13 @@ async def test_external_failure_is_sticky_and_typed(clients: list[OpenCodeClient
         errors.append(str(info.value))
     assert errors[0].startswith("External OpenCode server unavailable (base_url=http://127.0.0.1:9): ")
     assert "/global/health probe failed: Transport error: " in errors[0]
-    assert errors[1] == errors[0]
-    assert start.calls == 0 and handle.starts == 0
+    assert errors[1] == errors[0]  # within the interval: the same error at once, no probe
+    assert start.calls == 0
+    await asyncio.sleep(0.35)
+    with pytest.raises(ServerUnavailable, match="refused"):  # probed again: still down
+        await handle.acquire()
+    assert start.calls == 1
+    await asyncio.sleep(0.35)
+    back = await handle.acquire()  # probed again: it came back, and is used again
+    assert back.base_url == fake.url and start.calls == 2
+    assert await handle.acquire() is back

@@ -3,8 +3,10 @@
 A :class:`ServerHandle` is the process-wide owner of "the server we talk to". Every tool call
 acquires a :class:`Snapshot` from it. A healthy snapshot costs one short health probe; a dead
 managed server is rebuilt once (single flight: concurrent callers share the rebuild); an
-attached (external) server that stops answering fails with a sticky, explicit error, because
-we cannot restart what we did not start.
+attached (external) server that stops answering fails with an explicit error, because we
+cannot restart what we did not start, and is probed again (at most once per
+:data:`REPROBE_INTERVAL`) on later calls, so that a server which comes back, restarted on the
+same address or after a network blip, is used again without restarting the front end.
 
 Callers keep the snapshot they acquired even if the handle later replaces it; an old
 snapshot's managed child is stopped when it is replaced.
@@ -29,6 +31,9 @@ log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT = 5.0
 START_ATTEMPTS = 2
+#: An attached server that failed is probed again on an acquire at most this often (seconds);
+#: in between, callers get the last error at once instead of each waiting for a probe.
+REPROBE_INTERVAL = 1.0
 
 Mode = Literal["managed", "external"]
 _generation = itertools.count(1)
@@ -100,6 +105,8 @@ class _State:
     mode: Mode = "managed"
     error: str = ""
     base_url: str | None = None
+    #: Loop time of the failure (an attached server is probed again after REPROBE_INTERVAL).
+    failed_at: float = 0.0
 
 
 class ServerHandle:
@@ -116,7 +123,10 @@ class ServerHandle:
         guard: Callable[[], str | None] | None = None,
         health_timeout: float = HEALTH_TIMEOUT,
         on_replace: Callable[[Snapshot | None, Snapshot], Awaitable[None]] | None = None,
+        mode: Mode = "managed",
     ) -> None:
+        #: "external": ``start`` attaches to a server someone else runs (a probe, not a start).
+        self.mode: Mode = mode
         self._start = start
         self._guard = guard
         self._health_timeout = health_timeout
@@ -132,6 +142,7 @@ class ServerHandle:
         async def refuse() -> Snapshot:
             raise ServerUnavailable("no start procedure configured for this handle")
 
+        kw.setdefault("mode", snapshot.mode)
         handle = cls(start or refuse, **kw)  # type: ignore[arg-type]
         handle._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
         return handle
@@ -147,8 +158,10 @@ class ServerHandle:
                 if state.kind == "empty":
                     return await self._start_locked(None)
                 if state.kind == "failed":
-                    if state.mode == "external":
-                        raise ServerUnavailable(_external_text(state.base_url, state.error))
+                    if state.mode == "external" and _now() - state.failed_at < REPROBE_INTERVAL:
+                        raise ServerUnavailable(state.error)
+                    # A managed server is started again; an attached one is probed again, and
+                    # used again if it came back (restarted on its address, a network blip).
                     return await self._start_locked(None)
                 snapshot = state.snapshot
                 assert snapshot is not None
@@ -161,8 +174,9 @@ class ServerHandle:
                     return snapshot
                 log.warning("OpenCode server at %s needs recovery: %s", snapshot.base_url, problem)
                 if snapshot.mode == "external":
-                    self._state = _State("failed", None, "external", problem, snapshot.base_url)
-                    raise ServerUnavailable(_external_text(snapshot.base_url, problem))
+                    error = _external_text(snapshot.base_url, problem)
+                    self._state = _State("failed", None, "external", error, snapshot.base_url, _now())
+                    raise ServerUnavailable(error)
                 return await self._start_locked(snapshot)
 
     async def validate(self, snapshot: Snapshot) -> str | None:
@@ -188,7 +202,8 @@ class ServerHandle:
             self._state = _State("failed", None, "managed", blocked)
             raise ServerUnavailable(blocked)
         error = "unknown error"
-        for _attempt in range(START_ATTEMPTS):
+        # Probing an attached server twice in a row tells nothing new.
+        for _attempt in range(1 if self.mode == "external" else START_ATTEMPTS):
             self.starts += 1
             try:
                 snapshot = await self._start()
@@ -199,7 +214,7 @@ class ServerHandle:
                 log.exception("server start failed")
                 error = str(exc) or type(exc).__name__
         else:
-            self._state = _State("failed", None, "managed", error, stale.base_url if stale else None)
+            self._state = _State("failed", None, self.mode, error, stale.base_url if stale else None, _now())
             raise ServerUnavailable(error)
         self._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
         if stale is not None and stale.managed is not None:
@@ -238,6 +253,10 @@ async def load_model_limits(client: OpenCodeClient) -> dict[tuple[str, str], int
             if isinstance(pid, str) and isinstance(context, int) and context > 0:
                 limits[(pid, mid)] = context
     return limits
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
 
 
 def _external_text(base_url: str | None, reason: str) -> str:

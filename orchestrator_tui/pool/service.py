@@ -220,7 +220,7 @@ class PoolService:
         self._recovery: asyncio.Task[None] | None = None
         if handle is None:
             if spec.attach_url:
-                handle = ServerHandle(lambda: start_attached(spec), on_replace=self._on_replace)
+                handle = ServerHandle(lambda: start_attached(spec), on_replace=self._on_replace, mode="external")
             else:
                 folder = membership.folder if membership is not None else None
 
