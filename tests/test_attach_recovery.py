@@ -22,11 +22,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from test_dashboard import Rig, make_rig, on_screen, screen_text, until
 
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.errors import Internal
 from orchestrator_tui.orchestrator.tools import Orchestrator
 from orchestrator_tui.pool.service import PoolService, ServerSpec
+
+__all__ = ["make_rig"]  # a fixture, used by name
 
 pytestmark = pytest.mark.real_opencode
 HELLO = "Say exactly 'hello' and nothing else."
@@ -133,3 +136,21 @@ async def test_an_attached_server_that_comes_back_is_used_again(
         await agent.close()
     # Attached means not ours: closing the front end leaves the user's server running.
     assert users_server.proc is not None and users_server.proc.poll() is None
+
+
+async def test_the_dashboard_follows_an_attached_server_that_comes_back(
+    users_server: UsersServer, make_rig: Callable[..., Rig], project_dir: Path
+) -> None:
+    rig = make_rig(
+        spec=ServerSpec(cwd=project_dir, attach_url=users_server.url, password=users_server.password, env={})
+    )
+    async with rig.running() as pilot:
+        await on_screen(pilot, "● live", "attached OpenCode 1.18.33")
+        users_server.kill()
+        await until(pilot, lambda: "● live" not in screen_text(rig.app), "the dashboard to see the server go")
+        await asyncio.sleep(3.0)
+        users_server.start()
+        # Back within seconds: the health check (every 5 s) and the stream's recovery both probe it.
+        await until(pilot, lambda: "● live" in screen_text(rig.app), "the dashboard to be live again", timeout=20)
+        session = await rig.actions.new_session("Say exactly 'hello' and nothing else.")
+        await until(pilot, lambda: session.id in rig.app.pool.sessions, "the new session in the list")
