@@ -35,8 +35,10 @@ from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.registry import Claim, Registry
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 from orchestrator_tui.pool.state import Status
+from orchestrator_tui.safetext import UNSAFE_ANY
 from orchestrator_tui.tui.app import DashboardApp
 from orchestrator_tui.tui.screens import (
+    CommandPickerScreen,
     ConfirmScreen,
     DecisionLogScreen,
     HelpScreen,
@@ -46,6 +48,7 @@ from orchestrator_tui.tui.screens import (
     TextPromptScreen,
     WorkersScreen,
 )
+from orchestrator_tui.tui.widgets import SETTLE_SECONDS
 
 pytestmark = pytest.mark.real_opencode
 
@@ -238,6 +241,20 @@ def pending_question(app: DashboardApp, sid: str) -> QuestionRequest | None:
     return next((q for q in app.pool.questions.values() if q.sessionID == sid), None)
 
 
+async def looked_at(pilot: Pilot[None], app: DashboardApp, request_id: str | None = None) -> None:
+    """Look at the highlighted request for as long as a key needs before it may answer it.
+
+    A key answers only a request that has been drawn under the cursor for SETTLE_SECONDS (the
+    dashboard refuses earlier presses): a person reads what they approve, and so do these tests.
+    """
+    rid = request_id or app.inbox.highlighted_id
+    assert rid is not None, "nothing is highlighted"
+    await until(pilot, lambda: app.inbox.shown_since(rid) is not None, "the request drawn under the cursor")
+    since = app.inbox.shown_since(rid)
+    assert since is not None
+    await until(pilot, lambda: time.monotonic() - since > SETTLE_SECONDS + 0.05, "the request looked at")
+
+
 def is_idle(app: DashboardApp, sid: str) -> bool:
     view = app.pool.sessions.get(sid)
     return view is not None and view.status is Status.IDLE and not app.pool.needs_input(sid)
@@ -331,6 +348,7 @@ async def test_allow_once_lets_the_session_complete(make_rig: Callable[..., Rig]
         await on_screen(pilot, "Waiting for you (1)", "Run command: echo allowed-once-ok", widget=app.inbox)
         assert "◆" in row_line(app, sid), "the session row shows it needs input"
 
+        await looked_at(pilot, app, request.id)
         await pilot.press("o")
         await until(pilot, lambda: is_idle(app, sid), "the session to finish after allow once")
         await until(pilot, lambda: "allowed-once-ok" in output_text(app), "the command output in the Output pane")
@@ -363,6 +381,7 @@ async def test_reject_with_and_without_message(make_rig: Callable[..., Rig]) -> 
         sid = await start_from_dashboard(rig, pilot, "BASH echo should-not-run")
         request = await until(pilot, lambda: pending_permission(app, sid), "the bash permission")
         await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+        await looked_at(pilot, app, request.id)
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the reject dialog")
         await type_text(pilot, "not now")
@@ -385,6 +404,7 @@ async def test_reject_with_and_without_message(make_rig: Callable[..., Rig]) -> 
         sid2 = await start_from_dashboard(rig, pilot, "BASH echo also-not")
         request2 = await until(pilot, lambda: pending_permission(app, sid2), "the second bash permission")
         await until(pilot, lambda: app.inbox.highlighted_id == request2.id, "the second permission highlighted")
+        await looked_at(pilot, app, request2.id)
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the reject dialog")
         await pilot.press("enter")
@@ -412,6 +432,7 @@ async def test_allow_always_after_confirmation(make_rig: Callable[..., Rig]) -> 
         await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
 
         # Cancelling the confirmation leaves the request waiting.
+        await looked_at(pilot, app, request.id)
         await pilot.press("a")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the allow-always confirmation")
         # It lists exactly what "always" will allow.
@@ -453,6 +474,7 @@ async def test_answer_questions_with_number_keys(make_rig: Callable[..., Rig]) -
         await until(pilot, lambda: app.inbox.highlighted_id == question.id, "the question highlighted")
         await on_screen(pilot, "Question: Pick a colour", widget=app.inbox)
 
+        await looked_at(pilot, app, question.id)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, QuestionScreen), "the question dialog")
         await on_screen(pilot, "Pick a colour", "1 ( ) red", "2 ( ) blue")
@@ -479,6 +501,7 @@ async def test_answer_questions_with_number_keys(make_rig: Callable[..., Rig]) -
                 break
             await pilot.press("tab")
         assert app.focused is inbox_list, "Tab reaches the inbox"
+        await looked_at(pilot, app, multi.id)
         await pilot.press("enter")
         dialog = await until(
             pilot, lambda: app.screen if isinstance(app.screen, QuestionScreen) else None, "the question dialog"
@@ -501,6 +524,7 @@ async def test_answer_questions_with_number_keys(make_rig: Callable[..., Rig]) -
         sid3 = await start_from_dashboard(rig, pilot, "ASK")
         rejected = await until(pilot, lambda: pending_question(app, sid3), "the third question")
         await until(pilot, lambda: app.inbox.highlighted_id == rejected.id, "the question highlighted")
+        await looked_at(pilot, app, rejected.id)
         await pilot.press("enter")
         await until(pilot, lambda: isinstance(app.screen, QuestionScreen), "the question dialog")
         await pilot.press("ctrl+r")
@@ -653,7 +677,8 @@ async def test_filter_and_jump_to_waiting(make_rig: Callable[..., Rig]) -> None:
         await until(pilot, lambda: detail_field(app, "Session") == "gamma needs you", "its detail")
         assert app.inbox.highlighted_id == pending_permission(app, ids["waiting"]).id  # type: ignore[union-attr]
 
-        # Answer it; then `i` says there is nothing left.
+        # Answer it (once it has been looked at); then `i` says there is nothing left.
+        await looked_at(pilot, app)
         await pilot.press("o")
         await until(pilot, lambda: is_idle(app, ids["waiting"]), "the session to finish")
         await pilot.press("i")
@@ -764,10 +789,12 @@ async def test_waiting_request_rings_and_is_counted(make_rig: Callable[..., Rig]
         # Answering does not ring; the count goes down.
         app.session_list.select(sid)
         await until(pilot, lambda: app.inbox.highlighted_id == pending_permission(app, sid).id, "highlight")  # type: ignore[union-attr]
+        await looked_at(pilot, app)
         await pilot.press("o")
         await until(pilot, lambda: "◆ 1 waiting" in status_text(app), "the count to drop")
         app.session_list.select(sid2)
         await until(pilot, lambda: app.inbox.highlighted_id == pending_permission(app, sid2).id, "highlight")  # type: ignore[union-attr]
+        await looked_at(pilot, app)
         await pilot.press("o")
         await until(pilot, lambda: "nothing waiting" in status_text(app), "nothing waiting")
         assert len(rig.bells) == (2 if bell else 0)
@@ -796,9 +823,9 @@ async def test_batch_allow_once_of_marked_requests(make_rig: Callable[..., Rig])
         }
         await until(pilot, lambda: len(inbox_ids(app)) == 3, "three requests in the inbox")
         app.inbox.select(requests[first].id)
-        await pilot.pause()
+        await looked_at(pilot, app, requests[first].id)
 
-        # `*` marks every request with the same type and patterns: the two "batch-same" ones.
+        # `*` marks every request asking for exactly the same: the two "batch-same" ones.
         await pilot.press("asterisk")
         alike = {requests[first].id, requests[second].id}
         await until(pilot, lambda: marked(app) == alike, "the two alike requests marked")
@@ -829,6 +856,7 @@ async def test_batch_allow_once_of_marked_requests(make_rig: Callable[..., Rig])
 
         # With nothing marked, `o` is back to the highlighted request alone.
         app.inbox.select(requests[other].id)
+        await looked_at(pilot, app, requests[other].id)
         await pilot.press("o")
         await until(pilot, lambda: is_idle(app, other), "the third session to finish")
 
@@ -871,6 +899,7 @@ async def test_already_answered_is_a_clear_notice(
             raise ActionError(won.describe())
 
         monkeypatch.setattr(rig.actions, "reply_permission", lost)
+        await looked_at(pilot, app, request.id)
         await pilot.press("o")
         note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Already answered"), None), "notice")
         assert note.severity == "warning"
@@ -950,6 +979,7 @@ async def test_rule_from_inbox_answers_other_sessions_until_revoked(
         sid = await start_quietly(rig, f"READ {project_dir}/notes.txt", title="reads the notes")
         request = await until(pilot, lambda: pending_permission(app, sid), "the read permission")
         await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+        await looked_at(pilot, app, request.id)
 
         await pilot.press("m")
         dialog = await until(
@@ -998,4 +1028,235 @@ async def test_rule_from_inbox_answers_other_sessions_until_revoked(
         third = await until(pilot, lambda: pending_permission(app, sid3), "the third request to wait for a human")
         await until(pilot, lambda: third.id in inbox_ids(app), "the third request in the inbox")
         assert rig.registry.decisions(request_id=third.id) == []
+        assert rig.problems() == []
+
+
+# ---------------------------------------------------------------------------------------------
+# 15. no blind approvals: a key answers only what has been on screen, under the cursor, 0.5 s
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_repeated_presses_never_answer_a_request_that_moved_under_the_cursor(
+    make_rig: Callable[..., Rig],
+) -> None:
+    """The issue's repro: pressing `o` again and again, a request that arrived (or moved under
+    the cursor) mid-burst was answered by presses made before it was even drawn. Now new
+    requests join the end of the inbox without moving the cursor, the burst answers only the
+    request that was looked at, and the one that then moves under the cursor waits for a
+    deliberate press: none of the burst's presses answers it, a press after looking at it does."""
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        first = await start_quietly(rig, "BASH echo looked-at", title="the one I read")
+        a = await until(pilot, lambda: pending_permission(app, first), "the first permission")
+        await until(pilot, lambda: app.inbox.highlighted_id == a.id, "the first permission highlighted")
+        await looked_at(pilot, app, a.id)
+
+        # A new request joins the end of the inbox; the cursor stays where the person is reading.
+        second = await start_quietly(rig, "BASH echo arrived-later", title="arrived later")
+        b = await until(pilot, lambda: pending_permission(app, second), "the second permission")
+        await until(pilot, lambda: inbox_ids(app) == [a.id, b.id], "the second request listed after the first")
+        await pilot.pause(0.2)
+        assert app.inbox.highlighted_id == a.id, "a new request moved the cursor"
+
+        # A third one is on its way while the person hammers `o` (20 presses a second).
+        third = await start_quietly(rig, "BASH echo mid-burst", title="arrived mid-burst")
+        drawn_presses = 0
+        highlighted: list[str | None] = []
+        deadline = time.monotonic() + SLOW
+        while drawn_presses < 8:
+            await pilot.press("o")
+            highlighted.append(app.inbox.highlighted_id)
+            if app.inbox.shown_since(b.id) is not None:
+                drawn_presses += 1  # presses made while `b` is on screen under the cursor
+            assert time.monotonic() < deadline, "the second request never moved under the cursor"
+            await asyncio.sleep(0.05)
+        c = await until(pilot, lambda: pending_permission(app, third), "the third permission")
+        await until(pilot, lambda: c.id in inbox_ids(app), "the third request listed")
+
+        # The burst answered the request that had been read, and only that one.
+        await until(pilot, lambda: is_idle(app, first), "the first session to finish")
+        assert [d.decision for d in rig.registry.decisions(request_id=a.id)] == ["once"]
+        assert b.id in app.pool.permissions and rig.registry.decisions(request_id=b.id) == []
+        assert c.id in app.pool.permissions and rig.registry.decisions(request_id=c.id) == []
+        assert inbox_ids(app) == [b.id, c.id], "the inbox reordered"
+        assert app.inbox.highlighted_id == b.id
+        # After each press the cursor was on the request being answered, then on the next one.
+        assert list(dict.fromkeys(highlighted)) in ([a.id, b.id], [b.id]), "the cursor went somewhere else"
+        # The screen said why the presses did nothing (a warning toast), once per burst, not per press.
+        notices = [n for n in rig.notes if n.title == "Not answered"]
+        assert len(notices) == 1 and "look at it, then press again" in notices[0].message, notices
+        assert notices[0].severity == "warning"
+
+        # A human decision is still possible: looked at for 0.5 s, one press answers it.
+        await looked_at(pilot, app, b.id)
+        await pilot.press("o")
+
+        # The next one moves under the cursor: a press right as it is drawn does nothing …
+        await until(pilot, lambda: app.inbox.shown_since(c.id) is not None, "the third drawn under the cursor")
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, second), "the second session to finish")
+        (decision,) = rig.registry.decisions(request_id=b.id)
+        assert (decision.decided_by, decision.channel, decision.decision) == ("human", "dashboard", "once")
+        assert c.id in app.pool.permissions and rig.registry.decisions(request_id=c.id) == []
+        # … a press after looking at it answers it.
+        await looked_at(pilot, app, c.id)
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, third), "the third session to finish")
+        assert [d.decision for d in rig.registry.decisions(request_id=c.id)] == ["once"]
+        assert rig.problems() == [f"warning: Not answered: {n.message}" for n in rig.notes if n.title == "Not answered"]
+
+
+async def test_batch_answers_only_marked_requests_that_were_on_screen(make_rig: Callable[..., Rig]) -> None:
+    """Marks + `o`: a marked request listed less than 0.5 s before the key is left for later
+    (and the screen says so); the ones on screen long enough are answered."""
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    async with rig.running() as pilot:
+        first = await start_quietly(rig, "BASH echo batch-seen", title="seen")
+        a = await until(pilot, lambda: pending_permission(app, first), "the first permission")
+        await until(pilot, lambda: a.id in inbox_ids(app), "it listed")
+        await looked_at(pilot, app, a.id)
+        second = await start_quietly(rig, "BASH echo batch-seen", title="seen too, later")
+        b = await until(pilot, lambda: pending_permission(app, second), "the second permission")
+        # `*` the moment the identical second request is drawn in the list, then `o` at once.
+        await until(pilot, lambda: app.inbox.listed_since(b.id) is not None, "the second request drawn")
+        await pilot.press("asterisk", "o")
+        await until(pilot, lambda: is_idle(app, first), "the first session to finish")
+        assert [d.decision for d in rig.registry.decisions(request_id=a.id)] == ["once"]
+        assert b.id in app.pool.permissions and rig.registry.decisions(request_id=b.id) == []
+        assert app.inbox.marked == {b.id}, "the mark stays for the next press"
+        note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Not answered"), None), "why")
+        assert "1 marked request was listed just now and not answered" in note.message
+        # Looked at, the next press answers it.
+        await until(
+            pilot,
+            lambda: (since := app.inbox.listed_since(b.id)) is not None and time.monotonic() - since > SETTLE_SECONDS,
+            "the second request on screen long enough",
+        )
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, second), "the second session to finish")
+        assert [d.decision for d in rig.registry.decisions(request_id=b.id)] == ["once"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 16. "mark all like this" marks only requests that approve exactly the same thing
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_mark_all_like_this_compares_what_is_approved(make_rig: Callable[..., Rig], project_dir: Path) -> None:
+    """Three changes to one file: two identical, one with a different diff. Same permission type
+    ("edit"), same patterns ("notes.txt"), same "always" ("*"): only the diff tells them apart,
+    and `*` must not batch what the human has not seen. `o` then answers the two identical ones.
+
+    (Written with the `write` tool: OpenCode 1.18.33 runs `edit` calls on one file one at a time,
+    permission included, so two edits of one file are never pending together; writes are.)
+    """
+    (project_dir / "notes.txt").write_text("alpha\n")
+    rig = make_rig(permission={"edit": "ask"})
+    app = rig.app
+    async with rig.running() as pilot:
+        same = f"WRITE {project_dir}/notes.txt beta"
+        sids = {
+            "first": await start_quietly(rig, same, title="change one"),
+            "different": await start_quietly(rig, f"WRITE {project_dir}/notes.txt rm -rf ~", title="change two"),
+            "identical": await start_quietly(rig, same, title="change three"),
+        }
+        requests = {
+            name: await until(pilot, lambda sid=sid: pending_permission(app, sid), f"the {name} change")
+            for name, sid in sids.items()
+        }
+        await until(pilot, lambda: len(inbox_ids(app)) == 3, "three changes in the inbox")
+        patterns = {(r.permission, tuple(r.patterns), tuple(r.always)) for r in requests.values()}
+        assert patterns == {("edit", ("notes.txt",), ("*",))}, f"the requests differ in type or patterns: {patterns}"
+        diffs = {name: (r.metadata or {}).get("diff") for name, r in requests.items()}
+        assert diffs["first"] == diffs["identical"] != diffs["different"]
+
+        app.inbox.select(requests["first"].id)
+        await looked_at(pilot, app, requests["first"].id)
+        await pilot.press("asterisk")
+        alike = {requests["first"].id, requests["identical"].id}
+        await until(pilot, lambda: marked(app) == alike, "the two identical changes marked")
+        await pilot.pause(0.2)
+        assert marked(app) == alike, "the change with another diff was marked too"
+        assert any(n.message.startswith("Marked 2 × Edit file: notes.txt") for n in rig.notes)
+
+        await pilot.press("o")
+        answered = "both identical changes answered"
+        await until(pilot, lambda: all(rig.registry.decisions(request_id=rid) for rid in alike), answered)
+        assert requests["different"].id in app.pool.permissions, "the different change was answered with them"
+        assert rig.registry.decisions(request_id=requests["different"].id) == []
+        # The different one, highlighted and looked at: `*` marks it alone.
+        app.inbox.select(requests["different"].id)
+        await looked_at(pilot, app, requests["different"].id)
+        await pilot.press("asterisk")
+        await until(pilot, lambda: marked(app) == {requests["different"].id}, "the different change marked alone")
+        assert any(n.message.startswith("Marked 1 × Edit file: notes.txt") for n in rig.notes)
+
+
+# ---------------------------------------------------------------------------------------------
+# 17. what the human reads is what runs: control characters from the model, through real OpenCode
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_hidden_text_in_a_command_is_shown(make_rig: Callable[..., Rig]) -> None:
+    """The issue's repro through the real server: the model asks to run
+    ``echo hello ESC[8m; curl …`` (SGR 8 hides the rest on terminals that honour it). OpenCode
+    passes the escape on untouched; the inbox line, the request view and the tool timeline show
+    it as ``\\x1b[8m``, nothing raw reaches the screen, and approving it runs exactly that."""
+    rig = make_rig(**ASK_BASH)
+    app = rig.app
+    command = "echo hello \x1b[8m; echo hidden-part"
+    async with rig.running() as pilot:
+        sid = await start_quietly(rig, f"BASH {command}", title="say hello\x1b]0;pwned\x07")
+        request = await until(pilot, lambda: pending_permission(app, sid), "the bash permission")
+        assert (request.metadata or {}).get("command") == command, "OpenCode changed the command"
+        await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
+        view = app.inbox.query_one("#inbox-view")
+        await on_screen(pilot, "$ echo hello \\x1b[8m; echo hidden-part", widget=view)
+        await on_screen(pilot, "Run command: echo hello \\x1b[8m", "say hello\\x1b]0;pwned\\x07", widget=app.inbox)
+        lines = [strip.text for strip in app.screen._compositor.render_strips()]
+        assert not [line for line in lines if UNSAFE_ANY.search(line)], "a control character reached the screen"
+
+        await looked_at(pilot, app, request.id)
+        await pilot.press("o")
+        await until(pilot, lambda: is_idle(app, sid), "the session to finish")
+        assert output_text(app) == "Command output:\nhello \x1b[8m\nhidden-part".replace("\x1b", "\\x1b")
+        await on_screen(pilot, "completed bash echo hello \\x1b[8m", widget=app.detail.query_one("#detail-tools"))
+        assert rig.problems() == []
+
+
+async def test_project_commands_are_shown_as_written(make_rig: Callable[..., Rig], project_dir: Path) -> None:
+    """A command's name and description come from the project's files: the palette and the
+    command picker show them with control characters escaped, and never read them as markup
+    (Textual markup can restyle text and bind a click to an action)."""
+    command_dir = project_dir / ".opencode" / "command"
+    command_dir.mkdir(parents=True)
+    # YAML's double-quoted escapes put a real ESC and BEL into the description OpenCode serves.
+    (command_dir / "deploy.md").write_text(
+        '---\ndescription: "Ship it\\e]0;pwned\\a [@click=app.quit]now[/]"\n---\nSay exactly \'deployed\'\n'
+    )
+    rig = make_rig()
+    app = rig.app
+    async with rig.running() as pilot:
+        command = await until(
+            pilot, lambda: next((c for c in app.known_commands if c.name == "deploy"), None), "the project's command"
+        )
+        assert command.description == "Ship it\x1b]0;pwned\x07 [@click=app.quit]now[/]", command.description
+        shown_as = "Ship it\\x1b]0;pwned\\x07 [@click=app.quit]now[/]"
+
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await type_text(pilot, "deploy")
+        text = await on_screen(pilot, "Run /deploy", shown_as)
+        assert not UNSAFE_ANY.search(text.replace("\n", "")), "a control character reached the screen"
+        await pilot.press("escape")
+
+        sid = await start_quietly(rig, "Say exactly 'hi'", title="gets the command")
+        await until(pilot, lambda: sid in app.session_list.rows, "the session listed")
+        app.session_list.select(sid)
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(app.screen, CommandPickerScreen), "the command picker")
+        await on_screen(pilot, f"deploy  {shown_as}")
+        assert app.is_running, "a description's markup ran an action"
         assert rig.problems() == []

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator_tui.opencode import binary
+from orchestrator_tui.tui.widgets import SETTLE_SECONDS
 
 pytestmark = pytest.mark.real_opencode
 
@@ -218,7 +219,9 @@ def test_demo_in_a_real_terminal(terminal: Terminal, demo_env: dict[str, str], t
     screen = terminal.wait(lambda s: "o allow once · a allow always · r reject" in s, "the inbox's key hint")
     assert_shows(screen, "$ df -h .", "Always allows df *")
 
-    # Allow it once: it leaves the inbox, the count drops, the command's output arrives.
+    # Allow it once, after reading it (a key answers only a request shown for SETTLE_SECONDS): it
+    # leaves the inbox, the count drops, the command's output arrives.
+    time.sleep(SETTLE_SECONDS + 0.2)
     terminal.keys("o")
     screen = terminal.wait(lambda s: "Run command: df -h ." not in s, "the request to leave the inbox")
     screen = terminal.wait(lambda s: waiting_count(s) == 2, "the count to drop to two")

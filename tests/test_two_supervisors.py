@@ -23,7 +23,7 @@ import mcp_types as types
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from test_dashboard import SLOW, Rig, inbox_ids, row_line, until
+from test_dashboard import SLOW, Rig, inbox_ids, looked_at, row_line, until
 from test_mcp_protocol import WORKER, ProcessGuard, text_of
 
 from orchestrator_tui.pool.actions import PoolActions
@@ -160,6 +160,7 @@ async def test_agent_and_human_supervise_one_pool(
         rid, sid2 = out["permission_request_id"], out["session_id"]
         await until(pilot, lambda: rid in inbox_ids(app), "the agent's permission in the inbox")
         app.inbox.select(rid)
+        await looked_at(pilot, app, rid)
         await pilot.press("o")
         for _ in range(5):
             out = await agent.call("run", {"session_id": sid2, "wait_for_activity": True})
@@ -167,6 +168,7 @@ async def test_agent_and_human_supervise_one_pool(
                 break
             await until(pilot, lambda o=out: o["permission_request_id"] in inbox_ids(app), "the next permission")
             app.inbox.select(out["permission_request_id"])
+            await looked_at(pilot, app, out["permission_request_id"])
             await pilot.press("o")
         assert out["status"] == "completed" and token in (out["response"] or ""), out
         (decision,) = human.registry.decisions(request_id=rid)
@@ -323,6 +325,7 @@ async def test_policy_reserves_a_permission_for_the_human(
             await until(pilot, lambda: rid in inbox_ids(app), "the reserved request in the inbox")
             app.inbox.select(rid)
             await until(pilot, lambda: app.inbox.highlighted_id == rid, "the reserved request highlighted")
+            await looked_at(pilot, app, rid)
             await pilot.press("o")
             result = await asyncio.wait_for(call, SLOW)
             assert not result.is_error, result

@@ -25,6 +25,7 @@ from orchestrator_tui.mcp.prelude import AsyncWireIn, AsyncWireOut, Wire
 from orchestrator_tui.orchestrator.errors import ToolError
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
+from orchestrator_tui.safetext import visible
 
 log = logging.getLogger("orchestrator_tui.mcp")
 
@@ -70,17 +71,20 @@ def build_server(orchestrator: Orchestrator | None) -> Any:
         async def progress(message: str) -> None:
             nonlocal ticks
             ticks += 1
-            await session.report_progress(float(ticks), None, message)
+            # Progress names sessions by title: model text, shown by the host as it is.
+            await session.report_progress(float(ticks), None, visible(message))
 
         try:
             output, _ = await orchestrator.call(params.name, params.arguments or {}, progress)
         except ToolError as exc:
-            return types.CallToolResult(content=[types.TextContent(type="text", text=str(exc))], is_error=True)
+            # Errors quote OpenCode's and the model's words: escapes for controls, like the results.
+            text = visible(str(exc), multiline=True)
+            return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug must surface as a tool error, never kill the worker
             log.exception("tool %s failed unexpectedly", params.name)
-            text = f"internal error: unexpected failure in {params.name}: {type(exc).__name__}: {exc}"
+            text = visible(f"internal error: unexpected failure in {params.name}: {type(exc).__name__}: {exc}")
             return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=t.render_text(output))],

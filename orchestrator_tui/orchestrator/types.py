@@ -22,7 +22,12 @@ What lives here and why:
   wrong and, where useful, the fix; it never raises anything else.
 * **Text.** ``.text()`` / :func:`render_text` reproduce §1.4's layouts exactly, with two deliberate
   fixes from §10: ages are computed from OpenCode's *millisecond* timestamps, and an empty ``path``
-  is treated as absent.
+  is treated as absent. One deliberate difference: every string that a model, an agent or a
+  project controls (titles, responses, questions and options, patterns, tool names, errors) goes
+  through :func:`orchestrator_tui.safetext.visible`, so control and bidi characters show as
+  ``\x1b`` / ``\u202e`` escapes instead of acting on whatever terminal or log shows the text, and
+  a newline inside a one-line field cannot forge another line (a fake ``Request ID:``). The
+  structured JSON keeps the exact strings (JSON escapes them anyway).
 
 Import cost matters (the MCP worker must start fast): models use ``defer_build`` so their
 validators are only built on first use, schema generation happens lazily, once per model, and
@@ -53,6 +58,7 @@ from pydantic import (
 )
 
 from orchestrator_tui.orchestrator.errors import InvalidInput
+from orchestrator_tui.safetext import visible
 
 #: The tool names as the MCP server lists them (OpenCode shows them as ``orchestrator_<name>``).
 TOOL_NAMES: tuple[str, ...] = (
@@ -255,19 +261,19 @@ class RunOutput(_Output):
     )
 
     def text(self) -> str:
-        """The text content of the MCP result (§1.4 ``run``), byte for byte as the reference."""
+        """The text content of the MCP result (§1.4 ``run``): the reference's layout, model text made visible."""
         status = RunStatus(self.status)
-        out = [f"{_RUN_ICONS[status]} session {status.value} {self.session_id}\n"]
-        out.extend(f"  warning: {warning}\n" for warning in self.warnings)
+        out = [f"{_RUN_ICONS[status]} session {status.value} {_shown(self.session_id)}\n"]
+        out.extend(f"  warning: {_shown(warning)}\n" for warning in self.warnings)
 
         if status is RunStatus.PERMISSION_REQUIRED:
             out.append("\n--- Permission Request ---\n")
             if self.permission_type is not None:
-                out.append(f"Type: {self.permission_type}\n")
+                out.append(f"Type: {_shown(self.permission_type)}\n")
             if self.permission_patterns:
-                out.append(f"Patterns: {', '.join(self.permission_patterns)}\n")
+                out.append(f"Patterns: {', '.join(map(_shown, self.permission_patterns))}\n")
             if self.permission_request_id is not None:
-                out.append(f"Request ID: {self.permission_request_id}\n")
+                out.append(f"Request ID: {_shown(self.permission_request_id)}\n")
             # The `orchestrator_` prefix is how OpenCode shows this server's tools to its agents.
             out.append("\nTo respond: orchestrator_respond_permission(session_id, reply)\n")
             out.append("  reply options: once | always | reject\n")
@@ -276,16 +282,16 @@ class RunOutput(_Output):
         if status is RunStatus.QUESTION_REQUIRED:
             out.append("\n--- Question Request ---\n")
             if self.question_request_id is not None:
-                out.append(f"Request ID: {self.question_request_id}\n")
+                out.append(f"Request ID: {_shown(self.question_request_id)}\n")
             for index, question in enumerate(self.questions, start=1):
                 if question.header:
-                    out.append(f"Header: {question.header}\n")
-                out.append(f"Question {index}: {question.question}\n")
+                    out.append(f"Header: {_shown(question.header)}\n")
+                out.append(f"Question {index}: {_shown(question.question)}\n")
                 for option in question.options:
                     if option.description:
-                        out.append(f"  - {option.label}: {option.description}\n")
+                        out.append(f"  - {_shown(option.label)}: {_shown(option.description)}\n")
                     else:
-                        out.append(f"  - {option.label}\n")
+                        out.append(f"  - {_shown(option.label)}\n")
                 out.append(f"  multiple: {_rust_bool(question.multiple)}\n")
                 out.append(f"  custom: {_rust_bool(question.custom)}\n")
             out.append("\nTo respond: orchestrator_respond_question(session_id, action, answers)\n")
@@ -294,10 +300,10 @@ class RunOutput(_Output):
 
         if self.response is not None:
             out.append("\n--- Response ---\n")
-            out.append(self.response)
+            out.append(visible(self.response, multiline=True))
         elif self.partial_response is not None and _rust_trim(self.partial_response):
             out.append("\n--- Partial Response ---\n")
-            out.append(self.partial_response)
+            out.append(visible(self.partial_response, multiline=True))
         return "".join(out)
 
 
@@ -471,9 +477,9 @@ class ListSessionsOutput(_Output):
         for s in self.sessions:
             age = "unknown" if s.updated is None else format_time_ago(s.updated, now_ms)
             launched = " [launched by you]" if s.launched_by_you else ""
-            out.append(f"  {s.id} - {s.title} ({age}, {_status_word(s.status)}){launched}\n")
+            out.append(f"  {_shown(s.id)} - {_shown(s.title)} ({age}, {_status_word(s.status)}){launched}\n")
             if s.path:
-                out.append(f"    Path: {s.path}\n")
+                out.append(f"    Path: {_shown(s.path)}\n")
         if not self.sessions:
             out.append("  (no sessions found)\n")
         return "".join(out)
@@ -528,14 +534,14 @@ class GetSessionStateOutput(_Output):
 
     def text(self, now_ms: int | None = None) -> str:
         """The §1.4 ``get_session_state`` text (ms-based "Last activity", no empty ``Path:`` line)."""
-        out = [f"Session: {self.session_id} ({self.title})\n"]
+        out = [f"Session: {_shown(self.session_id)} ({_shown(self.title)})\n"]
         if self.directory is not None:
-            out.append(f"  Directory: {self.directory}\n")
+            out.append(f"  Directory: {_shown(self.directory)}\n")
         if self.path:
-            out.append(f"  Path: {self.path}\n")
+            out.append(f"  Path: {_shown(self.path)}\n")
         status = self.status
         if isinstance(status, SessionStatusRetry):
-            status_str = f"Retry (attempt {status.attempt}, next at {status.next}, reason: {status.message})"
+            status_str = f"Retry (attempt {status.attempt}, next at {status.next}, reason: {_shown(status.message)})"
         else:
             status_str = "Busy" if isinstance(status, SessionStatusBusy) else "Idle"
         out.append(f"  Status: {status_str}\n")
@@ -547,8 +553,8 @@ class GetSessionStateOutput(_Output):
             out.append("  Recent tool calls:\n")
             for call in self.recent_tool_calls:
                 state = call.state
-                state_str = f"error: {state.message}" if isinstance(state, ToolStateError) else state.status
-                out.append(f"    {call.call_id} ({call.tool_name}) - {state_str}\n")
+                state_str = f"error: {_shown(state.message)}" if isinstance(state, ToolStateError) else state.status
+                out.append(f"    {_shown(call.call_id)} ({_shown(call.tool_name)}) - {state_str}\n")
         return "".join(out)
 
 
@@ -583,10 +589,10 @@ class ListCommandsOutput(_Output):
         """The §1.4 ``list_commands`` text: one line per command with its description's first line."""
         out = ["Available commands:\n"]
         for cmd in self.commands:
-            line = f"  {cmd.name}"
+            line = f"  {_shown(cmd.name)}"
             first = _first_line(cmd.description) if cmd.description is not None else None
             if first is not None:
-                line += f" - {first}"
+                line += f" - {_shown(first)}"
             out.append(line + "\n")
         if not self.commands:
             out.append("  (no commands available)\n")
@@ -683,6 +689,11 @@ _RUST_WHITESPACE = (
     "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
+
+
+def _shown(value: str) -> str:
+    """A model-controlled string on one line of the text output: escapes for controls and newlines."""
+    return visible(value)
 
 
 def _rust_trim(value: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import os
 import re
@@ -21,11 +22,14 @@ from typing import Any, ClassVar
 
 from rich.console import RenderableType
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.content import Content
+from textual.filter import LineFilter
+from textual.markup import escape as escape_markup
 from textual.widgets import Footer, Input, OptionList
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
@@ -41,6 +45,7 @@ from orchestrator_tui.tui.render import (
     permission_title,
     render_policy,
 )
+from orchestrator_tui.tui.safe import ControlFilter, shown, visible
 from orchestrator_tui.tui.screens import (
     CommandPickerScreen,
     ConfirmScreen,
@@ -54,7 +59,7 @@ from orchestrator_tui.tui.screens import (
     WorkersScreen,
 )
 from orchestrator_tui.tui.session_list import Row, SessionList, row_state
-from orchestrator_tui.tui.widgets import DetailPane, Inbox, ServerState, StatusLine
+from orchestrator_tui.tui.widgets import SETTLE_SECONDS, DetailPane, Inbox, ServerState, StatusLine
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +99,7 @@ class DashboardCommands(Provider):
             ("Allow always…", "the highlighted permission, or all marked", partial(app.action_permission, "always")),
             ("Reject…", "the highlighted request, or all marked", app.action_reject),
             ("Mark / unmark request", "space: select for a batch answer", app.action_toggle_mark),
-            ("Mark all like this request", "*: same permission type and patterns", app.action_mark_similar),
+            ("Mark all like this request", "*: identical ones (same diff, command…)", app.action_mark_similar),
             ("Make a rule from this permission…", "m: answer future matching requests", app.action_make_rule),
             ("Show attached front ends", "w: agents' MCP workers and dashboards", app.action_workers),
             ("Show decision log", "L: every answer, who gave it, how", app.action_decision_log),
@@ -104,10 +109,13 @@ class DashboardCommands(Provider):
             ("Help", "every key", app.action_help),
         ]
         for command in app.known_commands:
+            # Names and descriptions come from the project's files: escaped, and never markup
+            # (the palette reads plain strings as markup, which can style text and bind clicks).
+            description = command.description.split("\n", 1)[0] if command.description else "OpenCode command"
             entries.append(
                 (
-                    f"Run /{command.name}",
-                    (command.description or "").splitlines()[0] if command.description else "OpenCode command",
+                    f"Run /{visible(command.name)}",
+                    escape_markup(visible(description)),
                     partial(app.run_named_command, command.name),
                 )
             )
@@ -115,14 +123,16 @@ class DashboardCommands(Provider):
 
     async def discover(self) -> Hits:
         for name, help_text, callback in self._entries():
-            yield DiscoveryHit(name, callback, help=help_text)
+            yield DiscoveryHit(Content(name), callback, text=name, help=help_text)
 
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, help_text, callback in self._entries():
             score = matcher.match(name)
             if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+                # Matcher.highlight parses its argument as markup: only for names without any.
+                prompt = matcher.highlight(name) if "[" not in name else Content(name)
+                yield Hit(score, prompt, callback, text=name, help=help_text)
 
 
 class DashboardApp(App[None]):
@@ -209,8 +219,19 @@ class DashboardApp(App[None]):
         self.known_commands: list[Any] = []
         self.ready = asyncio.Event()
         self._unsubscribe: Callable[[], None] = lambda: None
+        #: When the key being handled was pressed (None outside a key press: the palette, a click).
+        self._pressed_at: float | None = None
+        #: Requests whose answer from here is on its way: more presses on them do nothing.
+        self._answering: set[str] = set()
+        #: When the dashboard last said "look first" (one notice per burst of early presses).
+        self._too_soon_said = -1e9
+        self._control_filter = ControlFilter()
 
     # ------------------------------------------------------------------ layout
+
+    def get_line_filters(self) -> Sequence[LineFilter]:
+        # Last line of defence: no control character reaches the terminal, whatever widget drew it.
+        return [*super().get_line_filters(), self._control_filter]
 
     def compose(self) -> ComposeResult:
         yield StatusLine(id="status-line")
@@ -307,8 +328,11 @@ class DashboardApp(App[None]):
         )
         self._refresh_status()
         self.session_list.set_placeholder(f"Not connected to OpenCode. {fix}")
+        # The error may quote what the server (or its config) printed.
         self.detail.query_one("#detail-info").update(
-            Text.assemble(("OpenCode is not available\n\n", "bold red"), (error + "\n\n", ""), (fix, "bold"))
+            Text.assemble(
+                ("OpenCode is not available\n\n", "bold red"), shown(error, multiline=True), "\n\n", (fix, "bold")
+            )
         )
 
     async def _health_check(self) -> None:
@@ -455,11 +479,13 @@ class DashboardApp(App[None]):
         self.inbox.update_requests(pending, titles)
         new = [r for r in pending if r.id not in self._seen_requests]
         self._seen_requests = {r.id for r in pending}
+        self._answering &= self._seen_requests
         if new and self.ready.is_set():
             for request in new:
                 what = permission_title(request) if isinstance(request, PermissionRequest) else "Question"
                 # markup=False: a session title may contain "[...]".
-                self.notify(f"{titles[request.sessionID]}: {what}", title="Waiting for you", timeout=6, markup=False)
+                title = visible(titles[request.sessionID])
+                self.notify(f"{title}: {what}", title="Waiting for you", timeout=6, markup=False)
             if self.bell_enabled:
                 self.bell()
 
@@ -510,6 +536,23 @@ class DashboardApp(App[None]):
         self.action_answer()
 
     # ------------------------------------------------------------------ requests
+    #
+    # A key answers only what the human has seen: the request drawn under the cursor (or, for a
+    # batch, the marked requests drawn in the list) for at least SETTLE_SECONDS when the key was
+    # pressed. Each action reads that synchronously, while its key is being handled; the dialogs
+    # that follow (workers) get the requests it captured, never what is highlighted later.
+
+    def on_key(self, event: events.Key) -> None:
+        # Runs before the app's bindings: the actions below read when this key was pressed
+        # (Textual stamps each key when it arrives), not when a busy app got round to it.
+        self._pressed_at = event.time
+        self.call_next(self._key_handled)
+
+    def _key_handled(self) -> None:
+        self._pressed_at = None
+
+    def _key_time(self) -> float:
+        return self._pressed_at if self._pressed_at is not None else time.monotonic()
 
     def current_request(self) -> PermissionRequest | QuestionRequest | None:
         inbox = self.inbox
@@ -518,31 +561,73 @@ class DashboardApp(App[None]):
             return None
         return self.pool.permissions.get(rid) or self.pool.questions.get(rid)
 
+    def _request_to_answer(self) -> PermissionRequest | QuestionRequest | None:
+        """The highlighted request, if this key may act on it; None (and why, on screen) if not."""
+        request = self.current_request()
+        if request is None:
+            self.notify("Nothing is waiting for an answer.")
+            return None
+        if request.id in self._answering:
+            return None  # a press on a request already being answered: the first one counts
+        at = self._key_time()
+        if not self.inbox.seen_under_cursor(request.id, at):
+            self.inbox.too_soon([request.id], at)
+            self._too_soon("A new request just moved under the cursor: look at it, then press again.")
+            return None
+        return request
+
+    def _too_soon(self, message: str) -> None:
+        """Say why a key did nothing — once per burst of early presses, not once per press."""
+        now = time.monotonic()
+        if now - self._too_soon_said > 3.0:
+            self.notify(
+                f"{message}\n(Keys pressed less than {SETTLE_SECONDS:g} s after a request appears do not answer it.)",
+                title="Not answered",
+                severity="warning",
+                timeout=4,
+                markup=False,
+            )
+        self._too_soon_said = now
+
     def _marked_permissions(self) -> list[PermissionRequest]:
-        """The marked requests still pending, oldest first (marks of answered ones are gone)."""
+        """The marked requests still pending, in inbox order (marks of answered ones are gone)."""
         return [p for rid in self.inbox.marked_ids if (p := self.pool.permissions.get(rid)) is not None]
 
-    @work(group="dialog", exclusive=True)
-    async def action_permission(self, reply: str) -> None:
+    def _marked_to_answer(self, marked: list[PermissionRequest]) -> list[PermissionRequest]:
+        """The marked requests this key may answer: each one drawn in the list long enough."""
+        at = self._key_time()
+        fresh = [p for p in marked if p.id not in self._answering]
+        early = [p.id for p in fresh if not self.inbox.seen_listed(p.id, at)]
+        if early:
+            self.inbox.too_soon(early, at)
+            few = "1 marked request was" if len(early) == 1 else f"{len(early)} marked requests were"
+            self._too_soon(f"{few} listed just now and not answered: look at them, then press again.")
+        return [p for p in fresh if p.id not in early]
+
+    def action_permission(self, reply: str) -> None:
         """Answer the highlighted permission, or every marked one when some are marked."""
         marked = self._marked_permissions()
         if marked:
-            if reply == "always" and not await self._confirm_always(marked):
+            ready = self._marked_to_answer(marked)
+            if not ready:
                 return
-            self._reply_permissions(marked, reply, None)
+            if reply == "always":
+                self._allow_always(ready, batch=True)
+            else:
+                self._reply_permissions(ready, reply, None)
             return
-        request = self.current_request()
+        request = self._request_to_answer()
         if request is None:
-            self.notify("Nothing is waiting for an answer.", severity="information")
             return
         if isinstance(request, QuestionRequest):
-            self.action_answer()
-            return
-        if reply == "always" and not await self._confirm_always([request]):
-            return
-        self._reply_permission(request, reply, None)
+            self._question_dialog(request)
+        elif reply == "always":
+            self._allow_always([request], batch=False)
+        else:
+            self._reply_permission(request, reply, None)
 
-    async def _confirm_always(self, requests: Sequence[PermissionRequest]) -> bool:
+    @work(group="dialog", exclusive=True)
+    async def _allow_always(self, requests: list[PermissionRequest], *, batch: bool) -> None:
         """Ask before "always": it lists every pattern OpenCode will stop asking about."""
         patterns = list(dict.fromkeys(p for r in requests for p in (r.always or r.patterns)))
         kinds = list(dict.fromkeys(permission_title(r) for r in requests))
@@ -550,18 +635,25 @@ class DashboardApp(App[None]):
         count = f" ({len(requests)} requests)" if len(requests) > 1 else ""
         body = Text.assemble(
             (f"{what}{count} — allow from now on, for the rest of this server's life:\n\n", ""),
-            *[(f"  • {p}\n", "bold") for p in patterns],
+            *[Text.assemble(shown(f"  • {p}", "bold"), "\n") for p in patterns],
             ("\nOpenCode will not ask again for anything matching these patterns.", "dim"),
         )
-        return bool(await self.push_screen_wait(ConfirmScreen("Allow always?", body, "Allow always")))
+        if not await self.push_screen_wait(ConfirmScreen("Allow always?", body, "Allow always")):
+            return
+        if batch:
+            self._reply_permissions(requests, "always", None)
+        else:
+            self._reply_permission(requests[0], "always", None)
 
     def _session_title(self, session_id: str) -> str:
+        """A session's title for display (escaped), or its id."""
         view = self.pool.sessions.get(session_id)
-        return (view.title if view else "") or session_id
+        return visible((view.title if view else "") or session_id)
 
     def _not_sent(self, what: str, session_id: str, error: str) -> None:
         """Say why an answer did not go through; losing a race to another answer is not an error."""
         where = f"{what} · {self._session_title(session_id)}"
+        error = visible(error, multiline=True)
         if "already answered" in error.lower():
             # "already answered by agent (claude-code) at 12:03:04: once": who won, how, when.
             self.notify(
@@ -574,17 +666,26 @@ class DashboardApp(App[None]):
         else:
             self.notify(f"{where}\n{error}", title="Not sent", severity="error", timeout=8, markup=False)
 
+    def _reply_permission(self, request: PermissionRequest, reply: str, message: str | None) -> None:
+        self._answering.add(request.id)  # now, while the key is handled: the next press sees it
+        self._send_permission(request, reply, message)
+
     @work(group="reply")
-    async def _reply_permission(self, request: PermissionRequest, reply: str, message: str | None) -> None:
+    async def _send_permission(self, request: PermissionRequest, reply: str, message: str | None) -> None:
         try:
             await self.actions_.reply_permission(request.id, reply, message)
         except ActionError as exc:
+            self._answering.discard(request.id)
             self._not_sent(permission_title(request), request.sessionID, str(exc))
             return
-        self.notify(f"{REPLY_WORDS[reply]}: {permission_title(request)}", timeout=3)
+        self.notify(f"{REPLY_WORDS[reply]}: {permission_title(request)}", timeout=3, markup=False)
+
+    def _reply_permissions(self, requests: list[PermissionRequest], reply: str, message: str | None) -> None:
+        self._answering.update(r.id for r in requests)
+        self._send_permissions(requests, reply, message)
 
     @work(group="reply")
-    async def _reply_permissions(self, requests: list[PermissionRequest], reply: str, message: str | None) -> None:
+    async def _send_permissions(self, requests: list[PermissionRequest], reply: str, message: str | None) -> None:
         """One answer to several requests; one notice for what went through, one for what did not."""
         ids = [r.id for r in requests]
         by_id = {r.id: r for r in requests}
@@ -594,6 +695,7 @@ class DashboardApp(App[None]):
             results = [(rid, str(exc)) for rid in ids]
         done = [rid for rid, error in results if error is None]
         failed = [(rid, error) for rid, error in results if error is not None]
+        self._answering.difference_update(rid for rid, _ in failed)
         self.inbox.set_marks(self.inbox.marked - set(done))
         if done:
             plural = "request" if len(done) == 1 else "requests"
@@ -603,7 +705,7 @@ class DashboardApp(App[None]):
             for rid, error in failed:
                 request = by_id.get(rid)
                 who = self._session_title(request.sessionID) if request else rid
-                lines.append(f"• {who}: {error}")
+                lines.append(f"• {who}: {visible(error or '', multiline=True)}")
             races = all("already answered" in (error or "").lower() for _, error in failed)
             self.notify(
                 "\n".join(lines),
@@ -613,18 +715,26 @@ class DashboardApp(App[None]):
                 markup=False,
             )
 
-    @work(group="dialog", exclusive=True)
-    async def action_reject(self) -> None:
+    def action_reject(self) -> None:
         marked = self._marked_permissions()
-        request = self.current_request()
-        if not marked:
-            if request is None:
-                self.notify("Nothing is waiting for an answer.")
-                return
-            if isinstance(request, QuestionRequest):
-                self._answer_question(request, ("reject", []))
-                return
-        count = f" {len(marked)} requests" if len(marked) > 1 else ""
+        if marked:
+            ready = self._marked_to_answer(marked)
+            if ready:
+                self._reject_dialog(ready, batch=True)
+            return
+        request = self._request_to_answer()
+        if request is None:
+            return
+        if isinstance(request, QuestionRequest):
+            self._answering.add(request.id)
+            self._answer_question(request, ("reject", []))
+            return
+        self._reject_dialog([request], batch=False)
+
+    @work(group="dialog", exclusive=True)
+    async def _reject_dialog(self, requests: list[PermissionRequest], *, batch: bool) -> None:
+        """Reject the requests captured when `r` was pressed, with an optional message."""
+        count = f" {len(requests)} requests" if len(requests) > 1 else ""
         message = await self.push_screen_wait(
             TextPromptScreen(
                 f"Reject{count} — optional message for the agent",
@@ -635,16 +745,15 @@ class DashboardApp(App[None]):
         )
         if message is None:
             return
-        if marked:
-            self._reply_permissions(marked, "reject", message or None)
-        elif isinstance(request, PermissionRequest):
-            self._reply_permission(request, "reject", message or None)
+        if batch:
+            self._reply_permissions(requests, "reject", message or None)
+        else:
+            self._reply_permission(requests[0], "reject", message or None)
 
     def action_toggle_mark(self) -> None:
         """Mark or unmark the highlighted permission for a batch answer."""
-        request = self.current_request()
+        request = self._request_to_answer()
         if request is None:
-            self.notify("Nothing is waiting for an answer.")
             return
         if isinstance(request, QuestionRequest):
             self.notify("Only permissions can be answered together; answer questions one by one (Enter).")
@@ -652,7 +761,7 @@ class DashboardApp(App[None]):
         self.inbox.set_marks(self.inbox.marked ^ {request.id})
 
     def action_mark_similar(self) -> None:
-        """Mark every pending permission of the same type and patterns as the highlighted one.
+        """Mark every listed permission that asks for exactly what the highlighted one asks for.
 
         Pressed again when they are all marked already, it unmarks them.
         """
@@ -660,16 +769,42 @@ class DashboardApp(App[None]):
         if not isinstance(request, PermissionRequest):
             self.notify("Highlight a permission in the inbox first.")
             return
-        key = (request.permission, tuple(sorted(request.patterns)))
-        alike = {p.id for p in self.pool.permissions.values() if (p.permission, tuple(sorted(p.patterns))) == key}
+        if self._request_to_answer() is None:
+            return
+        key = self._approval_key(request)
+        alike = {
+            rid
+            for rid, other in self.inbox.requests.items()
+            if isinstance(other, PermissionRequest) and rid in self.pool.permissions
+            if self._approval_key(other) == key
+        }
         if alike <= self.inbox.marked:
             self.inbox.set_marks(self.inbox.marked - alike)
             return
         self.inbox.set_marks(self.inbox.marked | alike)
         self.notify(f"Marked {len(alike)} × {permission_summary(request)}", timeout=3, markup=False)
 
-    @work(group="dialog", exclusive=True)
-    async def action_make_rule(self) -> None:
+    def _approval_key(self, request: PermissionRequest) -> str:
+        """Everything an answer to ``request`` approves, as one comparable value.
+
+        Two requests are "alike" only when allowing one allows exactly what allowing the other
+        does: same type, patterns and "always" patterns, same metadata (an edit's file *and*
+        diff, a command, a URL), in the same directory (a command runs where its session is).
+        """
+        view = self.pool.sessions.get(request.sessionID)
+        return json.dumps(
+            {
+                "permission": request.permission,
+                "patterns": request.patterns,
+                "always": request.always,
+                "metadata": request.metadata or {},
+                "directory": view.directory if view else None,
+            },
+            sort_keys=True,
+            default=str,
+        )
+
+    def action_make_rule(self) -> None:
         """Turn the highlighted permission into a rule the pool applies to every session."""
         request = self.current_request()
         if not isinstance(request, PermissionRequest):
@@ -677,6 +812,12 @@ class DashboardApp(App[None]):
                 "Highlight a permission in the inbox first: rules answer permissions (questions need you each time)."
             )
             return
+        if self._request_to_answer() is None:
+            return
+        self._make_rule_dialog(request)
+
+    @work(group="dialog", exclusive=True)
+    async def _make_rule_dialog(self, request: PermissionRequest) -> None:
         try:
             suggestions = self.actions_.rule_patterns(request.id)
         except ActionError as exc:
@@ -707,7 +848,8 @@ class DashboardApp(App[None]):
             return
         words = {"once": "allow", "always": "allow", "reject": "reject"}.get(reply, reply)
         self.notify(
-            f"Rule #{rule.id}: {words} every {request.permission} request matching {pattern} (R lists rules)",
+            f"Rule #{rule.id}: {words} every {visible(request.permission)} request matching {visible(pattern)}"
+            " (R lists rules)",
             title="Rule made",
             timeout=6,
             markup=False,
@@ -719,8 +861,9 @@ class DashboardApp(App[None]):
             return
         rule = applied.rule
         words = {"once": "allowed", "always": "allowed", "reject": "rejected"}.get(rule.reply, rule.reply)
+        who = self._session_title(applied.session_id)
         self.notify(
-            f"{rule.permission} · {self._session_title(applied.session_id)}: {words} ({rule.pattern})",
+            f"{visible(rule.permission)} · {who}: {words} ({visible(rule.pattern)})",
             title=f"Rule #{rule.id} answered",
             timeout=4,
             markup=False,
@@ -734,18 +877,20 @@ class DashboardApp(App[None]):
             return str(exc)
         return None
 
-    @work(group="dialog", exclusive=True)
-    async def action_answer(self) -> None:
-        request = self.current_request()
+    def action_answer(self) -> None:
+        request = self._request_to_answer()
         if request is None:
-            self.notify("Nothing is waiting for an answer.")
             return
         if isinstance(request, PermissionRequest):
             self.notify("o allow once · a allow always · r reject · space mark · m make a rule")
             return
-        view = self.pool.sessions.get(request.sessionID)
-        result = await self.push_screen_wait(QuestionScreen(request, view.title if view else ""))
+        self._question_dialog(request)
+
+    @work(group="dialog", exclusive=True)
+    async def _question_dialog(self, request: QuestionRequest) -> None:
+        result = await self.push_screen_wait(QuestionScreen(request, self._session_title(request.sessionID)))
         if result is not None:
+            self._answering.add(request.id)
             self._answer_question(request, result)
 
     @work(group="reply")
@@ -757,6 +902,7 @@ class DashboardApp(App[None]):
             else:
                 await self.actions_.reject_question(request.id)
         except ActionError as exc:
+            self._answering.discard(request.id)
             self._not_sent("Question", request.sessionID, str(exc))
             return
         self.notify("Answer sent" if action == "reply" else "Question rejected", timeout=3)
@@ -866,7 +1012,7 @@ class DashboardApp(App[None]):
         try:
             session = await self.actions_.new_session(prompt)
         except ActionError as exc:
-            self.notify(str(exc), severity="error", title="Could not start", markup=False)
+            self.notify(visible(str(exc), multiline=True), severity="error", title="Could not start", markup=False)
             return
         self._origins.pop(session.id, None)
         self._dirty.add(session.id)
@@ -891,17 +1037,17 @@ class DashboardApp(App[None]):
             try:
                 self.known_commands = await self.actions_.commands()
             except ActionError as exc:
-                self.notify(str(exc), severity="error", markup=False)
+                self.notify(visible(str(exc), multiline=True), severity="error", markup=False)
                 return
         choice = await self.push_screen_wait(CommandPickerScreen(self.known_commands))
         if choice:
             name, arguments = choice
-            self._act(self.actions_.run_command(sid, name, arguments), f"/{name} started")
+            self._act(self.actions_.run_command(sid, name, arguments), f"/{visible(name)} started")
 
     def run_named_command(self, name: str) -> None:
         sid = self._selected()
         if sid is not None:
-            self._act(self.actions_.run_command(sid, name, ""), f"/{name} started")
+            self._act(self.actions_.run_command(sid, name, ""), f"/{visible(name)} started")
 
     def action_abort(self) -> None:
         sid = self._selected()
@@ -916,7 +1062,7 @@ class DashboardApp(App[None]):
         title = self.pool.sessions[sid].title if sid in self.pool.sessions else sid
         body = Text.assemble(
             ("Delete ", ""),
-            (title, "bold"),
+            shown(title, "bold"),
             (f" ({sid})?\n\nIts messages are removed from OpenCode; this cannot be undone.", ""),
         )
         if await self.push_screen_wait(ConfirmScreen("Delete session?", body, "Delete")):
@@ -927,9 +1073,9 @@ class DashboardApp(App[None]):
         try:
             await coro
         except ActionError as exc:
-            self.notify(str(exc), severity="error", title="Failed", markup=False)
+            self.notify(visible(str(exc), multiline=True), severity="error", title="Failed", markup=False)
             return
-        self.notify(done, timeout=3)
+        self.notify(done, timeout=3, markup=False)
 
     def action_next_waiting(self) -> None:
         session_list = self.session_list
@@ -972,13 +1118,14 @@ class DashboardApp(App[None]):
                     ("enter", "answer the highlighted question"),
                     ("1-9", "in a question: pick an option"),
                     ("ctrl+s", "in a question: submit (press twice)"),
+                    ("0.5 s", "keys act only on a request shown this long"),
                 ],
             ),
             (
                 "Several at once, and rules",
                 [
                     ("space", "mark / unmark the highlighted permission"),
-                    ("*", "mark all alike (same type and patterns)"),
+                    ("*", "mark all identical (same diff or command)"),
                     ("o a r", "with marks: answer all marked requests"),
                     ("m", "make a rule for matching requests, all sessions"),
                     ("R", "rules: list them, d revokes one"),

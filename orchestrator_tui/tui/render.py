@@ -3,6 +3,9 @@
 Modelled on OpenCode's own prompts: an edit shows its diff, bash its command, an external
 directory the path and the patterns "always" would allow. Unknown types fall back to their
 patterns and metadata, so a new OpenCode permission is still answerable with open eyes.
+
+Every string of a request is the model's (or a plugin's): it goes through :func:`shown` /
+:func:`visible`, so control and bidi characters appear as escapes and never act on the terminal.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.padding import Padding
+from rich.style import Style
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.policy import ApprovalPolicy
+from orchestrator_tui.safetext import visible_parts
+from orchestrator_tui.tui.safe import ESCAPE_STYLE, shown, visible
 
 TITLES = {
     "edit": "Edit file",
@@ -36,7 +42,8 @@ TITLES = {
 
 
 def permission_title(request: PermissionRequest) -> str:
-    return TITLES.get(request.permission, request.permission.replace("_", " ").capitalize())
+    """The type in words; an unknown type (a plugin's tool may name it) is shown escaped."""
+    return TITLES.get(request.permission) or visible(request.permission.replace("_", " ").capitalize())
 
 
 def permission_summary(request: PermissionRequest) -> str:
@@ -46,14 +53,15 @@ def permission_summary(request: PermissionRequest) -> str:
     if isinstance(filepath, str) and request.permission in ("edit", "write", "read"):
         filepath = filepath.rsplit("/", 1)[-1]  # the inbox line names the file; the view shows the path
     target = meta.get("command") or filepath or meta.get("url") or ", ".join(request.patterns)
-    line = f"{permission_title(request)}: {target}" if target else permission_title(request)
+    line = f"{permission_title(request)}: {visible(str(target))}" if target else permission_title(request)
     return line if len(line) <= 60 else line[:59] + "…"
 
 
 def question_summary(request: QuestionRequest) -> str:
+    """One line: the first question (escaped, so a newline cannot add a line)."""
     first = request.questions[0].question if request.questions else "(no question)"
     more = f" (+{len(request.questions) - 1} more)" if len(request.questions) > 1 else ""
-    return f"Question: {first}{more}"
+    return f"Question: {visible(first)}{more}"
 
 
 def _patterns_table(request: PermissionRequest) -> Table:
@@ -61,10 +69,15 @@ def _patterns_table(request: PermissionRequest) -> Table:
     table.add_column(style="dim", no_wrap=True)
     table.add_column()
     if request.patterns:
-        table.add_row("Patterns", ", ".join(request.patterns))
+        table.add_row("Patterns", _joined(request.patterns))
     if request.always:
-        table.add_row("Always allows", ", ".join(request.always))
+        table.add_row("Always allows", _joined(request.always))
     return table
+
+
+def _joined(values: list[str], style: str = "") -> Text:
+    """Patterns side by side, each one escaped (a newline in one cannot fake another)."""
+    return Text(", ", style=style).join(shown(value, style) for value in values)
 
 
 def render_permission(request: PermissionRequest, *, theme: str = "ansi_dark") -> RenderableType:
@@ -72,29 +85,54 @@ def render_permission(request: PermissionRequest, *, theme: str = "ansi_dark") -
     kind = request.permission
     parts: list[RenderableType] = [Text(f"△ {permission_title(request)}", style="bold")]
     if kind in ("edit", "write") and isinstance(meta.get("diff"), str):
-        parts.append(Text(f"  {meta.get('filepath', '')}", style="dim"))
+        parts.append(shown(f"  {meta.get('filepath', '')}", "dim"))
         parts.append(_diff_text(_trim_diff(meta["diff"])))
     elif kind == "bash" and isinstance(meta.get("command"), str):
-        parts.append(Syntax(f"$ {meta['command']}", "bash", theme=theme, background_color="default", word_wrap=True))
+        parts.append(_command(meta["command"], theme))
     elif kind == "external_directory":
         path = meta.get("filepath") or meta.get("parentDir")
         if path:
-            parts.append(Text.assemble(("  Path ", "dim"), (str(path), "bold")))
+            parts.append(Text.assemble(("  Path ", "dim"), shown(str(path), "bold")))
         if meta.get("parentDir") and meta.get("parentDir") != path:
-            parts.append(Text.assemble(("  In   ", "dim"), str(meta["parentDir"])))
+            parts.append(Text.assemble(("  In   ", "dim"), shown(str(meta["parentDir"]))))
     elif kind == "webfetch" and meta.get("url"):
-        parts.append(Text.assemble(("  URL ", "dim"), (str(meta["url"]), "bold")))
+        parts.append(Text.assemble(("  URL ", "dim"), shown(str(meta["url"]), "bold")))
     else:
         extra = {k: v for k, v in meta.items() if isinstance(v, str | int | float | bool)}
         for key, value in list(extra.items())[:8]:
-            parts.append(Text.assemble((f"  {key} ", "dim"), str(value)))
+            parts.append(Text.assemble(shown(f"  {key} ", "dim"), shown(str(value))))
     parts.append(_patterns_table(request))
     return Group(*parts)
 
 
+#: An escape inside highlighted code: one colour, whatever the lexer made of ``\x1b``.
+_SYNTAX_ESCAPE = ESCAPE_STYLE + Style(color="default", bgcolor="default")
+
+
+def _command(command: str, theme: str) -> Syntax:
+    """``$ command``, highlighted as bash, escapes in reverse video (Syntax would lex them as text).
+
+    Multi-line: a script's lines are its lines; only a lone CR (which rewinds a terminal line) and
+    the other controls are escaped.
+    """
+    syntax = Syntax(
+        f"$ {visible(command, multiline=True)}", "bash", theme=theme, background_color="default", word_wrap=True
+    )
+    line, column = 1, 0  # Syntax positions: lines from 1, columns from 0
+    for piece, escaped in visible_parts(f"$ {command}", multiline=True):
+        if escaped:
+            syntax.stylize_range(_SYNTAX_ESCAPE, (line, column), (line, column + len(piece)))
+        elif "\n" in piece:
+            line += piece.count("\n")
+            column = len(piece) - piece.rfind("\n") - 1
+            continue
+        column += len(piece)
+    return syntax
+
+
 def _trim_diff(diff: str, limit: int = 400) -> str:
     """Drop the ``Index:``/``====`` preamble OpenCode adds; cap huge diffs."""
-    lines = [ln for ln in diff.splitlines() if not ln.startswith(("Index: ", "====="))]
+    lines = [ln for ln in diff.split("\n") if not ln.startswith(("Index: ", "====="))]
     if len(lines) > limit:
         lines = [*lines[:limit], f"… {len(lines) - limit} more lines"]
     return "\n".join(lines)
@@ -103,7 +141,7 @@ def _trim_diff(diff: str, limit: int = 400) -> str:
 def _diff_text(diff: str) -> Text:
     """A unified diff, coloured line by line (Syntax would paint its own background boxes)."""
     text = Text()
-    for line in diff.splitlines():
+    for line in diff.split("\n"):  # not splitlines(): it would also break at \x0b, \x1c, U+2028 …
         if line.startswith(("+++", "---")):
             style = "bold"
         elif line.startswith("@@"):
@@ -114,7 +152,8 @@ def _diff_text(diff: str) -> Text:
             style = "red"
         else:
             style = ""
-        text.append(line + "\n", style=style)
+        text.append_text(shown(line.removesuffix("\r"), style, multiline=True))
+        text.append("\n")
     text.rstrip()
     return text
 
@@ -122,12 +161,12 @@ def _diff_text(diff: str) -> Text:
 def render_question(request: QuestionRequest) -> RenderableType:
     parts: list[RenderableType] = []
     for number, q in enumerate(request.questions, 1):
-        head = f"{q.header}: " if q.header else ""
-        parts.append(Text(f"? {head}{q.question}", style="bold"))
+        head = Text.assemble(shown(q.header), ": ") if q.header else Text()
+        parts.append(Text.assemble("? ", head, shown(q.question, multiline=True), style="bold"))
         for i, option in enumerate(q.options, 1):
-            line = Text.assemble((f"  {i}. ", "dim"), option.label)
+            line = Text.assemble((f"  {i}. ", "dim"), shown(option.label))
             if option.description:
-                line.append(f" — {option.description}", style="dim")
+                line.append_text(Text.assemble(" — ", shown(option.description, multiline=True), style="dim"))
             parts.append(line)
         flags = ["several answers" if q.multiple else "one answer"]
         if q.custom:
@@ -179,22 +218,22 @@ def render_policy(policy: ApprovalPolicy, *, exists: bool, error: str | None = N
         state = Text("not there yet — the defaults below apply", style="yellow")
     else:
         state = Text("in use", style="green")
-    where.add_row("File", Text(path, style="bold"))
+    where.add_row("File", shown(path, "bold"))
     where.add_row("State", state)
     parts.append(where)
     if error:
-        parts += [Text(""), Text("What is wrong", style="bold underline"), Text(error, style="red")]
+        parts += [Text(""), Text("What is wrong", style="bold underline"), shown(error, "red", multiline=True)]
         parts.append(Text("Fix: correct what is named above in the file, save, then press r here.", "bold"))
     if warnings:
         parts += [Text(""), Text("Warnings", style="bold underline")]
-        parts += [Text(f"  ! {w}", style="yellow") for w in warnings]
+        parts += [Text.assemble("  ! ", shown(w, multiline=True), style="yellow") for w in warnings]
     parts += [Text(""), Text("What it says", style="bold underline")]
     parts.append(_policy_words(policy))
     parts += [Text(""), Text("How to change it", style="bold underline")]
     parts.append(
         Text.assemble(
             "Edit the file in any editor (",
-            (f"$EDITOR {path}", "bold"),
+            (f"$EDITOR {visible(path)}", "bold"),
             "), save, and press ",
             ("r", "bold"),
             " here: this screen re-reads it and shows any mistake. Rules made from the inbox (",
@@ -244,7 +283,7 @@ def _policy_words(policy: ApprovalPolicy) -> RenderableType:
     table.add_column(no_wrap=True, style="dim")
     table.add_column()
     for rule in policy.rules:
-        table.add_row(Text(rule.permission, style="bold"), Text(rule.pattern), _who(rule.answer))
+        table.add_row(shown(rule.permission, "bold"), shown(rule.pattern), _who(rule.answer))
     table.add_row(Text("anything else", style="italic"), Text(""), _who(policy.default))
     lines.append(Text("Who answers a permission request of a session an agent drives (first match wins):", style="dim"))
     lines.append(table)

@@ -1,5 +1,11 @@
 """Modal screens: confirmations, text prompts, answering questions, picking commands, help,
-and the pool's screens (attached front ends, decision log, approval policy, rules)."""
+and the pool's screens (attached front ends, decision log, approval policy, rules).
+
+Text from models, agents and projects (questions and options, command names, client names,
+patterns, titles) is shown through :func:`shown` / :func:`visible`: control characters appear as
+escapes, and it is never read as markup. What is sent back (an option's label, a command's
+name, a rule's pattern) is the exact original.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ from textual.widgets.option_list import Option
 
 from orchestrator_tui.opencode.models import Command, QuestionInfo, QuestionRequest
 from orchestrator_tui.pool.registry import Decision, Member, Rule
+from orchestrator_tui.tui.safe import shown, visible
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -109,7 +116,9 @@ class CommandPickerScreen(ModalScreen[tuple[str, str] | None]):
             options = [
                 Option(
                     Text.assemble(
-                        (c.name, "bold"), (f"  {(c.description or '').splitlines()[0]}" if c.description else "", "dim")
+                        shown(c.name, "bold"),
+                        ("  ", "dim"),
+                        shown(c.description.split("\n", 1)[0] if c.description else "", "dim"),
                     ),
                     id=c.name,
                 )
@@ -180,14 +189,14 @@ class QuestionScreen(ModalScreen[QuestionResult]):
         with Vertical(classes="dialog question-dialog"):
             title = "Question" if len(self.request.questions) == 1 else f"{len(self.request.questions)} questions"
             # Content, not markup: a session title may contain "[...]".
-            who = self.session_title or self.request.sessionID
+            who = visible(self.session_title or self.request.sessionID)
             yield Label(Content(f"{title} from {who}"), classes="dialog-title")
             if len(self.request.questions) == 1:
                 yield from self._question_body(0, self.request.questions[0])
             else:
                 with TabbedContent(id="tabs"):
                     for i, q in enumerate(self.request.questions):
-                        with TabPane(q.header or f"Q{i + 1}", id=f"q{i}"):
+                        with TabPane(Content(visible(q.header) if q.header else f"Q{i + 1}"), id=f"q{i}"):
                             yield from self._question_body(i, q)
             yield Static(id="summary", classes="dialog-hint")
             tab = " · Tab next question" if len(self.request.questions) > 1 else ""
@@ -195,7 +204,7 @@ class QuestionScreen(ModalScreen[QuestionResult]):
 
     def _question_body(self, index: int, q: QuestionInfo) -> ComposeResult:
         with VerticalScroll(classes="question-body"):
-            yield Static(Text(q.question, style="bold"), classes="question-text")
+            yield Static(shown(q.question, "bold", multiline=True), classes="question-text")
             yield Static(self._options_text(index), id=f"options-{index}")
             if q.custom:
                 yield Input(placeholder="your own answer (optional)", id=f"custom-{index}", classes="custom-answer")
@@ -210,9 +219,9 @@ class QuestionScreen(ModalScreen[QuestionResult]):
                 else ("[ ]" if q.multiple else "( )")
             )
             text.append(f" {i + 1} {mark} ", style="bold" if i in self.draft.selected[index] else "dim")
-            text.append(option.label, style="bold" if i in self.draft.selected[index] else "")
+            text.append_text(shown(option.label, "bold" if i in self.draft.selected[index] else ""))
             if option.description:
-                text.append(f"  {option.description}", style="dim")
+                text.append_text(Text.assemble("  ", shown(option.description, multiline=True), style="dim"))
             text.append("\n")
         text.append("several answers allowed" if q.multiple else "one answer", style="italic dim")
         return text
@@ -224,7 +233,8 @@ class QuestionScreen(ModalScreen[QuestionResult]):
         answers = self.draft.answers(self.request)
         table = Table.grid(padding=(0, 1))
         for q, a in zip(self.request.questions, answers, strict=True):
-            table.add_row(Text(q.header or q.question[:30], style="dim"), Text(", ".join(a) or "—"))
+            answers = Text(", ").join(shown(label) for label in a) if a else Text("—")
+            table.add_row(shown(q.header or q.question[:30], "dim"), answers)
         if self.confirming:
             table.add_row("", Text("Press Enter again to send these answers.", style="bold"))
         self.query_one("#summary", Static).update(table)
@@ -491,16 +501,17 @@ class WorkersScreen(TableScreen):
         rows: list[tuple[str, tuple[RenderableType, ...]]] = []
         for m in members:
             kind = Text("agent", style="bold") if m.kind == "agent" else Text("human", style="dim")
-            client = Text(m.client_name or ("MCP client (not identified yet)" if m.kind == "agent" else "dashboard"))
+            # The name and version are what the agent's MCP `initialize` said.
+            client = shown(m.client_name or ("MCP client (not identified yet)" if m.kind == "agent" else "dashboard"))
             if self._own_pid is not None and m.pid == self._own_pid and m.kind == "human":
                 client.append("  (this one)", style="dim")
             if m.in_flight:
-                call = Text(self._describe_call(m.in_flight), style="yellow")
+                call = shown(self._describe_call(m.in_flight), "yellow")
                 took = Text(duration(now - m.in_flight_since) if m.in_flight_since else "", style="yellow")
             else:
                 call, took = Text("idle", style="dim"), Text("")
             attached = Text.assemble(clock(m.since, now), (f"  {duration(now - m.since)} ago", "dim"))
-            version = Text(m.client_version or "—", style="dim")
+            version = shown(m.client_version or "—", "dim")
             rows.append((m.member_id, (kind, client, version, str(m.pid), attached, call, took)))
         return rows
 
@@ -541,11 +552,11 @@ class DecisionLogScreen(TableScreen):
                     f"{d.request_id}:{d.decided_at}:{n}",
                     (
                         Text(clock(d.decided_at, now), style="dim"),
-                        Text(_cut(self._title(d.session_id) or d.session_id or "—", 30)),
+                        Text(_cut(visible(self._title(d.session_id) or d.session_id or "—"), 30)),
                         _request_text(d),
                         reply_text(d.decision),
                         _decider_text(d),
-                        Text(d.channel, style="dim"),
+                        shown(d.channel, "dim"),
                     ),
                 )
             )
@@ -569,29 +580,30 @@ def _request_text(decision: Decision) -> Text:
     """"bash · git status" for a permission (type and patterns), "question" for a question."""
     detail = decision.detail or {}
     if decision.kind == "permission":
-        permission = str(detail.get("permission") or "permission")
+        permission = visible(str(detail.get("permission") or "permission"))
         patterns = detail.get("patterns") or []
         text = Text(permission, style="bold")
         if isinstance(patterns, list) and patterns:
             # Cut from the left: the end of a path or command says most ("…/api/auth.py").
-            what = ", ".join(str(p) for p in patterns)
+            what = ", ".join(visible(str(p)) for p in patterns)
             width = max(8, 30 - len(permission))
             text.append(" · " + (what if len(what) <= width else "…" + what[-(width - 1) :]), style="dim")
         return text
     if decision.kind == "rule":
         # A rule made or revoked: "rule #3 · bash · git *" (the rule's permission and glob).
-        return Text.assemble(
-            (decision.request_id, "bold"),
-            (f" · {detail.get('permission', '?')} · {_cut(str(detail.get('pattern', '')), 20)}", "dim"),
-        )
-    return Text(decision.kind)
+        what = f" · {detail.get('permission', '?')} · {_cut(str(detail.get('pattern', '')), 20)}"
+        text = Text(decision.request_id, style="bold")
+        text.append_text(shown(what, "dim"))
+        return text
+    return shown(decision.kind)
 
 
 def _decider_text(decision: Decision) -> Text:
-    """Who decided: "human", "agent (claude-code)", "rule #3"."""
-    who = decision.decided_by
+    """Who decided: "human", "agent (claude-code)", "rule #3" (an agent's name as it gave it, escaped)."""
+    who = visible(decision.decided_by)
     if who == "agent":
-        return Text.assemble(("agent", "bold"), (f" ({decision.client_name})" if decision.client_name else "", ""))
+        client = f" ({visible(decision.client_name)})" if decision.client_name else ""
+        return Text.assemble(("agent", "bold"), (client, ""))
     if who.startswith("rule"):
         return Text(who, style="italic")
     return Text(who)
@@ -622,10 +634,10 @@ class RulesScreen(TableScreen):
                 str(rule.id),
                 (
                     Text(f"#{rule.id}", style="bold"),
-                    Text(rule.permission, style="bold"),
-                    Text(rule.pattern),
+                    shown(rule.permission, "bold"),
+                    shown(rule.pattern),
                     rule_reply_text(rule.reply),
-                    Text(rule.created_by, style="dim"),
+                    shown(rule.created_by, "dim"),
                     Text.assemble(clock(rule.created_at, now), (f"  {duration(now - rule.created_at)} ago", "dim")),
                 ),
             )
@@ -654,9 +666,9 @@ class RulesScreen(TableScreen):
             (": ", ""),
             (rule_reply_text(rule.reply).plain, "bold"),
             (" every ", ""),
-            (rule.permission, "bold"),
+            shown(rule.permission, "bold"),
             (" request matching ", ""),
-            (rule.pattern, "bold"),
+            shown(rule.pattern, "bold"),
             ("?\n\nFrom then on, such requests wait in the inbox (or go to the agent, as the policy says).", "dim"),
         )
         if not await self.app.push_screen_wait(ConfirmScreen("Revoke rule?", body, "Revoke")):
@@ -744,17 +756,17 @@ class MakeRuleScreen(ModalScreen[RuleDraft | None]):
             facts = Table.grid(padding=(0, 1))
             facts.add_column(style="dim", no_wrap=True)
             facts.add_column()
-            facts.add_row("Permission", Text(self._permission, style="bold"))
-            facts.add_row("Asked by", Text(self._title))
+            facts.add_row("Permission", shown(self._permission, "bold"))
+            facts.add_row("Asked by", shown(self._title))
             facts.add_row("Asked for", self._asked)
             yield Static(facts, classes="dialog-body")
             yield Label("Pattern  (a glob: * matches anything; every pattern of a request must match)")
             yield Input(value=self._pattern, id="rule-pattern")
             if self._suggestions:
-                width = max(len(glob) for glob, _ in self._suggestions)
+                width = max(len(visible(glob)) for glob, _ in self._suggestions)
                 yield OptionList(
                     *[
-                        Option(Text.assemble((glob.ljust(width), "bold"), ("  " + label, "dim")), id=glob)
+                        Option(Text.assemble((visible(glob).ljust(width), "bold"), ("  " + label, "dim")), id=glob)
                         for glob, label in self._suggestions
                     ],
                     id="rule-suggestions",
@@ -790,9 +802,9 @@ class MakeRuleScreen(ModalScreen[RuleDraft | None]):
         summary.update(
             Text.assemble(
                 "From now on, every ",
-                (self._permission, "bold"),
+                shown(self._permission, "bold"),
                 " request matching ",
-                (self.pattern, "bold"),
+                shown(self.pattern, "bold"),
                 " — from any session, this one included — is ",
                 (verb, "bold green" if self.reply != "reject" else "bold red"),
                 " by this rule, without asking, until you revoke it (R).",

@@ -22,6 +22,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from orchestrator_tui.pool.state import SessionView, Status
+from orchestrator_tui.safetext import visible
 
 #: Status glyphs, with the word used for filtering and the help screen.
 GLYPHS: dict[str, str] = {
@@ -80,10 +81,11 @@ class Row:
 def origin_label(origin: str, client: str | None) -> str:
     """Who launched a session, as people say it: the agent's MCP client by name, else the kind.
 
-    A human's client is always this dashboard, so naming it would add nothing.
+    A human's client is always this dashboard, so naming it would add nothing. The client's name
+    is whatever the agent's MCP ``initialize`` said: escaped.
     """
     if origin == "agent" and client:
-        return f"agent · {client}"
+        return f"agent · {visible(client)}"
     return origin
 
 
@@ -371,7 +373,7 @@ class SessionList(ScrollView, can_focus=True):
         return Strip([Segment(_fit(text, width), style)], width)
 
     def _empty_line(self, width: int) -> Strip:
-        message = f"No session matches “{self.filter_text}”." if self.filter_text else self.placeholder
+        message = visible(f"No session matches “{self.filter_text}”." if self.filter_text else self.placeholder)
         style = self.get_component_rich_style("session-list--dim")
         return Strip([Segment(_fit("  " + message, width), style)], width)
 
@@ -389,10 +391,11 @@ class SessionList(ScrollView, can_focus=True):
         )
         segments = [
             Segment(GLYPHS.get(row.state, "?") + " ", glyph_style),
-            Segment(_fit(row.title or row.id, title_w) + " ", base),
+            # Titles and paths are the model's and the project's: one line, controls escaped.
+            Segment(_fit(visible(row.title or row.id), title_w) + " ", base),
             Segment(_fit(_squeeze(row.origin_label, origin_w), origin_w) + " ", origin_style),
             Segment(_fit(age(row.updated, self._now), age_w) + " ", dim),
-            Segment(_fit(row.path, path_w) + " ", dim),
+            Segment(_fit(visible(row.path), path_w) + " ", dim),
         ]
         if changes_w:
             change = f"+{row.additions}/-{row.deletions}" if (row.additions or row.deletions) else ""

@@ -22,6 +22,7 @@ from orchestrator_tui.tui.render import (
     render_permission,
     render_question,
 )
+from orchestrator_tui.tui.safe import shown, visible
 from orchestrator_tui.tui.session_list import GLYPHS, Row, age
 
 
@@ -51,7 +52,7 @@ class StatusLine(Static):
         text.append("  ")
         if state.stream == "down":
             text.append("✗ OpenCode unavailable", style="bold red")
-            text.append(f"  {state.detail}", style="red")
+            text.append(f"  {visible(state.detail)}", style="red")
             self.update(text, layout=False)
             return
         live = {
@@ -62,7 +63,7 @@ class StatusLine(Static):
         }.get(state.stream, (state.stream, "yellow"))
         text.append(live[0], style=live[1])
         if state.stream == "disconnected" and state.detail:
-            text.append(f" ({state.detail})", style="dim")
+            text.append(f" ({visible(state.detail)})", style="dim")
         text.append(f"  · {state.sessions} session{'s' if state.sessions != 1 else ''}", style="dim")
         if state.agents:
             text.append(f"  · {state.agents} agent{'s' if state.agents != 1 else ''}", style="bold")
@@ -74,9 +75,9 @@ class StatusLine(Static):
             text.append("  nothing waiting", style="dim")
         what = "managed" if state.mode == "managed" else "attached"
         text.append("   ")
-        text.append(f"{what} OpenCode {state.version}".strip(), style="bold")
+        text.append(f"{what} OpenCode {visible(state.version)}".strip(), style="bold")
         if state.url:
-            text.append(f"  {state.url}", style="dim")
+            text.append(f"  {visible(state.url)}", style="dim")
         self.update(text, layout=False)  # always one line: no layout pass needed
 
 
@@ -109,7 +110,8 @@ class DetailPane(Vertical):
     def on_mount(self) -> None:
         self._session_id: str | None = None
         self._message_id: str | None = None
-        self._shown_text = ""
+        #: The model's text as received (the pane shows it with control characters escaped).
+        self._raw_text = ""
         self._follow_pending = False
         self.query_one("#detail-output", TextArea).border_title = "Output"
         self.query_one("#detail-tools", Static).border_title = "Tool calls"
@@ -139,15 +141,19 @@ class DetailPane(Vertical):
         table.add_column()
         status = Text(f"{GLYPHS.get(row.state, '?')} {row.state}", style="bold")
         if view.retry is not None:
-            status.append(f"  attempt {view.retry.attempt}: {view.retry.message or ''}", style="yellow")
-        table.add_row("Session", Text(row.title or view.id, style="bold"))
-        table.add_row("Id", view.id)
+            retry = Text.assemble(f"  attempt {view.retry.attempt}: ", shown(view.retry.message or ""), style="yellow")
+            status.append_text(retry)
+        table.add_row("Session", shown(row.title or view.id, "bold"))
+        table.add_row("Id", shown(view.id))
         table.add_row("Status", status)
         origin = Text(row.origin_label)
         if row.origin == "agent" and row.client and client_version:
-            origin.append(f" {client_version}", style="dim")
+            origin.append_text(Text.assemble(" ", shown(client_version), style="dim"))
         table.add_row("From", origin)
-        table.add_row("Directory", (view.directory or "") + (f"  ({row.path})" if row.path else ""))
+        directory = shown(view.directory or "")
+        if row.path:
+            directory.append_text(Text.assemble("  (", shown(row.path), ")"))
+        table.add_row("Directory", directory)
         waiting = [*pending, *([f"{pending_messages} queued message(s)"] if pending_messages else [])]
         table.add_row(
             "Pending",
@@ -161,7 +167,7 @@ class DetailPane(Vertical):
             error = view.last_error
             data = error.get("data") if isinstance(error.get("data"), dict) else {}
             message = data.get("message") if isinstance(data, dict) else None
-            table.add_row("Error", Text(f"{error.get('name', 'error')}: {message or ''}", style="red"))
+            table.add_row("Error", shown(f"{error.get('name', 'error')}: {message or ''}", "red"))
         # Both panes have fixed heights (styles/app.tcss), so updates skip the layout pass:
         # moving the cursor through 10,000 sessions must not re-layout the screen each time.
         info.update(table, layout=False)
@@ -171,9 +177,9 @@ class DetailPane(Vertical):
             for call in reversed(calls):
                 label = call.title or _tool_input(call)
                 timeline.add_row(
-                    Text(call.status, style=TOOL_STATE_STYLE.get(call.status, "")),
-                    Text(call.tool, style="bold"),
-                    Text(label[:80], style="dim"),
+                    shown(call.status, TOOL_STATE_STYLE.get(call.status, "")),
+                    shown(call.tool, "bold"),
+                    shown(label[:80], "dim"),
                     Text(_duration(call), style="dim"),
                 )
             tools.update(timeline, layout=False)
@@ -182,23 +188,34 @@ class DetailPane(Vertical):
         self._set_text(view.id, view.text_message_id or "", view.text)
 
     def _set_text(self, session_id: str | None, message_id: str, text: str) -> None:
-        """Append only what is new; start over when the session or message changes."""
+        """Append only what is new; start over when the session or message changes.
+
+        The model's text is shown with its control characters escaped. Only the new part is
+        escaped on each update (a long reply streams in thousands of pieces), unless the seam
+        is one of the few places where a character's escape depends on its neighbour.
+        """
         output = self.query_one("#detail-output", TextArea)
-        if session_id != self._session_id or message_id != self._message_id or not text.startswith(self._shown_text):
-            output.load_text(text)
-            self._shown_text = text
+        raw = self._raw_text
+        if (
+            session_id != self._session_id
+            or message_id != self._message_id
+            or not text.startswith(raw)
+            or (len(text) > len(raw) and _context_at_seam(raw, text[len(raw)]))
+        ):
+            self._raw_text = text
+            output.load_text(visible(text, multiline=True))
             self._session_id = session_id
             self._message_id = message_id
             self._follow(output)
             return
-        tail = text[len(self._shown_text) :]
+        tail = visible(text[len(raw) :], multiline=True)
+        self._raw_text = text
         if tail:
             # Follow the stream only when the reader is at the bottom already. A scroll to the
             # end we asked for is applied after the next refresh: until then, chunks arriving in
             # between must not read the old position as "the reader scrolled up".
             at_end = self._follow_pending or output.scroll_y >= output.max_scroll_y - 1
             output.insert(tail, output.document.end)
-            self._shown_text = text
             if at_end:
                 self._follow(output)
 
@@ -214,6 +231,12 @@ class DetailPane(Vertical):
             output.scroll_end(animate=False)
 
 
+def _context_at_seam(before: str, first: str) -> bool:
+    """Whether escaping ``before`` and what follows separately could differ from escaping them
+    together: a CR may become half of a CR LF, and a joiner's escape depends on both neighbours."""
+    return first in ("\u200c", "\u200d") or before.endswith(("\r", "\u200c", "\u200d"))
+
+
 def _tool_input(call: ToolCall) -> str:
     data = call.input or {}
     for key in ("command", "filePath", "path", "pattern", "url", "description"):
@@ -223,12 +246,24 @@ def _tool_input(call: ToolCall) -> str:
     return ""
 
 
+#: A key answers a request only once the request has been on screen (under the cursor, or in the
+#: list for a batch answer) this long: a request that arrives or moves under the cursor just as a
+#: key is pressed is never answered by that key.
+SETTLE_SECONDS = 0.5
+
+
 class Inbox(Horizontal):
-    """Every pending permission and question across the pool, oldest first.
+    """Every pending permission and question across the pool, in the order they arrived.
 
     Permissions can be *marked* (``space``, ``*``) so one key answers several at once; a mark
     lives exactly as long as its request: when the request goes (answered here, by an agent,
     by a rule), so does the mark.
+
+    What the human has seen is tracked here, because a key may only answer that: when the
+    highlighted request was first *drawn* under the cursor (stamped after the screen refresh
+    that painted it, and only while this screen is the one on top), and when each listed request
+    was first drawn. New requests join at the end and never move the cursor; when the
+    highlighted one leaves, the next one moves under the cursor and starts its own clock.
     """
 
     class Changed(Message):
@@ -247,10 +282,19 @@ class Inbox(Horizontal):
         self.requests: dict[str, PermissionRequest | QuestionRequest] = {}
         self.titles: dict[str, str] = {}
         self.marked: set[str] = set()
+        #: When each listed request was first drawn (monotonic; None: listed, not drawn yet).
+        self._listed_at: dict[str, float | None] = {}
+        #: The request shown under the cursor and since when it has been drawn there.
+        self._under_cursor: tuple[str | None, float | None] = (None, None)
+        #: The request the view (right-hand side) renders.
+        self._view_id: str | None = None
+        self._stamp_pending = False
         # The title (with the count) goes on the inbox's own border: the list inside has none.
         self.border_title = "Waiting for you"
         self.add_class("-empty")
         self._render_view(None)
+        # Back from a dialog: what changed behind it is seen only now.
+        self.app.screen_change_signal.subscribe(self, self._screen_changed)
 
     @property
     def highlighted_id(self) -> str | None:
@@ -261,24 +305,101 @@ class Inbox(Horizontal):
 
     @property
     def marked_ids(self) -> list[str]:
-        """The marked requests, in inbox order (oldest first)."""
+        """The marked requests, in inbox order."""
         return [rid for rid in self.requests if rid in self.marked]
 
+    # ------------------------------------------------------------------ what has been seen
+
+    def shown_since(self, request_id: str) -> float | None:
+        """Since when ``request_id`` has been drawn under the cursor (None: it is not, or not yet)."""
+        rid, since = self._under_cursor
+        return since if rid == request_id and rid == self.highlighted_id else None
+
+    def listed_since(self, request_id: str) -> float | None:
+        """Since when ``request_id`` has been drawn in the list (None: not listed, or not drawn yet)."""
+        return self._listed_at.get(request_id)
+
+    def seen_under_cursor(self, request_id: str, at: float) -> bool:
+        """Whether ``request_id`` had been drawn under the cursor for SETTLE_SECONDS at ``at``."""
+        since = self.shown_since(request_id)
+        return since is not None and at - since >= SETTLE_SECONDS
+
+    def seen_listed(self, request_id: str, at: float) -> bool:
+        """Whether ``request_id`` had been drawn in the list for SETTLE_SECONDS at ``at``."""
+        since = self._listed_at.get(request_id)
+        return since is not None and at - since >= SETTLE_SECONDS
+
+    def too_soon(self, request_ids: list[str], at: float) -> None:
+        """A key came too soon for these requests: their clocks start again at that key.
+
+        So a burst of presses (or a held key) never answers a request that arrived during it:
+        only a press after SETTLE_SECONDS of looking does.
+        """
+        rid, since = self._under_cursor
+        if rid in request_ids and since is not None:
+            self._under_cursor = (rid, max(since, at))
+        for request_id in request_ids:
+            listed = self._listed_at.get(request_id)
+            if listed is not None:
+                self._listed_at[request_id] = max(listed, at)
+
+    def _track_drawing(self) -> None:
+        """Note what changed on screen; stamp it once a refresh has drawn it."""
+        rid = self.highlighted_id
+        if rid != self._under_cursor[0]:
+            self._under_cursor = (rid, None)
+        unstamped = (rid is not None and self._under_cursor[1] is None) or None in self._listed_at.values()
+        if unstamped and not self._stamp_pending:
+            self._stamp_pending = True
+            self.call_after_refresh(self._stamp)
+
+    def _stamp(self) -> None:
+        """Runs once the screen has been refreshed with nothing left to draw."""
+        self._stamp_pending = False
+        if not self.is_attached or not self.screen.is_current:
+            return  # behind a dialog: nothing here is seen; stamped when the screen is back
+        now = time.monotonic()
+        rid, since = self._under_cursor
+        if rid is not None and since is None:
+            if rid == self.highlighted_id == self._view_id:
+                self._under_cursor = (rid, now)
+            else:  # the cursor moved after the refresh: its own refresh stamps it
+                self._track_drawing()
+        for request_id, listed in self._listed_at.items():
+            if listed is None:
+                self._listed_at[request_id] = now
+
+    def _screen_changed(self, screen: object) -> None:
+        if screen is self.screen:
+            self._track_drawing()
+
+    # ------------------------------------------------------------------ contents
+
     def update_requests(self, requests: list[PermissionRequest | QuestionRequest], titles: dict[str, str]) -> None:
+        """Show ``requests``: the ones already listed keep their place, new ones go at the end."""
         option_list = self.query_one("#inbox-list", OptionList)
-        keep = self.highlighted_id
-        new_ids = [r.id for r in requests]
-        if new_ids == list(self.requests) and titles == self.titles:
+        by_id = {r.id: r for r in requests}
+        old = list(self.requests)
+        order = [rid for rid in old if rid in by_id] + [r.id for r in requests if r.id not in self.requests]
+        if order == old and titles == self.titles:
             return
-        self.requests = {r.id: r for r in requests}
+        keep = self.highlighted_id
+        self.requests = {rid: by_id[rid] for rid in order}
         self.titles = titles
-        self.marked &= set(new_ids)
+        self.marked &= set(order)
+        self._listed_at = {rid: self._listed_at.get(rid) for rid in order}
         option_list.clear_options()
-        option_list.add_options([Option(self._prompt(request), id=request.id) for request in requests])
+        option_list.add_options([Option(self._prompt(self.requests[rid]), id=rid) for rid in order])
         self._refresh_title()
-        self.set_class(not requests, "-empty")  # nothing waiting: the inbox shrinks to one line
-        if requests:
-            index = new_ids.index(keep) if keep in new_ids else 0
+        self.set_class(not order, "-empty")  # nothing waiting: the inbox shrinks to one line
+        if order:
+            if keep in self.requests:
+                index = order.index(keep)
+            elif keep is not None:
+                # The highlighted request left: the one after it moves up under the cursor.
+                index = min(sum(1 for rid in old[: old.index(keep)] if rid in by_id), len(order) - 1)
+            else:
+                index = 0
             option_list.highlighted = index
         self._render_view(self.highlighted_id)
 
@@ -287,7 +408,7 @@ class Inbox(Horizontal):
         title = self.titles.get(request.sessionID) or request.sessionID
         # Two lines, never wrapped (styles/app.tcss: nowrap + ellipsis): who, then what.
         mark = ("✔ ", "bold green") if request.id in self.marked else ("◆ ", "magenta")
-        return Text.assemble(mark, (title, "bold"), "\n  ", summary)
+        return Text.assemble(mark, shown(title, "bold"), "\n  ", summary)
 
     def _refresh_title(self) -> None:
         count = len(self.requests)
@@ -320,6 +441,8 @@ class Inbox(Horizontal):
     def _render_view(self, request_id: str | None) -> None:
         view = self.query_one("#inbox-view", Static)
         request = self.requests.get(request_id) if request_id else None
+        self._view_id = request.id if request is not None else None
+        self._track_drawing()
         if request is None:
             view.update(Text("Nothing is waiting for an answer.", style="dim"))
             return
@@ -341,4 +464,4 @@ class Inbox(Horizontal):
             body = render_question(request)
             hint = Text("enter answer · r reject", style="bold")
         title = self.titles.get(request.sessionID) or request.sessionID
-        view.update(Group(Text(f"{title}", style="dim"), body, Text(""), hint))
+        view.update(Group(shown(title, "dim"), body, Text(""), hint))
