@@ -313,6 +313,22 @@ async def test_always_cannot_grant_what_the_policy_keeps_for_the_human(pool: Poo
 
 
 # ---------------------------------------------------------------------------------------------
+# 6. globs that differ from OpenCode's
+# ---------------------------------------------------------------------------------------------
+
+
+async def test_the_policy_matches_as_opencode_does(pool: Pool) -> None:
+    # fnmatch said "git push *" does not match a bare "git push"; OpenCode says it does.
+    pool.use_policy('[[rule]]\npermission = "bash"\npattern = "git push *"\nanswer = "human"\n')
+    pushed = await asyncio.wait_for(pool.agent.run(run(message="BASH git push")), SLOW)
+    assert pushed.output.status == t.RunStatus.PERMISSION_REQUIRED
+    assert pushed.output.permission_patterns == ["git push"]
+    with pytest.raises(InvalidInput, match=r'reserves bash requests like this one for a human .*"git push \*"'):
+        await pool.agent.respond_permission(respond(pushed.output.session_id))
+    await pool.human.reply_permission(pushed.output.permission_request_id or "", "reject")
+
+
+# ---------------------------------------------------------------------------------------------
 # 3. the HTTP 400 fallback
 # ---------------------------------------------------------------------------------------------
 
