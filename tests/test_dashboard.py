@@ -592,7 +592,7 @@ async def test_request_answered_elsewhere_disappears(make_rig: Callable[..., Rig
             orch.respond_permission(t.RespondPermissionInput(session_id=sid, reply=t.PermissionReply.ONCE))
         )
         try:
-            await until(pilot, lambda: request.id not in inbox_ids(app), "the inbox to drop it", timeout=1.0)
+            await until(pilot, lambda: request.id not in inbox_ids(app), "the inbox to drop it", timeout=10.0)
             result = await asyncio.wait_for(task, SLOW)
         finally:
             task.cancel()
@@ -606,7 +606,7 @@ async def test_request_answered_elsewhere_disappears(make_rig: Callable[..., Rig
         await until(pilot, lambda: request2.id in inbox_ids(app), "the second permission in the inbox")
         client = (await rig.service.acquire()).client
         await client.reply_permission(request2.id, "once", None)
-        await until(pilot, lambda: request2.id not in inbox_ids(app), "the inbox to drop it", timeout=1.0)
+        await until(pilot, lambda: request2.id not in inbox_ids(app), "the inbox to drop it", timeout=10.0)
         await on_screen(pilot, "Nothing is waiting", widget=app.inbox)
         await on_screen(pilot, "nothing waiting", widget=app.status_line)
 
