@@ -11,6 +11,14 @@ turn do not end a new one); ``session.status`` busy/retry events count as activi
 deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
 the configured durations and 0 means "no limit".
 
+A prompt's turn ends by correlation, not by a timer. The prompt (and a command) carries a
+message id we choose; the turn is over when an assistant message answering that id is
+complete and the session is idle after it (:class:`Turn`). The reference's idle grace (accept
+an idle after 1 s even without having seen the session busy) returned ``completed`` with no
+response, or another turn's, whenever a loaded OpenCode took longer than that to start the
+turn (89 of 100 concurrent runs). The grace remains for what has no message of ours to
+follow: ``wait_for_activity`` continuations, and a command whose POST already returned.
+
 A permission the run meets normally ends it with ``permission_required``. A
 :data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
 approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
@@ -23,12 +31,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from orchestrator_tui.opencode import ids
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import (
     Message,
+    MessageInfo,
     MessageUpdated,
     PartDelta,
     PartUpdated,
@@ -62,6 +73,9 @@ PERMISSION_LIST_WARNING = (
 FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
 #: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
 POLL_REQUEST_TIMEOUT = 10.0
+#: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
+#: unbroken event stream says there is no answer yet (a safety net; the stream is what decides).
+TRANSCRIPT_RECHECK = 5.0
 
 #: Receives a one-line progress message ("session busy: <latest streamed line>", or what a held
 #: permission waits for); the MCP adapter forwards it as a progress notification.
@@ -112,13 +126,80 @@ def feed_tracker(tracker: TokenTracker, event: object) -> None:
         tracker.observe_event(event.type, event.properties.model_dump(exclude_none=True))
 
 
+def message_text(message: Message) -> str | None:
+    """A message's text parts, concatenated; None when blank."""
+    text = "".join(p.text or "" for p in message.parts if p.type == "text")
+    return text if text.strip() else None
+
+
 def extract_response(messages: list[Message]) -> str | None:
     """The last assistant message's text parts, concatenated (spec §2.5 step 2)."""
     for message in reversed(messages):
         if message.info.role == "assistant":
-            text = "".join(p.text or "" for p in message.parts if p.type == "text")
-            return text if text.strip() else None
+            return message_text(message)
     return None
+
+
+def _created(info: MessageInfo) -> tuple[int, str]:
+    """OpenCode's own order of messages: its clock first, the id on a tie (as its loop decides)."""
+    return (info.time.created or 0, info.id)
+
+
+class Turn:
+    """The turn that answers one user message we sent with our own id (a prompt or a command).
+
+    Fed message infos in the order OpenCode published them (the run's watch) or in OpenCode's
+    order (a transcript). The *answer* is the latest assistant message of the turn: one whose
+    parent is our message, or a user message that came after ours and was folded into the same
+    turn (a second prompt sent before OpenCode started the loop, a compaction's "continue").
+    An assistant message answering an earlier message is never the answer, whatever its timing.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        #: Our user message's ``time.created`` on OpenCode's clock, once seen.
+        self.created: int | None = None
+        #: User messages whose replies belong to this turn: ours, and later ones.
+        self.users: set[str] = {message_id}
+        self.answer: MessageInfo | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The answer exists and OpenCode finished writing it."""
+        return self.answer is not None and self.answer.time.completed is not None
+
+    def observe(self, info: MessageInfo) -> bool:
+        """Take one message's (updated) info; True when the answer or its completion changed."""
+        if info.role == "user":
+            if info.id == self.message_id:
+                self.created = info.time.created or 0
+            elif self.created is not None and _created(info) > (self.created, self.message_id):
+                self.users.add(info.id)
+            return False
+        if info.role != "assistant" or info.parentID not in self.users:
+            return False
+        answer = self.answer
+        if answer is not None and info.id != answer.id and _created(info) < _created(answer):
+            return False  # an update of an earlier step of the turn
+        was_complete = self.complete
+        self.answer = info
+        return answer is None or answer.id != info.id or was_complete != self.complete
+
+    @classmethod
+    def from_transcript(cls, message_id: str, messages: list[Message]) -> Turn:
+        turn = cls(message_id)
+        for message in sorted(messages, key=lambda m: _created(m.info)):
+            turn.observe(message.info)
+        return turn
+
+    def answer_text(self, messages: list[Message]) -> tuple[bool, str | None]:
+        """The answer's text in a transcript: (found, text)."""
+        if self.answer is None:
+            return False, None
+        for message in messages:
+            if message.info.id == self.answer.id:
+                return True, message_text(message)
+        return False, None
 
 
 def permission_output(session_id: str, req: PermissionRequest, partial: str = "", warnings=()) -> RunOutput:
@@ -288,16 +369,23 @@ class RunMachine:
         awaiting_grace = False
         if plan.wait_for_activity and plan.command is None and plan.message is None:
             grace_deadline = loop.time() + plan.idle_grace
+        # Work we send carries our own message id: its turn is recognised by correlation.
+        turn = Turn(ids.message_id()) if plan.command is not None or plan.message is not None else None
+        # Which stream connection saw the dispatch: while it lasts, the watch misses nothing.
+        epoch = self.pool.stream_epoch()
 
         command_task: asyncio.Task[object] | None = None
+        prompt_turn: Turn | None = None
         if plan.command is not None:
-            command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or ""))
+            assert turn is not None
+            command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or "", turn.message_id))
         elif plan.message is not None:
+            assert turn is not None
             try:
-                await client.prompt_async(sid, plan.message)
+                await client.prompt_async(sid, plan.message, message_id=turn.message_id)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to send prompt: {exc}") from exc
-            grace_deadline = loop.time() + plan.idle_grace
+            prompt_turn = turn
 
         cfg = self.config
         start = loop.time()
@@ -310,6 +398,10 @@ class RunMachine:
         warnings = self.warnings
         observed_busy = False
         next_poll = start  # the first tick fires immediately
+        #: Loop time at which the watch showed the turn's answer complete (None: not yet).
+        answered_at: float | None = None
+        #: When the transcript was last read for a prompt's answer the watch has not shown.
+        transcript_read = start if epoch is not None else -math.inf
         get_task: asyncio.Task[object] = loop.create_task(watch.get())
 
         def activity() -> None:
@@ -318,17 +410,45 @@ class RunMachine:
             observed_busy = True
             awaiting_grace = False
 
-        async def accept_idle() -> RunResult | None:
-            """Apply the completion rules of §2.3 to an observed idle."""
+        async def accept_idle(polled_at: float | None = None) -> RunResult | None:
+            """Apply the completion rules of §2.3 to an observed idle.
+
+            ``polled_at``: when the poll that saw the idle started; None for a ``session.idle``
+            event, which comes after every event OpenCode published before it.
+            """
             nonlocal awaiting_grace
+            if prompt_turn is not None:
+                return await prompt_answered(prompt_turn, polled_at)
             if not dispatched or observed_busy:
-                return await self.finalize(sid, tracker, warnings)
+                return await self.finalize(sid, tracker, warnings, turn=turn)
             if grace_deadline is None:
                 return None  # the command POST is still in flight
             if loop.time() >= grace_deadline:
-                return await self.finalize(sid, tracker, warnings)
+                return await self.finalize(sid, tracker, warnings, turn=turn)
             awaiting_grace = True
             return None
+
+        async def prompt_answered(prompt: Turn, polled_at: float | None) -> RunResult | None:
+            """An idle ends a prompt's turn only once the answer to *that* prompt is complete.
+
+            Idle alone proves nothing: a loaded OpenCode leaves a new prompt's session idle for
+            seconds before it marks it busy, and a previous turn's idle can arrive after the
+            prompt. No timer decides it. An idle counts when it was observed after the watch
+            showed the answer complete (a poll that started later, or the idle event itself).
+            The transcript is the fallback for what the watch may not show: at once when the
+            stream reconnected since the dispatch or the session already worked, otherwise
+            every few seconds as a safety net.
+            """
+            nonlocal transcript_read
+            if answered_at is not None and (polled_at is None or answered_at <= polled_at):
+                return await self.finalize(sid, tracker, warnings, turn=prompt)
+            now = loop.time()
+            stream_whole = epoch is not None and self.pool.stream_epoch() == epoch
+            pause = TRANSCRIPT_RECHECK if stream_whole and not observed_busy else POLL_INTERVAL
+            if now - transcript_read < pause:
+                return None
+            transcript_read = now
+            return await self._transcript_answer(sid, prompt, tracker, warnings)
 
         if self.holding is not None and self.progress is not None:
             await self._report(sid, partial)
@@ -393,6 +513,8 @@ class RunMachine:
                         continue
                     if isinstance(event, QuestionAsked):
                         return RunResult(question_output(sid, event.properties, "".join(partial), warnings), tracker)
+                    if isinstance(event, MessageUpdated) and turn is not None and turn.observe(event.properties.info):
+                        answered_at = loop.time() if turn.complete else None
                     if isinstance(event, PartDelta):
                         activity()
                         p = event.properties
@@ -423,7 +545,7 @@ class RunMachine:
                         statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
                         st = statuses.get(sid)
                         if st is None or st.type == "idle":
-                            return await self.finalize(sid, tracker, warnings)
+                            return await self.finalize(sid, tracker, warnings, turn=turn)
                         activity()
                     except OpenCodeError as exc:
                         log.warning("idle-grace status check failed: %s", exc)
@@ -437,7 +559,7 @@ class RunMachine:
                     if result == "busy":
                         activity()
                     elif result == "idle":
-                        done_result = await accept_idle()
+                        done_result = await accept_idle(now)
                         if done_result is not None:
                             return done_result
                     if self.progress is not None:
@@ -502,12 +624,12 @@ class RunMachine:
         st = statuses.get(sid)
         return "idle" if st is None or st.type == "idle" else "busy"
 
-    async def _send_command(self, sid: str, command: str, arguments: str) -> str | None:
+    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
         """POST the command; returns an error text or None. Never sends it twice unless the
         first attempt provably never reached the server (spec §10.4)."""
         for attempt in range(2):
             try:
-                await self.client.command(sid, command, arguments)
+                await self.client.command(sid, command, arguments, message_id=message_id)
                 return None
             except OpenCodeError as exc:
                 if attempt == 0 and getattr(exc, "connect_failed", False):
@@ -518,14 +640,31 @@ class RunMachine:
 
     # ---------------------------------------------------------------- finalize
 
-    async def finalize(self, sid: str, tracker: TokenTracker, warnings: list[str]) -> RunResult:
-        # The pool usually saw the whole final message on the live stream; asking OpenCode for
-        # the transcript right after idle costs 20-30 ms (it is busy finishing the turn), which
-        # is most of the run's overhead. The REST read, with its retries, stays the fallback.
-        known, response = self.pool.final_text(sid)
-        if not known:
-            response = await self._fetch_response(sid)
+    async def finalize(
+        self,
+        sid: str,
+        tracker: TokenTracker,
+        warnings: list[str],
+        *,
+        turn: Turn | None = None,
+        transcript: list[Message] | None = None,
+    ) -> RunResult:
+        """The completed result. With ``turn`` (work we sent), the response is that turn's answer:
+        from ``transcript`` when the caller just read it, else the pool or OpenCode."""
         warnings = list(warnings)
+        if turn is not None and transcript is not None:
+            response = turn.answer_text(transcript)[1]
+        elif turn is not None:
+            response, warning = await self._turn_response(sid, turn)
+            if warning:
+                warnings.append(warning)
+        else:
+            # The pool usually saw the whole final message on the live stream; asking OpenCode
+            # for the transcript right after idle costs 20-30 ms (it is busy finishing the turn),
+            # which is most of the run's overhead. The REST read, with its retries, is the fallback.
+            known, response = self.pool.final_text(sid)
+            if not known:
+                response = await self._fetch_response(sid)
         provider_model = tracker.provider_model
         if tracker.compaction_needed and provider_model is not None:
             try:
@@ -536,6 +675,62 @@ class RunMachine:
         return RunResult(
             RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
         )
+
+    async def _turn_response(self, sid: str, turn: Turn) -> tuple[str | None, str | None]:
+        """The text of the turn's answer, and a warning when it cannot be had.
+
+        The pool knows it when it saw that very message whole on the stream; otherwise the
+        transcript has it (OpenCode stores a message before it publishes it). A command whose
+        reply does not name our message (a subtask command) answers with the session's last
+        assistant message, as before: its POST returned, so its turn is over.
+        """
+        if turn.answer is not None and turn.complete:
+            known, text = self.pool.final_text(sid, turn.answer.id)
+            if known:
+                return text, None
+        messages: list[Message] = []
+        for delay in FINALIZE_BACKOFF:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to list messages: {exc}") from exc
+            seen = Turn.from_transcript(turn.message_id, messages)
+            if seen.complete:
+                return seen.answer_text(messages)[1], None
+            if not turn.complete:
+                return extract_response(messages), None
+        return None, (
+            f"The reply to this run's message ({turn.message_id}) finished but could not be read from OpenCode; "
+            f"call run with session_id='{sid}' to read it."
+        )
+
+    async def _transcript_answer(
+        self, sid: str, turn: Turn, tracker: TokenTracker, warnings: list[str]
+    ) -> RunResult | None:
+        """The result when OpenCode's transcript shows the turn answered and the session idle after.
+
+        The transcript is read first and the status second, so an answer that is only one step
+        of the turn (a tool call, with more to come) is never taken for the end of it.
+        """
+        try:
+            messages = await self.client.messages(sid)
+        except OpenCodeError as exc:
+            log.warning("reading the transcript for the answer failed: %s", exc)
+            return None
+        seen = Turn.from_transcript(turn.message_id, messages)
+        if not seen.complete:
+            return None
+        try:
+            statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("status check after the transcript failed: %s", exc)
+            return None
+        status = statuses.get(sid)
+        if status is not None and status.type != "idle":
+            return None
+        return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
     async def _fetch_response(self, sid: str) -> str | None:
         """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""
