@@ -32,6 +32,7 @@ import asyncio
 import json
 import logging
 import math
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,7 @@ from orchestrator_tui.opencode.models import (
     QuestionRequest,
     SessionError,
     SessionIdle,
+    SessionStatus,
     SessionStatusEvent,
 )
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
@@ -234,6 +236,92 @@ def question_output(session_id: str, req: QuestionRequest, partial: str = "", wa
     )
 
 
+async def list_permissions(
+    client: OpenCodeClient, pool: Pool, *, timeout: float | None = None
+) -> tuple[list[PermissionRequest], bool]:
+    """``GET /permission``, or the pool's view when OpenCode cannot list them.
+
+    OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
+    metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
+    tolerates that; so do we, falling back to the requests the event stream told us about.
+    The flag is False when the fallback was used.
+    """
+    try:
+        return await client.permissions(timeout=timeout), True
+    except HttpStatusError as exc:
+        if exc.status != 400:
+            raise
+        log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
+        return list(pool.permissions.values()), False
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """One round of the REST safety net; None for a list OpenCode did not give."""
+
+    #: Loop time at which the round started, before any of its requests was sent.
+    started: float
+    permissions: list[PermissionRequest] | None
+    questions: list[QuestionRequest] | None
+    statuses: dict[str, SessionStatus] | None
+
+
+class SharedPoll:
+    """The 1 s REST safety net, one round at a time for every run on the same server.
+
+    Each waiting run used to send its own three requests a second: 200 concurrent runs made
+    600 a second, which cost OpenCode (one JavaScript thread, also running the turns) and this
+    process more than the turns themselves. Runs now tick on a common one-second grid and
+    join the round in flight, so the requests are three a second whatever the number of runs.
+    A run only joins a round that started after its own dispatch (never an answer from before
+    its work was sent), and knows when the round started (an idle it reports is no older).
+    """
+
+    def __init__(self, client: OpenCodeClient, pool: Pool) -> None:
+        self.client = client
+        self.pool = pool
+        self._round: tuple[float, asyncio.Task[PollResult]] | None = None
+
+    @classmethod
+    def of(cls, client: OpenCodeClient, pool: Pool) -> SharedPoll:
+        poll = _SHARED_POLLS.get(client)
+        if poll is None or poll.pool is not pool:
+            poll = _SHARED_POLLS[client] = cls(client, pool)
+        return poll
+
+    async def get(self, since: float) -> PollResult:
+        """A round that started at or after ``since`` and this tick: in flight or just done, or a new one."""
+        current = self._round
+        loop = asyncio.get_running_loop()
+        if current is None or current[0] < since or loop.time() - current[0] >= POLL_INTERVAL / 2:
+            started = loop.time()
+            current = self._round = (started, loop.create_task(self._fetch(started)))
+        # One caller giving up (a cancelled run) must not cancel the round for the others.
+        return await asyncio.shield(current[1])
+
+    async def _fetch(self, started: float) -> PollResult:
+        client = self.client
+        permissions: list[PermissionRequest] | None = None
+        questions: list[QuestionRequest] | None = None
+        statuses: dict[str, SessionStatus] | None = None
+        try:
+            permissions, _ = await list_permissions(client, self.pool, timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing permissions failed: %s", exc)
+        try:
+            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing questions failed: %s", exc)
+        try:
+            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: session status failed: %s", exc)
+        return PollResult(started, permissions, questions, statuses)
+
+
+_SHARED_POLLS: weakref.WeakKeyDictionary[OpenCodeClient, SharedPoll] = weakref.WeakKeyDictionary()
+
+
 class RunMachine:
     """One ``run`` (or respond continuation) against one session."""
 
@@ -324,20 +412,8 @@ class RunMachine:
         return is_idle, None
 
     async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
-        """``GET /permission``, or the pool's view when OpenCode cannot list them.
-
-        OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
-        metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
-        tolerates that; so do we, falling back to the requests the event stream told us about.
-        The flag is False when the fallback was used.
-        """
-        try:
-            return await self.client.permissions(timeout=timeout), True
-        except HttpStatusError as exc:
-            if exc.status != 400:
-                raise
-            log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
-            return list(self.pool.permissions.values()), False
+        """``GET /permission``, or the pool's view when OpenCode cannot list them (see below)."""
+        return await list_permissions(self.client, self.pool, timeout=timeout)
 
     async def execute(self, plan: RunPlan) -> RunResult:
         sid = plan.session_id
@@ -552,14 +628,15 @@ class RunMachine:
 
                 # (c) the poll tick
                 if now >= next_poll:
-                    next_poll = now + POLL_INTERVAL
-                    result = await self._poll(sid, partial, warnings, tracker)
+                    # On the common grid, so that concurrent runs share one round (SharedPoll).
+                    next_poll = (math.floor(now / POLL_INTERVAL) + 1) * POLL_INTERVAL
+                    result, polled_at = await self._poll(sid, partial, warnings, tracker, start)
                     if isinstance(result, RunResult):
                         return result
                     if result == "busy":
                         activity()
                     elif result == "idle":
-                        done_result = await accept_idle(now)
+                        done_result = await accept_idle(polled_at)
                         if done_result is not None:
                             return done_result
                     if self.progress is not None:
@@ -596,33 +673,23 @@ class RunMachine:
         except Exception:  # progress is advisory; a closed client must not fail the run
             log.debug("progress notification failed", exc_info=True)
 
-    async def _poll(self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker):
-        client = self.client
-        try:
-            permissions, _ = await self.list_permissions(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing permissions failed: %s", exc)
-            permissions = []
-        for req in permissions:
+    async def _poll(
+        self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker, since: float
+    ) -> tuple[RunResult | str | None, float]:
+        """This session's share of a poll round, and when that round started."""
+        result = await SharedPoll.of(self.client, self.pool).get(since)
+        for req in result.permissions or ():
             if req.sessionID == sid:
                 met = self.meet_permission(sid, req, "".join(partial), tracker)
-                return "held" if met is None else met
+                return ("held" if met is None else met), result.started
         self.holding = None  # whatever we held is answered
-        try:
-            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing questions failed: %s", exc)
-            questions = []
-        for q in questions:
+        for q in result.questions or ():
             if q.sessionID == sid:
-                return RunResult(question_output(sid, q, "".join(partial), warnings), tracker)
-        try:
-            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: session status failed: %s", exc)
-            return None
-        st = statuses.get(sid)
-        return "idle" if st is None or st.type == "idle" else "busy"
+                return RunResult(question_output(sid, q, "".join(partial), warnings), tracker), result.started
+        if result.statuses is None:
+            return None, result.started
+        st = result.statuses.get(sid)
+        return ("idle" if st is None or st.type == "idle" else "busy"), result.started
 
     async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
         """POST the command; returns an error text or None. Never sends it twice unless the
