@@ -958,6 +958,31 @@ async def test_an_idle_session_before_the_turn_starts_does_not_end_a_prompt(
     assert messages.count >= 2  # read while idle and unanswered (not the end), then once answered
 
 
+async def test_a_turn_that_ends_without_a_reply_completes_with_a_warning_not_silently(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    # OpenCode worked on the prompt (busy), then went idle with no reply to it (aborted before
+    # the model answered). Not an endless wait, and not a silent empty "completed" either.
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", Seq(status_idle(), status_busy(SID), status_idle()))
+    fake.post("/session/{id}/prompt_async", Reply(status=204))
+    fake.get("/session/{id}/message", answered(fake, SID))
+    orch = make()
+
+    out = await call(orch, "run", timeout=5, session_id=SID, message="work")
+    [message_id] = [r.json["messageID"] for r in fake.calls("POST", f"/session/{SID}/prompt_async")]
+    assert out.to_json() == {
+        "session_id": SID,
+        "status": "completed",
+        "warnings": [
+            f"OpenCode ended the turn without a reply to this run's message ({message_id}): it was aborted or "
+            f"failed before the model answered. Send the message again with run(session_id='{SID}', message=...) "
+            "to retry."
+        ],
+    }
+
+
 async def test_the_answer_on_the_stream_is_the_reply_to_this_prompt(
     fake: FakeOpenCode, make: Callable[..., Orchestrator]
 ) -> None:

@@ -314,3 +314,19 @@ async def test_a_command_answers_with_its_own_reply(make_orchestrator: Any) -> N
     reply = messages[-1].info
     assert reply.role == "assistant" and reply.parentID == command_message.info.id
     assert command_message.info.id.startswith("msg_")
+
+
+async def test_aborting_the_turn_ends_the_run(orchestrator: Any) -> None:
+    """A human aborts the turn the agent's run waits on (the dashboard's `x`): the run ends, it does not wait on."""
+    sid = await new_session(orchestrator)
+    run = asyncio.ensure_future(orchestrator.run(t.RunInput(session_id=sid, message="HANG")))
+    pool = orchestrator.service.pool
+    for _ in range(600):
+        if "hanging" in pool.session(sid).text:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the model never started answering")
+    await (await orchestrator.acquire()).client.abort_session(sid)
+    with pytest.raises(Internal, match="MessageAbortedError"):
+        await asyncio.wait_for(run, 60)  # OpenCode reports the abort as the session's error

@@ -473,6 +473,8 @@ class RunMachine:
         partial: list[str] = []
         warnings = self.warnings
         observed_busy = False
+        #: OpenCode showed the session working since the dispatch (a busy or retry status).
+        busy_seen = False
         next_poll = start  # the first tick fires immediately
         #: Loop time at which the watch showed the turn's answer complete (None: not yet).
         answered_at: float | None = None
@@ -512,7 +514,7 @@ class RunMachine:
             prompt. No timer decides it. An idle counts when it was observed after the watch
             showed the answer complete (a poll that started later, or the idle event itself).
             The transcript is the fallback for what the watch may not show: at once when the
-            stream reconnected since the dispatch or the session already worked, otherwise
+            stream reconnected since the dispatch or the session was seen busy, otherwise
             every few seconds as a safety net.
             """
             nonlocal transcript_read
@@ -520,11 +522,11 @@ class RunMachine:
                 return await self.finalize(sid, tracker, warnings, turn=prompt)
             now = loop.time()
             stream_whole = epoch is not None and self.pool.stream_epoch() == epoch
-            pause = TRANSCRIPT_RECHECK if stream_whole and not observed_busy else POLL_INTERVAL
+            pause = TRANSCRIPT_RECHECK if stream_whole and not busy_seen else POLL_INTERVAL
             if now - transcript_read < pause:
                 return None
             transcript_read = now
-            return await self._transcript_answer(sid, prompt, tracker, warnings)
+            return await self._transcript_answer(sid, prompt, tracker, warnings, turn_ran=busy_seen)
 
         if self.holding is not None and self.progress is not None:
             await self._report(sid, partial)
@@ -600,6 +602,7 @@ class RunMachine:
                         activity()
                     elif isinstance(event, SessionStatusEvent):
                         if event.properties.status.type != "idle":
+                            busy_seen = True
                             activity()
                     elif isinstance(event, SessionError):
                         err = event.properties.error
@@ -634,6 +637,7 @@ class RunMachine:
                     if isinstance(result, RunResult):
                         return result
                     if result == "busy":
+                        busy_seen = True
                         activity()
                     elif result == "idle":
                         done_result = await accept_idle(polled_at)
@@ -774,12 +778,18 @@ class RunMachine:
         )
 
     async def _transcript_answer(
-        self, sid: str, turn: Turn, tracker: TokenTracker, warnings: list[str]
+        self, sid: str, turn: Turn, tracker: TokenTracker, warnings: list[str], *, turn_ran: bool
     ) -> RunResult | None:
         """The result when OpenCode's transcript shows the turn answered and the session idle after.
 
         The transcript is read first and the status second, so an answer that is only one step
         of the turn (a tool call, with more to come) is never taken for the end of it.
+
+        ``turn_ran``: the session was seen busy since the dispatch. If it is idle now and still
+        no reply answers our message, OpenCode ended the turn without one (aborted, or failed
+        before the model answered; or it let a prompt that arrived as the previous turn was
+        ending go unanswered). Waiting longer would only end in the inactivity timeout, so the
+        run completes without a response and says why: never a silent empty ``completed``.
         """
         try:
             messages = await self.client.messages(sid)
@@ -787,7 +797,7 @@ class RunMachine:
             log.warning("reading the transcript for the answer failed: %s", exc)
             return None
         seen = Turn.from_transcript(turn.message_id, messages)
-        if not seen.complete:
+        if not seen.complete and not turn_ran:
             return None
         try:
             statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
@@ -797,6 +807,21 @@ class RunMachine:
         status = statuses.get(sid)
         if status is not None and status.type != "idle":
             return None
+        if not seen.complete:
+            # Idle is established now; an answer written before it is in a transcript read after it.
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                log.warning("reading the transcript for the answer failed: %s", exc)
+                return None
+            seen = Turn.from_transcript(turn.message_id, messages)
+            if not seen.complete:
+                warning = (
+                    f"OpenCode ended the turn without a reply to this run's message ({turn.message_id}): it was "
+                    f"aborted or failed before the model answered. Send the message again with "
+                    f"run(session_id='{sid}', message=...) to retry."
+                )
+                return await self.finalize(sid, tracker, [*warnings, warning], turn=seen, transcript=messages)
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
     async def _fetch_response(self, sid: str) -> str | None:
