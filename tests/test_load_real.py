@@ -18,7 +18,7 @@ from orchestrator_tui.orchestrator import types as t
 
 pytestmark = pytest.mark.real_opencode
 
-#: Enough to reproduce the fault reliably on a 2-core machine (89 of 100 were wrong at first).
+#: Enough to reproduce the fault on a 2-core machine: 30-53 of 100 came back empty before the fix.
 CONCURRENT = 100
 
 
@@ -39,9 +39,18 @@ async def test_concurrent_runs_each_get_their_own_complete_reply(orchestrator: A
     warm = await asyncio.wait_for(orchestrator.run(t.RunInput(message="ECHO warm")), 120)
     assert warm.output.status == t.RunStatus.COMPLETED and warm.output.response == "warm"
 
+    # The sessions exist first, so the prompts reach OpenCode together, as fast as one worker sends them.
+    client = (await orchestrator.acquire()).client
+    sessions = [session.id for session in await asyncio.gather(*(client.create_session() for _ in range(CONCURRENT)))]
     expected = [load_prompt(i) for i in range(CONCURRENT)]
     results = await asyncio.wait_for(
-        asyncio.gather(*(orchestrator.run(t.RunInput(message=prompt)) for prompt, _ in expected)), 240
+        asyncio.gather(
+            *(
+                orchestrator.run(t.RunInput(session_id=sid, message=prompt))
+                for sid, (prompt, _) in zip(sessions, expected, strict=True)
+            )
+        ),
+        240,
     )
     wrong = [
         (prompt, result.output.status.value, result.output.response, result.output.warnings)
