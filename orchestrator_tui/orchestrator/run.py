@@ -3,7 +3,8 @@
 The reference opens one SSE connection per call; here the process-wide pool already holds
 the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatching work
 (subscribe-before-dispatch) and reads that session's events in order. A 1 s REST poll runs
-beside it as the safety net for anything the stream misses (a reconnect, a dead stream).
+beside it as the safety net for anything the stream misses (a reconnect, a dead stream), one
+round shared by every run waiting at the time (:class:`SharedPoll`).
 
 Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33
 (spec §9–§10): ``session.idle`` is gated like a polled idle (stale idles from an earlier
@@ -16,8 +17,9 @@ message id we choose; the turn is over when an assistant message answering that 
 complete and the session is idle after it (:class:`Turn`). The reference's idle grace (accept
 an idle after 1 s even without having seen the session busy) returned ``completed`` with no
 response, or another turn's, whenever a loaded OpenCode took longer than that to start the
-turn (89 of 100 concurrent runs). The grace remains for what has no message of ours to
-follow: ``wait_for_activity`` continuations, and a command whose POST already returned.
+turn (30 to 92 of 100 concurrent runs on this project's 2-core machine). The grace remains
+for what has no message of ours to follow: ``wait_for_activity`` continuations, and a command
+whose POST already returned.
 
 A permission the run meets normally ends it with ``permission_required``. A
 :data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
@@ -412,7 +414,7 @@ class RunMachine:
         return is_idle, None
 
     async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
-        """``GET /permission``, or the pool's view when OpenCode cannot list them (see below)."""
+        """``GET /permission``, or the pool's view when OpenCode cannot list them (:func:`list_permissions`)."""
         return await list_permissions(self.client, self.pool, timeout=timeout)
 
     async def execute(self, plan: RunPlan) -> RunResult:
