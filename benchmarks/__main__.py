@@ -2,10 +2,10 @@
 
     python -m benchmarks [NAME ...]      (./dev bench)
 
-NAME is any of ``cold_start``, ``run_overhead``, ``pool_ingest``, ``recovery`` and, when present, ``dashboard``
-(the human-side budgets; default: all, in that order). Each module has ``run() -> list[Figure]``.
-These are measurements, not tests: the exit status is 0 even when a budget is missed (the table
-says MISSED); it is 1 only when a benchmark could not run at all.
+NAME is any of ``cold_start``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
+and, when present, ``dashboard`` (the human-side budgets; default: all, in that order). Each module
+has ``run() -> list[Figure]``. These are measurements, not tests: the exit status is 0 even when a
+budget is missed (the table says MISSED); it is 1 only when a benchmark could not run at all.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from benchmarks._common import BENCH_DIR, Figure, Interrupted, print_figures, pr
 BENCHMARKS = {
     "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
     "run_overhead": "run overhead (session.idle on /event → MCP client has the tools/call result)",
+    "concurrent_runs": "concurrent runs (200 run calls at once on one worker, every response checked)",
     "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
     "recovery": "shared pool recovery (the pool's OpenCode SIGKILLed under two front ends → both working)",
 }

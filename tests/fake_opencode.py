@@ -47,6 +47,7 @@ __all__ = [
     "Seq",
     "Sse",
     "SwitchAfter",
+    "answered",
     "assistant_message",
     "build_orchestrator",
     "commands_json",
@@ -522,12 +523,42 @@ def assistant_message(
     return {"info": {"id": mid, "sessionID": sid, "role": "assistant", "time": time}, "parts": all_parts}
 
 
-def message_list(sid: str, text: str | None = None) -> list[dict[str, Any]]:
-    """The seed's messages fixture: user ``u1``, plus assistant ``a1`` with one text part when given."""
-    messages = [user_message(sid)]
+def message_list(sid: str, text: str | None = None, *, reply_to: str | None = None) -> list[dict[str, Any]]:
+    """The seed's messages fixture: user ``u1``, plus assistant ``a1`` with one text part when given.
+
+    With ``reply_to``, the user message has that id and the assistant message answers it (its
+    ``parentID``) and is complete, as OpenCode shows a turn over.
+    """
+    if reply_to is None:
+        messages = [user_message(sid)]
+        if text is not None:
+            messages.append(assistant_message(sid, text))
+        return messages
+    messages = [user_message(sid, mid=reply_to, created=10)]
     if text is not None:
-        messages.append(assistant_message(sid, text))
+        reply = assistant_message(sid, text, mid="a-reply", created=11, completed=12)
+        reply["info"]["parentID"] = reply_to
+        messages.append(reply)
     return messages
+
+
+def answered(fake: FakeOpenCode, sid: str, text: str | None = None) -> Any:
+    """A transcript responder for the prompt or command last POSTed to ``sid``.
+
+    OpenCode lets the client choose the new user message's id (``messageID``), and every
+    assistant message answering it names that id as ``parentID``. This answers with the
+    transcript as it stands once that message is stored and, when ``text`` is given, answered.
+    """
+
+    def respond(_request: Request) -> list[dict[str, Any]]:
+        for request in reversed(fake.requests):
+            if request.method == "POST" and request.path in (f"/session/{sid}/prompt_async", f"/session/{sid}/command"):
+                body = request.json
+                if isinstance(body, dict) and isinstance(body.get("messageID"), str):
+                    return message_list(sid, text, reply_to=body["messageID"])
+        return message_list(sid, text)
+
+    return respond
 
 
 def commands_json(*names: str) -> list[dict[str, Any]]:

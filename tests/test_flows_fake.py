@@ -14,6 +14,7 @@ timeout texts state the configured duration and 0 disables a limit (§10.1).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from fake_opencode import (
     Request,
     Seq,
     SwitchAfter,
+    answered,
     assistant_message,
     build_orchestrator,
     commands_json,
@@ -44,6 +46,8 @@ from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInp
 from orchestrator_tui.orchestrator.tools import Orchestrator
 
 SID = "ses_test1"
+#: What a message id we choose looks like (OpenCode's ascending ``msg_`` ids).
+MESSAGE_ID = re.compile(r"msg_[0-9a-f]{12}[0-9A-Za-z]{14}")
 
 
 @pytest.fixture
@@ -203,15 +207,17 @@ async def test_fast_idle_prompt_completes_without_hanging(
     no_requests(fake)
     fake.get("/session/status", status_idle())
     prompt = fake.post("/session/{id}/prompt_async", Reply(status=204))
-    fake.get("/session/{id}/message", message_list(SID, "FAST_IDLE_DONE"))
+    fake.get("/session/{id}/message", answered(fake, SID, "FAST_IDLE_DONE"))
     orch = make(idle_grace_ms=0)
 
     out = await call(orch, "run", timeout=2, message="  do it quickly \n")
     assert out.to_json() == {"session_id": SID, "status": "completed", "response": "FAST_IDLE_DONE"}
     assert out.text() == f"✓ session completed {SID}\n\n--- Response ---\nFAST_IDLE_DONE"
-    # A new session was created and the trimmed message sent as one text part.
+    # A new session was created and the trimmed message sent as one text part, with our own id.
     assert fake.count("POST", "/session") == 1
-    assert [r.json for r in prompt.calls] == [{"parts": [{"type": "text", "text": "do it quickly"}]}]
+    [body] = [r.json for r in prompt.calls]
+    assert body == {"parts": [{"type": "text", "text": "do it quickly"}], "messageID": body["messageID"]}
+    assert MESSAGE_ID.fullmatch(body["messageID"])
 
 
 async def test_fast_idle_resume_after_permission_reply_completes_without_hanging(
@@ -299,7 +305,7 @@ async def test_list_sessions_marks_sessions_launched_by_this_orchestrator(
     no_requests(fake)
     fake.get("/session/status", status_idle())
     fake.post("/session/{id}/prompt_async", Reply(status=204))
-    fake.get("/session/{id}/message", message_list("ses-1", "ok"))
+    fake.get("/session/{id}/message", answered(fake, "ses-1", "ok"))
     orch = make(idle_grace_ms=0)
     assert (await call(orch, "run", message="start")).session_id == "ses-1"
 
@@ -359,7 +365,7 @@ async def test_get_session_state_summarizes_messages_and_launched_by_you(
     no_requests(fake)
     fake.get("/session/status", status_idle())
     fake.post("/session/{id}/prompt_async", Reply(status=204))
-    fake.get("/session/{id}/message", message_list("ses-1", "ok"))
+    fake.get("/session/{id}/message", answered(fake, "ses-1", "ok"))
     orch = make(idle_grace_ms=0)
     await call(orch, "run", message="start")  # ses-1 is launched by this orchestrator
 
@@ -502,12 +508,12 @@ async def test_bug1_completion_retries_messages_until_visible(
     no_requests(fake)
     fake.get("/session/status", Seq(status_busy(SID), status_busy(SID), status_idle()))
     fake.post("/session/{id}/prompt_async", Reply(status=204))
-    messages = fake.get("/session/{id}/message", Seq(message_list(SID), message_list(SID, "FINAL_RESPONSE")))
+    messages = fake.get("/session/{id}/message", Seq(answered(fake, SID), answered(fake, SID, "FINAL_RESPONSE")))
     orch = make()
 
     out = await call(orch, "run", timeout=5, session_id=SID, message="write the file")
     assert out.to_json() == {"session_id": SID, "status": "completed", "response": "FINAL_RESPONSE"}
-    assert messages.count >= 2  # finalize retried until the assistant message was visible
+    assert messages.count >= 2  # the transcript was read again until the answer was visible
 
 
 async def test_bug2_reject_returns_no_response_and_a_warning_not_stale_text(
@@ -590,7 +596,9 @@ async def test_bug4_a_timed_out_command_is_not_sent_again(
     assert str(info.value).startswith("internal error: Failed to execute command 'research': Transport error: ")
     await asyncio.sleep(0.3)
     assert command.count == 1
-    assert command.calls[0].json == {"command": "research", "arguments": "caching"}
+    body = command.calls[0].json
+    assert body == {"command": "research", "arguments": "caching", "messageID": body["messageID"]}
+    assert MESSAGE_ID.fullmatch(body["messageID"])
 
 
 class RefuseFirstCommand(httpx.AsyncBaseTransport):
@@ -617,14 +625,15 @@ async def test_bug4_a_command_whose_connection_failed_is_retried_once(
     no_requests(fake)
     fake.get("/session/status", Seq(status_busy(SID), status_busy(SID), status_idle()))
     command = fake.post("/session/{id}/command", {"info": {}, "parts": []})
-    fake.get("/session/{id}/message", message_list(SID, "COMMAND_DONE"))
+    fake.get("/session/{id}/message", answered(fake, SID, "COMMAND_DONE"))
     transport = RefuseFirstCommand()
     orch = make(timeout=1.0, transport=transport)
 
     out = await call(orch, "run", timeout=5, session_id=SID, command="research", message="caching")
     assert out.to_json() == {"session_id": SID, "status": "completed", "response": "COMMAND_DONE"}
     assert transport.refused == 1
-    assert [r.json for r in command.calls] == [{"command": "research", "arguments": "caching"}]
+    [body] = [r.json for r in command.calls]
+    assert body == {"command": "research", "arguments": "caching", "messageID": body["messageID"]}
 
 
 # ============================================================================ §7.14 question flow
@@ -903,7 +912,8 @@ async def test_streamed_stale_idle_does_not_end_a_new_turn(
     )
     fake.get(
         "/session/{id}/message",
-        SwitchAfter(status, 5, message_list(SID, "PREVIOUS_TURN"), message_list(SID, "THIS_TURN")),
+        # Until the turn ran, the transcript holds the previous turn's reply: not this run's answer.
+        SwitchAfter(status, 5, message_list(SID, "PREVIOUS_TURN"), answered(fake, SID, "THIS_TURN")),
     )
 
     delivered: list[int] = []
@@ -921,6 +931,148 @@ async def test_streamed_stale_idle_does_not_end_a_new_turn(
     out = await call(orch, "run", timeout=5, session_id=SID, message="next step")
     assert out.to_json() == {"session_id": SID, "status": "completed", "response": "THIS_TURN"}
     assert delivered == [1]  # the stale idle did reach the open stream
+
+
+# ============================================================================ the turn's own answer
+
+
+async def test_an_idle_session_before_the_turn_starts_does_not_end_a_prompt(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    # A loaded OpenCode leaves a new prompt's session idle for seconds before it marks it busy.
+    # However long that lasts (here: longer than the idle grace, which is 0), "idle" is not the
+    # end of the turn while the transcript holds no answer to the prompt.
+    mount_session(fake)
+    no_requests(fake)
+    status = fake.get(
+        "/session/status", Seq(status_idle(), status_idle(), status_idle(), status_busy(SID), status_idle())
+    )
+    fake.post("/session/{id}/prompt_async", Reply(status=204))
+    messages = fake.get(
+        "/session/{id}/message", SwitchAfter(status, 4, answered(fake, SID), answered(fake, SID, "LATE_ANSWER"))
+    )
+    orch = make(idle_grace_ms=0)
+
+    out = await call(orch, "run", timeout=6, session_id=SID, message="work")
+    assert out.to_json() == {"session_id": SID, "status": "completed", "response": "LATE_ANSWER"}
+    assert messages.count >= 2  # read while idle and unanswered (not the end), then once answered
+
+
+async def test_a_turn_that_ends_without_a_reply_completes_with_a_warning_not_silently(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    # OpenCode worked on the prompt (busy), then went idle with no reply to it (aborted before
+    # the model answered). Not an endless wait, and not a silent empty "completed" either.
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", Seq(status_idle(), status_busy(SID), status_idle()))
+    fake.post("/session/{id}/prompt_async", Reply(status=204))
+    fake.get("/session/{id}/message", answered(fake, SID))
+    orch = make()
+
+    out = await call(orch, "run", timeout=5, session_id=SID, message="work")
+    [message_id] = [r.json["messageID"] for r in fake.calls("POST", f"/session/{SID}/prompt_async")]
+    assert out.to_json() == {
+        "session_id": SID,
+        "status": "completed",
+        "warnings": [
+            f"OpenCode ended the turn without a reply to this run's message ({message_id}): it was aborted or "
+            f"failed before the model answered. Send the message again with run(session_id='{SID}', message=...) "
+            "to retry."
+        ],
+    }
+
+
+async def test_the_answer_on_the_stream_is_the_reply_to_this_prompt(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    # The previous turn's reply finishing (and its idle) right after the prompt is not the
+    # answer; the reply that names this prompt's message as its parent is, straight from the
+    # live stream, without reading the transcript.
+    fake.sse()
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", status_busy(SID))
+    messages = fake.get("/session/{id}/message", message_list(SID, "PREVIOUS_TURN"))
+
+    def info(mid: str, role: str, parent: str | None, created: int, completed: int | None = None) -> dict[str, Any]:
+        time = {"created": created} | ({"completed": completed} if completed else {})
+        body: dict[str, Any] = {"id": mid, "sessionID": SID, "role": role, "time": time}
+        return body | ({"parentID": parent} if parent else {})
+
+    def updated(body: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "message.updated", "properties": {"sessionID": SID, "info": body}}
+
+    def text(mid: str, words: list[str]) -> list[dict[str, Any]]:
+        part = {"id": f"{mid}-text", "sessionID": SID, "messageID": mid, "type": "text", "text": ""}
+        return [{"type": "message.part.updated", "properties": {"sessionID": SID, "part": part}}] + [
+            {
+                "type": "message.part.delta",
+                "properties": {
+                    "sessionID": SID,
+                    "messageID": mid,
+                    "partID": f"{mid}-text",
+                    "field": "text",
+                    "delta": word,
+                },
+            }
+            for word in words
+        ]
+
+    def prompt(request: Request) -> Reply:
+        ours = request.json["messageID"]
+        idle = {"type": "session.idle", "properties": {"sessionID": SID}}
+        for event in (
+            updated(info("msg_old_answer", "assistant", "msg_old_prompt", 1)),
+            *text("msg_old_answer", ["PREVIOUS_", "TURN"]),
+            updated(info("msg_old_answer", "assistant", "msg_old_prompt", 1, completed=2)),
+            idle,
+            updated(info(ours, "user", None, 5)),
+            updated(info("msg_step", "assistant", ours, 6)),
+            updated(info("msg_step", "assistant", ours, 6, completed=7)),  # a tool step: more to come
+            updated(info("msg_answer", "assistant", ours, 8)),
+            *text("msg_answer", ["THIS_", "TURN"]),
+            updated(info("msg_answer", "assistant", ours, 8, completed=9)),
+            idle,
+        ):
+            fake.emit(event)
+        return Reply(status=204)
+
+    fake.post("/session/{id}/prompt_async", prompt)
+    orch = make(idle_grace_ms=0)
+    await orch.acquire()
+    assert await orch.service.wait_stream(2)
+
+    out = await call(orch, "run", timeout=3, session_id=SID, message="next step")
+    assert out.to_json() == {"session_id": SID, "status": "completed", "response": "THIS_TURN"}
+    assert messages.count == 0
+
+
+async def test_concurrent_runs_share_the_rest_safety_net(fake: FakeOpenCode, make: Callable[..., Orchestrator]) -> None:
+    # Every waiting run used to poll permissions, questions and statuses once a second on its
+    # own; the rounds are shared now, so the requests do not grow with the number of runs.
+    runs = 20
+    sessions = [f"ses_load{i}" for i in range(runs)]
+    fake.get("/session/{id}", lambda request: session_json(request.params["id"]))
+    no_requests(fake)
+    loop = asyncio.get_running_loop()
+    busy_until = loop.time() + 3.5  # every run waits through a few rounds
+
+    def statuses(_request: Request) -> dict[str, Any]:
+        return {sid: {"type": "busy"} for sid in sessions} if loop.time() < busy_until else status_idle()
+
+    fake.get("/session/status", statuses)
+    fake.post("/session/{id}/prompt_async", Reply(status=204))
+    for sid in sessions:
+        fake.get(f"/session/{sid}/message", answered(fake, sid, f"answer {sid}"))
+    orch = make()
+
+    outs = await asyncio.gather(*(call(orch, "run", timeout=10, session_id=sid, message="go") for sid in sessions))
+    assert [out.response for out in outs] == [f"answer {sid}" for sid in sessions]
+    # Per run: its preflight's list, and at most one round of its own right after the dispatch;
+    # the rounds after that are shared. Polling alone, each run would have listed 4+ times.
+    rounds = fake.count("GET", "/question") - runs
+    assert rounds < 2 * runs, rounds
 
 
 # ============================================================================ timeouts (§7.8 intent, §10.1)

@@ -294,3 +294,37 @@ async def test_a_pending_webfetch_permission_does_not_break_other_calls(make_orc
     assert done.output.status == t.RunStatus.COMPLETED
     assert any("reject" in w.lower() for w in done.output.warnings)
     assert await snapshot.client.permissions() == []
+
+
+async def test_a_command_answers_with_its_own_reply(make_orchestrator: Any) -> None:
+    """The command carries our message id (OpenCode accepts it); its reply, not the earlier one, is the response."""
+    orch = make_orchestrator(command={"echo-back": {"template": "ECHO $ARGUMENTS", "description": "Echo it back"}})
+    first = await asyncio.wait_for(orch.run(t.RunInput(message="Say exactly 'first'")), 120)
+    assert first.output.response == "first"
+    sid = first.output.session_id
+    result = await asyncio.wait_for(
+        orch.run(t.RunInput(session_id=sid, command="echo-back", message="from the command")), 120
+    )
+    assert result.output.status == t.RunStatus.COMPLETED
+    assert result.output.response == "from the command"
+    messages = await (await orch.acquire()).client.messages(sid)
+    command_message = next(m for m in messages if m.info.role == "user" and "from the command" in str(m.parts))
+    reply = messages[-1].info
+    assert reply.role == "assistant" and reply.parentID == command_message.info.id
+    assert command_message.info.id.startswith("msg_")
+
+
+async def test_aborting_the_turn_ends_the_run(orchestrator: Any) -> None:
+    """A human aborts the turn the agent's run waits on (the dashboard's `x`): the run ends, it does not wait on."""
+    sid = await new_session(orchestrator)
+    run = asyncio.ensure_future(orchestrator.run(t.RunInput(session_id=sid, message="HANG")))
+    pool = orchestrator.service.pool
+    for _ in range(600):
+        if "hanging" in pool.session(sid).text:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the model never started answering")
+    await (await orchestrator.acquire()).client.abort_session(sid)
+    with pytest.raises(Internal, match="MessageAbortedError"):
+        await asyncio.wait_for(run, 60)  # OpenCode reports the abort as the session's error

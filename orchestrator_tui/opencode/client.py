@@ -231,22 +231,33 @@ class OpenCodeClient:
         return await self._get(f"/session/{_seg(session_id)}/message", _MESSAGES, params={"limit": limit})
 
     async def prompt_async(
-        self, session_id: str, text: str, *, agent: str | None = None, extra: Mapping[str, Any] | None = None
+        self,
+        session_id: str,
+        text: str,
+        *,
+        message_id: str | None = None,
+        agent: str | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
+        """Queue a prompt; ``message_id`` (see :mod:`.ids`) becomes the user message's id."""
         body: dict[str, Any] = {"parts": [{"type": "text", "text": text}]}
+        if message_id is not None:
+            body["messageID"] = message_id
         if agent:
             body["agent"] = agent
         if extra:
             body.update(extra)
         await self.request("POST", f"/session/{_seg(session_id)}/prompt_async", json_body=body)
 
-    async def command(self, session_id: str, command: str, arguments: str) -> dict[str, Any]:
+    async def command(
+        self, session_id: str, command: str, arguments: str, *, message_id: str | None = None
+    ) -> dict[str, Any]:
         """Run a named command. Blocks until the command's turn is over (observed §4)."""
+        body: dict[str, Any] = {"command": command, "arguments": arguments}
+        if message_id is not None:
+            body["messageID"] = message_id
         response = await self.request(
-            "POST",
-            f"/session/{_seg(session_id)}/command",
-            json_body={"command": command, "arguments": arguments},
-            timeout=COMMAND_TIMEOUT,
+            "POST", f"/session/{_seg(session_id)}/command", json_body=body, timeout=COMMAND_TIMEOUT
         )
         return _decode_any(response)
 

@@ -3,13 +3,23 @@
 The reference opens one SSE connection per call; here the process-wide pool already holds
 the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatching work
 (subscribe-before-dispatch) and reads that session's events in order. A 1 s REST poll runs
-beside it as the safety net for anything the stream misses (a reconnect, a dead stream).
+beside it as the safety net for anything the stream misses (a reconnect, a dead stream), one
+round shared by every run waiting at the time (:class:`SharedPoll`).
 
 Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33
 (spec §9–§10): ``session.idle`` is gated like a polled idle (stale idles from an earlier
 turn do not end a new one); ``session.status`` busy/retry events count as activity; reasoning
 deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
 the configured durations and 0 means "no limit".
+
+A prompt's turn ends by correlation, not by a timer. The prompt (and a command) carries a
+message id we choose; the turn is over when an assistant message answering that id is
+complete and the session is idle after it (:class:`Turn`). The reference's idle grace (accept
+an idle after 1 s even without having seen the session busy) returned ``completed`` with no
+response, or another turn's, whenever a loaded OpenCode took longer than that to start the
+turn (30 to 92 of 100 concurrent runs on this project's 2-core machine). The grace remains
+for what has no message of ours to follow: ``wait_for_activity`` continuations, and a command
+whose POST already returned.
 
 A permission the run meets normally ends it with ``permission_required``. A
 :data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
@@ -23,12 +33,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from orchestrator_tui.opencode import ids
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import (
     Message,
+    MessageInfo,
     MessageUpdated,
     PartDelta,
     PartUpdated,
@@ -39,6 +53,7 @@ from orchestrator_tui.opencode.models import (
     QuestionRequest,
     SessionError,
     SessionIdle,
+    SessionStatus,
     SessionStatusEvent,
 )
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
@@ -62,6 +77,9 @@ PERMISSION_LIST_WARNING = (
 FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
 #: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
 POLL_REQUEST_TIMEOUT = 10.0
+#: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
+#: unbroken event stream says there is no answer yet (a safety net; the stream is what decides).
+TRANSCRIPT_RECHECK = 5.0
 
 #: Receives a one-line progress message ("session busy: <latest streamed line>", or what a held
 #: permission waits for); the MCP adapter forwards it as a progress notification.
@@ -112,13 +130,80 @@ def feed_tracker(tracker: TokenTracker, event: object) -> None:
         tracker.observe_event(event.type, event.properties.model_dump(exclude_none=True))
 
 
+def message_text(message: Message) -> str | None:
+    """A message's text parts, concatenated; None when blank."""
+    text = "".join(p.text or "" for p in message.parts if p.type == "text")
+    return text if text.strip() else None
+
+
 def extract_response(messages: list[Message]) -> str | None:
     """The last assistant message's text parts, concatenated (spec §2.5 step 2)."""
     for message in reversed(messages):
         if message.info.role == "assistant":
-            text = "".join(p.text or "" for p in message.parts if p.type == "text")
-            return text if text.strip() else None
+            return message_text(message)
     return None
+
+
+def _created(info: MessageInfo) -> tuple[int, str]:
+    """OpenCode's own order of messages: its clock first, the id on a tie (as its loop decides)."""
+    return (info.time.created or 0, info.id)
+
+
+class Turn:
+    """The turn that answers one user message we sent with our own id (a prompt or a command).
+
+    Fed message infos in the order OpenCode published them (the run's watch) or in OpenCode's
+    order (a transcript). The *answer* is the latest assistant message of the turn: one whose
+    parent is our message, or a user message that came after ours and was folded into the same
+    turn (a second prompt sent before OpenCode started the loop, a compaction's "continue").
+    An assistant message answering an earlier message is never the answer, whatever its timing.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        #: Our user message's ``time.created`` on OpenCode's clock, once seen.
+        self.created: int | None = None
+        #: User messages whose replies belong to this turn: ours, and later ones.
+        self.users: set[str] = {message_id}
+        self.answer: MessageInfo | None = None
+
+    @property
+    def complete(self) -> bool:
+        """The answer exists and OpenCode finished writing it."""
+        return self.answer is not None and self.answer.time.completed is not None
+
+    def observe(self, info: MessageInfo) -> bool:
+        """Take one message's (updated) info; True when the answer or its completion changed."""
+        if info.role == "user":
+            if info.id == self.message_id:
+                self.created = info.time.created or 0
+            elif self.created is not None and _created(info) > (self.created, self.message_id):
+                self.users.add(info.id)
+            return False
+        if info.role != "assistant" or info.parentID not in self.users:
+            return False
+        answer = self.answer
+        if answer is not None and info.id != answer.id and _created(info) < _created(answer):
+            return False  # an update of an earlier step of the turn
+        was_complete = self.complete
+        self.answer = info
+        return answer is None or answer.id != info.id or was_complete != self.complete
+
+    @classmethod
+    def from_transcript(cls, message_id: str, messages: list[Message]) -> Turn:
+        turn = cls(message_id)
+        for message in sorted(messages, key=lambda m: _created(m.info)):
+            turn.observe(message.info)
+        return turn
+
+    def answer_text(self, messages: list[Message]) -> tuple[bool, str | None]:
+        """The answer's text in a transcript: (found, text)."""
+        if self.answer is None:
+            return False, None
+        for message in messages:
+            if message.info.id == self.answer.id:
+                return True, message_text(message)
+        return False, None
 
 
 def permission_output(session_id: str, req: PermissionRequest, partial: str = "", warnings=()) -> RunOutput:
@@ -151,6 +236,92 @@ def question_output(session_id: str, req: QuestionRequest, partial: str = "", wa
         partial_response=partial or None,
         warnings=list(warnings),
     )
+
+
+async def list_permissions(
+    client: OpenCodeClient, pool: Pool, *, timeout: float | None = None
+) -> tuple[list[PermissionRequest], bool]:
+    """``GET /permission``, or the pool's view when OpenCode cannot list them.
+
+    OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
+    metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
+    tolerates that; so do we, falling back to the requests the event stream told us about.
+    The flag is False when the fallback was used.
+    """
+    try:
+        return await client.permissions(timeout=timeout), True
+    except HttpStatusError as exc:
+        if exc.status != 400:
+            raise
+        log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
+        return list(pool.permissions.values()), False
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    """One round of the REST safety net; None for a list OpenCode did not give."""
+
+    #: Loop time at which the round started, before any of its requests was sent.
+    started: float
+    permissions: list[PermissionRequest] | None
+    questions: list[QuestionRequest] | None
+    statuses: dict[str, SessionStatus] | None
+
+
+class SharedPoll:
+    """The 1 s REST safety net, one round at a time for every run on the same server.
+
+    Each waiting run used to send its own three requests a second: 200 concurrent runs made
+    600 a second, which cost OpenCode (one JavaScript thread, also running the turns) and this
+    process more than the turns themselves. Runs now tick on a common one-second grid and
+    join the round in flight, so the requests are three a second whatever the number of runs.
+    A run only joins a round that started after its own dispatch (never an answer from before
+    its work was sent), and knows when the round started (an idle it reports is no older).
+    """
+
+    def __init__(self, client: OpenCodeClient, pool: Pool) -> None:
+        self.client = client
+        self.pool = pool
+        self._round: tuple[float, asyncio.Task[PollResult]] | None = None
+
+    @classmethod
+    def of(cls, client: OpenCodeClient, pool: Pool) -> SharedPoll:
+        poll = _SHARED_POLLS.get(client)
+        if poll is None or poll.pool is not pool:
+            poll = _SHARED_POLLS[client] = cls(client, pool)
+        return poll
+
+    async def get(self, since: float) -> PollResult:
+        """A round that started at or after ``since`` and this tick: in flight or just done, or a new one."""
+        current = self._round
+        loop = asyncio.get_running_loop()
+        if current is None or current[0] < since or loop.time() - current[0] >= POLL_INTERVAL / 2:
+            started = loop.time()
+            current = self._round = (started, loop.create_task(self._fetch(started)))
+        # One caller giving up (a cancelled run) must not cancel the round for the others.
+        return await asyncio.shield(current[1])
+
+    async def _fetch(self, started: float) -> PollResult:
+        client = self.client
+        permissions: list[PermissionRequest] | None = None
+        questions: list[QuestionRequest] | None = None
+        statuses: dict[str, SessionStatus] | None = None
+        try:
+            permissions, _ = await list_permissions(client, self.pool, timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing permissions failed: %s", exc)
+        try:
+            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: listing questions failed: %s", exc)
+        try:
+            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("poll: session status failed: %s", exc)
+        return PollResult(started, permissions, questions, statuses)
+
+
+_SHARED_POLLS: weakref.WeakKeyDictionary[OpenCodeClient, SharedPoll] = weakref.WeakKeyDictionary()
 
 
 class RunMachine:
@@ -243,20 +414,8 @@ class RunMachine:
         return is_idle, None
 
     async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
-        """``GET /permission``, or the pool's view when OpenCode cannot list them.
-
-        OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
-        metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
-        tolerates that; so do we, falling back to the requests the event stream told us about.
-        The flag is False when the fallback was used.
-        """
-        try:
-            return await self.client.permissions(timeout=timeout), True
-        except HttpStatusError as exc:
-            if exc.status != 400:
-                raise
-            log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
-            return list(self.pool.permissions.values()), False
+        """``GET /permission``, or the pool's view when OpenCode cannot list them (:func:`list_permissions`)."""
+        return await list_permissions(self.client, self.pool, timeout=timeout)
 
     async def execute(self, plan: RunPlan) -> RunResult:
         sid = plan.session_id
@@ -288,16 +447,23 @@ class RunMachine:
         awaiting_grace = False
         if plan.wait_for_activity and plan.command is None and plan.message is None:
             grace_deadline = loop.time() + plan.idle_grace
+        # Work we send carries our own message id: its turn is recognised by correlation.
+        turn = Turn(ids.message_id()) if plan.command is not None or plan.message is not None else None
+        # Which stream connection saw the dispatch: while it lasts, the watch misses nothing.
+        epoch = self.pool.stream_epoch()
 
         command_task: asyncio.Task[object] | None = None
+        prompt_turn: Turn | None = None
         if plan.command is not None:
-            command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or ""))
+            assert turn is not None
+            command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or "", turn.message_id))
         elif plan.message is not None:
+            assert turn is not None
             try:
-                await client.prompt_async(sid, plan.message)
+                await client.prompt_async(sid, plan.message, message_id=turn.message_id)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to send prompt: {exc}") from exc
-            grace_deadline = loop.time() + plan.idle_grace
+            prompt_turn = turn
 
         cfg = self.config
         start = loop.time()
@@ -309,7 +475,13 @@ class RunMachine:
         partial: list[str] = []
         warnings = self.warnings
         observed_busy = False
+        #: OpenCode showed the session working since the dispatch (a busy or retry status).
+        busy_seen = False
         next_poll = start  # the first tick fires immediately
+        #: Loop time at which the watch showed the turn's answer complete (None: not yet).
+        answered_at: float | None = None
+        #: When the transcript was last read for a prompt's answer the watch has not shown.
+        transcript_read = start if epoch is not None else -math.inf
         get_task: asyncio.Task[object] = loop.create_task(watch.get())
 
         def activity() -> None:
@@ -318,17 +490,45 @@ class RunMachine:
             observed_busy = True
             awaiting_grace = False
 
-        async def accept_idle() -> RunResult | None:
-            """Apply the completion rules of §2.3 to an observed idle."""
+        async def accept_idle(polled_at: float | None = None) -> RunResult | None:
+            """Apply the completion rules of §2.3 to an observed idle.
+
+            ``polled_at``: when the poll that saw the idle started; None for a ``session.idle``
+            event, which comes after every event OpenCode published before it.
+            """
             nonlocal awaiting_grace
+            if prompt_turn is not None:
+                return await prompt_answered(prompt_turn, polled_at)
             if not dispatched or observed_busy:
-                return await self.finalize(sid, tracker, warnings)
+                return await self.finalize(sid, tracker, warnings, turn=turn)
             if grace_deadline is None:
                 return None  # the command POST is still in flight
             if loop.time() >= grace_deadline:
-                return await self.finalize(sid, tracker, warnings)
+                return await self.finalize(sid, tracker, warnings, turn=turn)
             awaiting_grace = True
             return None
+
+        async def prompt_answered(prompt: Turn, polled_at: float | None) -> RunResult | None:
+            """An idle ends a prompt's turn only once the answer to *that* prompt is complete.
+
+            Idle alone proves nothing: a loaded OpenCode leaves a new prompt's session idle for
+            seconds before it marks it busy, and a previous turn's idle can arrive after the
+            prompt. No timer decides it. An idle counts when it was observed after the watch
+            showed the answer complete (a poll that started later, or the idle event itself).
+            The transcript is the fallback for what the watch may not show: at once when the
+            stream reconnected since the dispatch or the session was seen busy, otherwise
+            every few seconds as a safety net.
+            """
+            nonlocal transcript_read
+            if answered_at is not None and (polled_at is None or answered_at <= polled_at):
+                return await self.finalize(sid, tracker, warnings, turn=prompt)
+            now = loop.time()
+            stream_whole = epoch is not None and self.pool.stream_epoch() == epoch
+            pause = TRANSCRIPT_RECHECK if stream_whole and not busy_seen else POLL_INTERVAL
+            if now - transcript_read < pause:
+                return None
+            transcript_read = now
+            return await self._transcript_answer(sid, prompt, tracker, warnings, turn_ran=busy_seen)
 
         if self.holding is not None and self.progress is not None:
             await self._report(sid, partial)
@@ -393,6 +593,8 @@ class RunMachine:
                         continue
                     if isinstance(event, QuestionAsked):
                         return RunResult(question_output(sid, event.properties, "".join(partial), warnings), tracker)
+                    if isinstance(event, MessageUpdated) and turn is not None and turn.observe(event.properties.info):
+                        answered_at = loop.time() if turn.complete else None
                     if isinstance(event, PartDelta):
                         activity()
                         p = event.properties
@@ -402,6 +604,7 @@ class RunMachine:
                         activity()
                     elif isinstance(event, SessionStatusEvent):
                         if event.properties.status.type != "idle":
+                            busy_seen = True
                             activity()
                     elif isinstance(event, SessionError):
                         err = event.properties.error
@@ -423,21 +626,23 @@ class RunMachine:
                         statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
                         st = statuses.get(sid)
                         if st is None or st.type == "idle":
-                            return await self.finalize(sid, tracker, warnings)
+                            return await self.finalize(sid, tracker, warnings, turn=turn)
                         activity()
                     except OpenCodeError as exc:
                         log.warning("idle-grace status check failed: %s", exc)
 
                 # (c) the poll tick
                 if now >= next_poll:
-                    next_poll = now + POLL_INTERVAL
-                    result = await self._poll(sid, partial, warnings, tracker)
+                    # On the common grid, so that concurrent runs share one round (SharedPoll).
+                    next_poll = (math.floor(now / POLL_INTERVAL) + 1) * POLL_INTERVAL
+                    result, polled_at = await self._poll(sid, partial, warnings, tracker, start)
                     if isinstance(result, RunResult):
                         return result
                     if result == "busy":
+                        busy_seen = True
                         activity()
                     elif result == "idle":
-                        done_result = await accept_idle()
+                        done_result = await accept_idle(polled_at)
                         if done_result is not None:
                             return done_result
                     if self.progress is not None:
@@ -474,40 +679,30 @@ class RunMachine:
         except Exception:  # progress is advisory; a closed client must not fail the run
             log.debug("progress notification failed", exc_info=True)
 
-    async def _poll(self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker):
-        client = self.client
-        try:
-            permissions, _ = await self.list_permissions(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing permissions failed: %s", exc)
-            permissions = []
-        for req in permissions:
+    async def _poll(
+        self, sid: str, partial: list[str], warnings: list[str], tracker: TokenTracker, since: float
+    ) -> tuple[RunResult | str | None, float]:
+        """This session's share of a poll round, and when that round started."""
+        result = await SharedPoll.of(self.client, self.pool).get(since)
+        for req in result.permissions or ():
             if req.sessionID == sid:
                 met = self.meet_permission(sid, req, "".join(partial), tracker)
-                return "held" if met is None else met
+                return ("held" if met is None else met), result.started
         self.holding = None  # whatever we held is answered
-        try:
-            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing questions failed: %s", exc)
-            questions = []
-        for q in questions:
+        for q in result.questions or ():
             if q.sessionID == sid:
-                return RunResult(question_output(sid, q, "".join(partial), warnings), tracker)
-        try:
-            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: session status failed: %s", exc)
-            return None
-        st = statuses.get(sid)
-        return "idle" if st is None or st.type == "idle" else "busy"
+                return RunResult(question_output(sid, q, "".join(partial), warnings), tracker), result.started
+        if result.statuses is None:
+            return None, result.started
+        st = result.statuses.get(sid)
+        return ("idle" if st is None or st.type == "idle" else "busy"), result.started
 
-    async def _send_command(self, sid: str, command: str, arguments: str) -> str | None:
+    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
         """POST the command; returns an error text or None. Never sends it twice unless the
         first attempt provably never reached the server (spec §10.4)."""
         for attempt in range(2):
             try:
-                await self.client.command(sid, command, arguments)
+                await self.client.command(sid, command, arguments, message_id=message_id)
                 return None
             except OpenCodeError as exc:
                 if attempt == 0 and getattr(exc, "connect_failed", False):
@@ -518,14 +713,31 @@ class RunMachine:
 
     # ---------------------------------------------------------------- finalize
 
-    async def finalize(self, sid: str, tracker: TokenTracker, warnings: list[str]) -> RunResult:
-        # The pool usually saw the whole final message on the live stream; asking OpenCode for
-        # the transcript right after idle costs 20-30 ms (it is busy finishing the turn), which
-        # is most of the run's overhead. The REST read, with its retries, stays the fallback.
-        known, response = self.pool.final_text(sid)
-        if not known:
-            response = await self._fetch_response(sid)
+    async def finalize(
+        self,
+        sid: str,
+        tracker: TokenTracker,
+        warnings: list[str],
+        *,
+        turn: Turn | None = None,
+        transcript: list[Message] | None = None,
+    ) -> RunResult:
+        """The completed result. With ``turn`` (work we sent), the response is that turn's answer:
+        from ``transcript`` when the caller just read it, else the pool or OpenCode."""
         warnings = list(warnings)
+        if turn is not None and transcript is not None:
+            response = turn.answer_text(transcript)[1]
+        elif turn is not None:
+            response, warning = await self._turn_response(sid, turn)
+            if warning:
+                warnings.append(warning)
+        else:
+            # The pool usually saw the whole final message on the live stream; asking OpenCode
+            # for the transcript right after idle costs 20-30 ms (it is busy finishing the turn),
+            # which is most of the run's overhead. The REST read, with its retries, is the fallback.
+            known, response = self.pool.final_text(sid)
+            if not known:
+                response = await self._fetch_response(sid)
         provider_model = tracker.provider_model
         if tracker.compaction_needed and provider_model is not None:
             try:
@@ -536,6 +748,83 @@ class RunMachine:
         return RunResult(
             RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
         )
+
+    async def _turn_response(self, sid: str, turn: Turn) -> tuple[str | None, str | None]:
+        """The text of the turn's answer, and a warning when it cannot be had.
+
+        The pool knows it when it saw that very message whole on the stream; otherwise the
+        transcript has it (OpenCode stores a message before it publishes it). A command whose
+        reply does not name our message (a subtask command) answers with the session's last
+        assistant message, as before: its POST returned, so its turn is over.
+        """
+        if turn.answer is not None and turn.complete:
+            known, text = self.pool.final_text(sid, turn.answer.id)
+            if known:
+                return text, None
+        messages: list[Message] = []
+        for delay in FINALIZE_BACKOFF:
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                raise Internal(f"Failed to list messages: {exc}") from exc
+            seen = Turn.from_transcript(turn.message_id, messages)
+            if seen.complete:
+                return seen.answer_text(messages)[1], None
+            if not turn.complete:
+                return extract_response(messages), None
+        return None, (
+            f"The reply to this run's message ({turn.message_id}) finished but could not be read from OpenCode; "
+            f"call run with session_id='{sid}' to read it."
+        )
+
+    async def _transcript_answer(
+        self, sid: str, turn: Turn, tracker: TokenTracker, warnings: list[str], *, turn_ran: bool
+    ) -> RunResult | None:
+        """The result when OpenCode's transcript shows the turn answered and the session idle after.
+
+        The transcript is read first and the status second, so an answer that is only one step
+        of the turn (a tool call, with more to come) is never taken for the end of it.
+
+        ``turn_ran``: the session was seen busy since the dispatch. If it is idle now and still
+        no reply answers our message, OpenCode ended the turn without one (aborted, or failed
+        before the model answered; or it let a prompt that arrived as the previous turn was
+        ending go unanswered). Waiting longer would only end in the inactivity timeout, so the
+        run completes without a response and says why: never a silent empty ``completed``.
+        """
+        try:
+            messages = await self.client.messages(sid)
+        except OpenCodeError as exc:
+            log.warning("reading the transcript for the answer failed: %s", exc)
+            return None
+        seen = Turn.from_transcript(turn.message_id, messages)
+        if not seen.complete and not turn_ran:
+            return None
+        try:
+            statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("status check after the transcript failed: %s", exc)
+            return None
+        status = statuses.get(sid)
+        if status is not None and status.type != "idle":
+            return None
+        if not seen.complete:
+            # Idle is established now; an answer written before it is in a transcript read after it.
+            try:
+                messages = await self.client.messages(sid)
+            except OpenCodeError as exc:
+                log.warning("reading the transcript for the answer failed: %s", exc)
+                return None
+            seen = Turn.from_transcript(turn.message_id, messages)
+            if not seen.complete:
+                warning = (
+                    f"OpenCode ended the turn without a reply to this run's message ({turn.message_id}): it was "
+                    f"aborted or failed before the model answered. Send the message again with "
+                    f"run(session_id='{sid}', message=...) to retry."
+                )
+                return await self.finalize(sid, tracker, [*warnings, warning], turn=seen, transcript=messages)
+        return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
     async def _fetch_response(self, sid: str) -> str | None:
         """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""

@@ -176,24 +176,34 @@ class Pool:
             [q for q in self.questions.values() if q.sessionID == session_id],
         )
 
-    def final_text(self, session_id: str) -> tuple[bool, str | None]:
+    def final_text(self, session_id: str, message_id: str | None = None) -> tuple[bool, str | None]:
         """The text of the session's last assistant message, if the pool knows it for certain.
 
         ``(True, text)`` when that message started and finished while the stream was connected,
         without a reconnect since, so every part of it went through the reducer; the text is
         ``None`` when blank (the same rule as the REST extraction). ``(False, None)`` otherwise,
-        and the caller asks OpenCode instead.
+        and the caller asks OpenCode instead. With ``message_id``, only that message's text is
+        known: a run asks for the reply to its own prompt, never for whatever came last.
         """
         view = self.sessions.get(session_id)
         if (
             view is None
             or not view.text_complete
+            or (message_id is not None and view.text_message_id != message_id)
             or self.connection_state != "connected"
             or view.text_connection != self.connects
         ):
             return False, None
         text = view.text
         return True, (text if text.strip() else None)
+
+    def stream_epoch(self) -> int | None:
+        """Which connection of the event stream is live (None: none is).
+
+        Equal values at two moments mean no event was missed in between: everything OpenCode
+        published went through the reducer and to every watch, in order.
+        """
+        return self.connects if self.connection_state == "connected" else None
 
     def needs_input(self, session_id: str) -> bool:
         perms, questions = self.pending_for(session_id)
