@@ -184,6 +184,12 @@ class OpenCodeClient:
             raise TransportError(_describe(exc), timed_out=True) from exc
         except httpx.HTTPError as exc:
             raise TransportError(_describe(exc)) from exc
+        except RuntimeError as exc:
+            if not self._http.is_closed:
+                raise
+            # A client of a server that was replaced (the pool closes it): a transport failure,
+            # never an untyped crash in whoever still held it.
+            raise TransportError("the connection to this OpenCode server was closed (the server was replaced)") from exc
         if response.status_code >= 400:
             text = response.text
             try:

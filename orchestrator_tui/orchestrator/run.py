@@ -144,6 +144,20 @@ def extract_response(messages: list[Message]) -> str | None:
     return None
 
 
+def interrupted_reply(messages: list[Message]) -> Message | None:
+    """The last assistant message when it never finished (no completion time, no error).
+
+    While its session is idle that means its turn stopped in the middle: the server that ran it
+    died (OpenCode keeps turns in memory; after a restart the message stays as it was, its tool
+    calls "running"). A turn that was aborted or failed carries an error instead.
+    """
+    for message in reversed(messages):
+        if message.info.role == "assistant":
+            info = message.info
+            return message if info.time.completed is None and not info.error else None
+    return None
+
+
 def _created(info: MessageInfo) -> tuple[int, str]:
     """OpenCode's own order of messages: its clock first, the id on a tie (as its loop decides)."""
     return (info.time.created or 0, info.id)
@@ -337,8 +351,15 @@ class RunMachine:
         limits_ready: Callable[[], Awaitable[object]] | None = None,
         progress: Progress | None = None,
         gate: PermissionGate | None = None,
+        follow: Callable[[], OpenCodeClient | None] | None = None,
     ) -> None:
-        self.client = client
+        self._client = client
+        #: The client of the server the pool follows now: when OpenCode dies and is restarted,
+        #: the run goes on talking to the new one (the old client is closed) and finds out what
+        #: became of its turn, instead of failing on a closed connection.
+        self._follow = follow
+        #: The pool's server generation when the run started (see :meth:`Pool.server_replaced`).
+        self._generation = pool.server_generation
         self.pool = pool
         self.config = config
         self.model_limits = model_limits if model_limits is not None else {}
@@ -356,6 +377,34 @@ class RunMachine:
         #: The request being held right now, and the progress text saying so.
         self.holding: str | None = None
         self._hold_message = ""
+
+    @property
+    def client(self) -> OpenCodeClient:
+        if self._follow is not None and (current := self._follow()) is not None:
+            return current
+        return self._client
+
+    @property
+    def server_replaced(self) -> bool:
+        """Whether the pool moved to another server (or a restarted one) since the run started."""
+        return self.pool.server_generation != self._generation
+
+    def interrupted_text(self, sid: str, *, after_the_fact: bool = False) -> str:
+        """What to tell the agent when its session's turn died with the server that ran it."""
+        lost = self.pool.lost_for(sid)
+        waiting = f", waiting for {lost[-1].describe()}," if lost else ""
+        lost_note = f" ({lost[-1].describe()} was lost with it)" if lost and after_the_fact else ""
+        if after_the_fact:
+            return (
+                f"The last turn of session '{sid}' did not finish and nothing runs in it now: OpenCode stopped while "
+                f"it ran{lost_note}. The session and its history are kept: call run with session_id='{sid}' and a "
+                "message to continue (for example, ask it to retry the last step)."
+            )
+        return (
+            f"OpenCode stopped while session '{sid}' was working{waiting} and was restarted: the turn that was running "
+            f"was interrupted and will not finish. The session and its history are kept: call run with "
+            f"session_id='{sid}' and a message to continue (for example, ask it to retry the last step)."
+        )
 
     def meet_permission(
         self, session_id: str, req: PermissionRequest, partial: str = "", tracker: TokenTracker | None = None
@@ -440,7 +489,6 @@ class RunMachine:
 
     async def _loop(self, plan: RunPlan, watch) -> RunResult:
         sid = plan.session_id
-        client = self.client
         loop = asyncio.get_running_loop()
         dispatched = plan.command is not None or plan.message is not None or plan.wait_for_activity
         grace_deadline: float | None = None
@@ -460,7 +508,7 @@ class RunMachine:
         elif plan.message is not None:
             assert turn is not None
             try:
-                await client.prompt_async(sid, plan.message, message_id=turn.message_id)
+                await self.client.prompt_async(sid, plan.message, message_id=turn.message_id)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to send prompt: {exc}") from exc
             prompt_turn = turn
@@ -537,7 +585,7 @@ class RunMachine:
             if not dispatched and self.holding is None:
                 # Post-subscribe re-check (step 13): the session may have gone idle meanwhile.
                 try:
-                    statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+                    statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
                     if sid not in statuses or statuses[sid].type == "idle":
                         return await self.finalize(sid, tracker, warnings)
                 except OpenCodeError as exc:
@@ -623,7 +671,7 @@ class RunMachine:
                 if awaiting_grace and grace_deadline is not None and now >= grace_deadline:
                     awaiting_grace = False
                     try:
-                        statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+                        statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
                         st = statuses.get(sid)
                         if st is None or st.type == "idle":
                             return await self.finalize(sid, tracker, warnings, turn=turn)
@@ -737,7 +785,12 @@ class RunMachine:
             # which is most of the run's overhead. The REST read, with its retries, is the fallback.
             known, response = self.pool.final_text(sid)
             if not known:
-                response = await self._fetch_response(sid)
+                response, messages = await self._fetch_response(sid)
+                if response is None and interrupted_reply(messages) is not None:
+                    # The session is idle, and its last reply never finished: its server died.
+                    if self.server_replaced:
+                        raise Internal(self.interrupted_text(sid))
+                    warnings.append(self.interrupted_text(sid, after_the_fact=True))
         provider_model = tracker.provider_model
         if tracker.compaction_needed and provider_model is not None:
             try:
@@ -817,6 +870,8 @@ class RunMachine:
                 log.warning("reading the transcript for the answer failed: %s", exc)
                 return None
             seen = Turn.from_transcript(turn.message_id, messages)
+            if not seen.complete and self.server_replaced:
+                raise Internal(self.interrupted_text(sid))
             if not seen.complete:
                 warning = (
                     f"OpenCode ended the turn without a reply to this run's message ({turn.message_id}): it was "
@@ -826,9 +881,10 @@ class RunMachine:
                 return await self.finalize(sid, tracker, [*warnings, warning], turn=seen, transcript=messages)
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
-    async def _fetch_response(self, sid: str) -> str | None:
+    async def _fetch_response(self, sid: str) -> tuple[str | None, list[Message]]:
         """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""
         response: str | None = None
+        messages: list[Message] = []
         for delay in FINALIZE_BACKOFF:
             if delay:
                 await asyncio.sleep(delay)
@@ -837,6 +893,6 @@ class RunMachine:
             except OpenCodeError as exc:
                 raise Internal(f"Failed to list messages: {exc}") from exc
             response = extract_response(messages)
-            if response is not None:
+            if response is not None or interrupted_reply(messages) is not None:
                 break
-        return response
+        return response, messages

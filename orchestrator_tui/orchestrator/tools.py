@@ -35,6 +35,7 @@ from orchestrator_tui.orchestrator.run import (
     RunPlan,
     RunResult,
     extract_response,
+    interrupted_reply,
 )
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
@@ -81,8 +82,18 @@ def status_summary(status: SessionStatus | None) -> t.SessionStatusIdle | t.Sess
     return t.SessionStatusBusy()
 
 
-def tool_calls_of(messages: list[Message], limit: int = RECENT_TOOL_CALLS) -> list[t.ToolCallSummary]:
-    """Newest first: messages newest→oldest, parts last→first (spec §4.2 step 4)."""
+#: The error a tool call shows when its turn stopped before it ended (its server went away).
+INTERRUPTED_TOOL = "interrupted: OpenCode stopped before this tool call ended (the server was restarted)"
+
+
+def tool_calls_of(
+    messages: list[Message], limit: int = RECENT_TOOL_CALLS, *, interrupted: str | None = None
+) -> list[t.ToolCallSummary]:
+    """Newest first: messages newest→oldest, parts last→first (spec §4.2 step 4).
+
+    ``interrupted``: the id of a message whose turn died unfinished (:func:`interrupted_reply`);
+    its tool calls still "running" or "pending" will never end, and are shown as errors saying so.
+    """
     calls: list[t.ToolCallSummary] = []
     for message in reversed(messages):
         for part in reversed(message.parts):
@@ -90,6 +101,20 @@ def tool_calls_of(messages: list[Message], limit: int = RECENT_TOOL_CALLS) -> li
                 continue
             state = part.state
             status = state.status if state is not None else "pending"
+            if message.info.id == interrupted and status in ("running", "pending"):
+                start = state.time.start if state is not None and state.time is not None else None
+                calls.append(
+                    t.ToolCallSummary(
+                        call_id=part.callID or part.id or "",
+                        tool_name=part.tool or "",
+                        state=t.ToolStateError(message=INTERRUPTED_TOOL),
+                        started_at=start,
+                        completed_at=None,
+                    )
+                )
+                if len(calls) >= limit:
+                    return calls
+                continue
             start = state.time.start if state is not None and state.time is not None else None
             end = state.time.end if state is not None and state.time is not None else None
             if status == "running":
@@ -214,6 +239,7 @@ class Orchestrator:
             limits_ready=snapshot.ensure_model_limits,
             progress=progress,
             gate=self._gate(reserved or {}),
+            follow=lambda: self.service.client,
         )
 
     # ---------------------------------------------------------------- policy, rules and claims
@@ -317,6 +343,28 @@ class Orchestrator:
     def _release(self, request_id: str) -> None:
         if self.registry is not None:
             self.registry.release_claim(request_id)
+
+    def _raise_if_lost(self, request_id: str | None, session_id: str) -> None:
+        """Say so when the request the agent answers went away with a server that stopped.
+
+        OpenCode keeps pending requests in memory only: after a restart they are gone, and the
+        tool call that asked is interrupted. "Not found, may have been answered" would be a lie.
+        """
+        pool = self.service.pool
+        if request_id is not None:
+            lost = pool.lost.get(request_id)
+        else:
+            mine = pool.lost_for(session_id)
+            lost = mine[-1] if mine else None
+        if lost is None:
+            return
+        when = datetime.fromtimestamp(lost.lost_at / 1000).strftime("%H:%M:%S")
+        raise InvalidInput(
+            f"{lost.describe()[0].upper()}{lost.describe()[1:]} was lost: the OpenCode server that held it stopped "
+            f"(noticed at {when}) and was restarted, and the tool call that asked for it was interrupted, so nothing "
+            f"is waiting for an answer. Call run with session_id='{lost.request.sessionID}' and a message to "
+            "continue (for example, ask it to retry the last step)."
+        )
 
     def _answered_elsewhere(self, request_id: str) -> Claim | None:
         if self.registry is None:
@@ -488,6 +536,7 @@ class Orchestrator:
                         f"Permission request '{rid}' was {winner.describe()}. "
                         f"Call run with session_id='{sid}' to follow the session."
                     )
+                self._raise_if_lost(rid, sid)
                 raise InvalidInput(f"No pending permission found with id '{rid}'. (session_id='{sid}')")
             if req.sessionID != sid:
                 raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
@@ -499,6 +548,7 @@ class Orchestrator:
                     "listed (HTTP 400). Retry with permission_request_id (returned by run)."
                 )
             if not mine:
+                self._raise_if_lost(None, sid)
                 raise InvalidInput(
                     f"No pending permission found for session '{sid}'. "
                     "The permission may have already been responded to."
@@ -584,12 +634,14 @@ class Orchestrator:
                         f"Question request '{rid}' was {winner.describe()}. "
                         f"Call run with session_id='{sid}' to follow the session."
                     )
+                self._raise_if_lost(rid, sid)
                 raise InvalidInput(f"No pending question found with id '{rid}'. (session_id='{sid}')")
             if req.sessionID != sid:
                 raise InvalidInput(f"Question request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
         else:
             mine = [q for q in pending if q.sessionID == sid]
             if not mine:
+                self._raise_if_lost(None, sid)
                 raise InvalidInput(
                     f"No pending question found for session '{sid}'. The question may have already been responded to."
                 )
@@ -708,6 +760,10 @@ class Orchestrator:
             messages = await client.messages(sid)
         except OpenCodeError as exc:
             raise Internal(f"Failed to list messages: {exc}") from exc
+        status = statuses.get(session.id)
+        idle = status is None or status.type == "idle"
+        # An unfinished reply in an idle session: its turn died with the server that ran it.
+        interrupted = interrupted_reply(messages) if idle else None
         pending = 0
         for m in reversed(messages):
             if m.info.role == "assistant":
@@ -728,7 +784,7 @@ class Orchestrator:
             launched_by_you=session.id in self.launched_by_me([session.id]),
             pending_message_count=pending,
             last_activity=last_activity,
-            recent_tool_calls=tool_calls_of(messages),
+            recent_tool_calls=tool_calls_of(messages, interrupted=interrupted.info.id if interrupted else None),
         )
 
     async def list_commands(self, inp: t.ListCommandsInput) -> t.ListCommandsOutput:

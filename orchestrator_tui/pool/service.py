@@ -246,6 +246,10 @@ class PoolService:
     async def _attach(self, snapshot: Snapshot) -> None:
         if self._stream is not None:
             await self._stream.stop()
+        if self._stream_snapshot is not None and snapshot is not self._stream_snapshot:
+            # Another server (or the same one after a gap): its pending requests are not ours to
+            # assume; the resync on connect tells which were lost with the old one.
+            self.pool.server_replaced()
         self._stream_snapshot = snapshot
         client = snapshot.client
 
@@ -261,6 +265,15 @@ class PoolService:
             on_status=self._on_stream_status,
             global_stream=client.directory is None,
         ).start()
+
+    @property
+    def client(self) -> OpenCodeClient | None:
+        """The client of the server the pool follows now (None before the first acquire).
+
+        Long waits (a run) use this rather than the client they started with: when the server is
+        replaced, the old client is closed.
+        """
+        return self._stream_snapshot.client if self._stream_snapshot is not None else None
 
     async def reconnect(self) -> None:
         """Drop and reopen the event stream (it resyncs on connect, as after any reconnect)."""

@@ -130,6 +130,23 @@ class Changes:
 ChangeListener = Callable[[Changes], None]
 
 
+@dataclass(frozen=True, slots=True)
+class LostRequest:
+    """A request that was pending on a server that went away: OpenCode keeps them in memory only."""
+
+    request: PermissionRequest | QuestionRequest
+    #: Wall-clock ms when the pool found it gone with its server.
+    lost_at: int
+
+    def describe(self) -> str:
+        """``the bash request per_… (git push)``, for messages."""
+        req = self.request
+        if isinstance(req, PermissionRequest):
+            what = f" ({', '.join(req.patterns)})" if req.patterns else ""
+            return f"the {req.permission} permission request '{req.id}'{what}"
+        return f"the question '{req.id}'"
+
+
 class SessionWatch:
     """An ordered feed of one session's events, opened before work is dispatched."""
 
@@ -161,6 +178,13 @@ class Pool:
         self.connects = 0
         self.events_seen = 0
         self.resyncs = 0
+        #: Incremented whenever the pool follows another server (the old one died, was restarted,
+        #: or was replaced): a run that dispatched before a change knows its turn may be gone.
+        self.server_generation = 0
+        #: Set by :meth:`server_replaced` until the next resync decides what was lost.
+        self._replaced = False
+        #: Requests that were pending on a server that went away: id → (request, when, epoch ms).
+        self.lost: OrderedDict[str, LostRequest] = OrderedDict()
 
     # ------------------------------------------------------------------ reads
 
@@ -452,27 +476,59 @@ class Pool:
         self._schedule()
 
     def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:
-        """A complete status map: every known session absent from it is idle (observed §5)."""
+        """A complete status map: every known session absent from it is idle (observed §5).
+
+        A tool call still "running" (or "pending") in a session that is idle now will never end:
+        its turn stopped without finishing it (the server that ran it went away). It is shown as
+        interrupted rather than running forever.
+        """
         for sid, view in self.sessions.items():
             status = statuses.get(sid)
             if status is None and view.status is not Status.IDLE:
                 self._set_status(sid, None)
         for sid, status in statuses.items():
             self._set_status(sid, status)
+        for sid, view in self.sessions.items():
+            if sid in statuses:
+                continue
+            for call in view.tool_calls.values():
+                if call.status in ("running", "pending"):
+                    call.status = "interrupted"
+                    self._touch(sid)
+
+    def server_replaced(self) -> None:
+        """The pool now follows another server (or the same one, back after a gap).
+
+        What this means is settled by the next resync: requests the server no longer lists
+        were lost with the server that held them (:attr:`lost`), and tool calls still running in
+        sessions that are idle now were interrupted.
+        """
+        self.server_generation += 1
+        self._replaced = True
+
+    def lost_for(self, session_id: str) -> list[LostRequest]:
+        return [lost for lost in self.lost.values() if lost.request.sessionID == session_id]
 
     def load_requests(
         self, permissions: list[PermissionRequest] | None, questions: list[QuestionRequest] | None
     ) -> None:
         """Replace the pending sets with a REST snapshot, minus anything answered meanwhile.
 
-        ``None`` means "could not be listed": that set is left as the events made it.
+        ``None`` means "could not be listed": that set is left as the events made it. After
+        :meth:`server_replaced`, a request missing from the snapshot was not answered: it went
+        away with the server, and is kept in :attr:`lost` so that whoever asks about it is told.
         """
+        replaced, self._replaced = self._replaced, False
         for store, fresh in ((self.permissions, permissions), (self.questions, questions)):
             if fresh is None:
                 continue
             fresh_ids = {r.id for r in fresh}
             for rid in [rid for rid in store if rid not in fresh_ids]:
                 req = store.pop(rid)
+                if replaced:
+                    self.lost[rid] = LostRequest(req, _now_ms())
+                    while len(self.lost) > MAX_RESOLVED:
+                        self.lost.popitem(last=False)
                 self._dirty.add(req.sessionID)
                 self._dirty_requests = True
             for req in fresh:

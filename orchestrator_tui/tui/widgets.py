@@ -90,7 +90,14 @@ def _duration(call: ToolCall) -> str:
     return ""
 
 
-TOOL_STATE_STYLE = {"completed": "green", "error": "red", "running": "yellow", "pending": "dim"}
+TOOL_STATE_STYLE = {
+    "completed": "green",
+    "error": "red",
+    "running": "yellow",
+    "pending": "dim",
+    # Its turn stopped before it ended (the server that ran it went away): it never will.
+    "interrupted": "bold red",
+}
 
 
 class DetailPane(Vertical):
