@@ -24,13 +24,14 @@ server stays), or it waits until the keeper has stopped the server and cleared t
 then starts a new one). A SIGTERM, SIGINT or SIGHUP to the keeper itself stops its server too:
 no server runs unwatched.
 
-Nothing secret reaches the keeper by argv or environment: it reads the record (owner-only, as
-the server's password is in it) like the front ends do.
+Nothing secret reaches the keeper by argv or environment: the front end that wrote the record
+hands the keeper a copy on its stdin (a pipe; EOF, whenever it comes, is harmless), and the
+keeper also learns it from the file (owner-only, as the server's password is in it).
 
 Run as ``python -m orchestrator_tui.opencode.keeper --folder DIR --pid PID --start-time TICKS
 [--record NAME --record-lock NAME] [--private]``; it writes one line, ``ready``, on stdout once it
-holds ``server-alive.lock``, and nothing more. This module imports only the standard library, so
-the keeper is up in a few tens of milliseconds.
+holds ``server-alive.lock``, and nothing more; it reads its stdin (the record) until EOF. This
+module imports only the standard library, so the keeper is up in a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -287,6 +288,14 @@ class Keeper:
 
     # -- the watch ---------------------------------------------------------------------------------
 
+    def learn_record(self) -> None:
+        """The record as its writer hands it over on stdin (then EOF); kept if it names us."""
+        with contextlib.suppress(OSError, ValueError):
+            raw = sys.stdin.buffer.read(1 << 20)
+            data = json.loads(raw) if raw.strip() else None
+            if isinstance(data, dict) and data.get("pid") == self.pid:
+                self.known_record = raw
+
     def wait_for_no_front_end(self) -> None:
         """Blocks until the exclusive lock is granted: no front end holds ``alive.lock``."""
         fd = open_lock(self.folder / ALIVE_LOCK)
@@ -318,6 +327,8 @@ class Keeper:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, lambda *_: os.write(self.wake_w, b"s"))
         threading.Thread(target=self.wait_for_no_front_end, name="alive-lock", daemon=True).start()
+        if self.record is not None:
+            threading.Thread(target=self.learn_record, name="record", daemon=True).start()
         watched = [self.wake_r] + ([self.pidfd] if self.pidfd is not None else [])
         while True:
             try:

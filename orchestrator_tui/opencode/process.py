@@ -557,7 +557,7 @@ class ManagedServer:
         try:
             self.keeper = subprocess.Popen(
                 [sys.executable, "-S", *keeper_module.keeper_argv(spec, self.pid, start_time)[1:]],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_fd,
                 env={"PYTHONPATH": package_root, "PATH": os.environ.get("PATH", os.defpath)},
@@ -579,6 +579,7 @@ class ManagedServer:
         if line.strip() != b"ready":
             with contextlib.suppress(OSError):
                 self.keeper.kill()
+            self.hand_record(b"")
             if spec.private:
                 shutil.rmtree(spec.folder, ignore_errors=True)
             raise ServerStartError(
@@ -586,8 +587,22 @@ class ManagedServer:
                 f"report ready (exit status {self.keeper.poll()}); see keeper.log in {spec.folder}"
             )
         log.debug("keeper pid %d watches opencode pid %d (%s)", self.keeper.pid, self.pid, spec.folder)
+        if spec.record is None:
+            self.hand_record(b"")
+
+    def hand_record(self, data: bytes) -> None:
+        """Give the keeper the record naming this server, as written (it restores the file from
+        it if the file is damaged while the server runs), and close its stdin."""
+        stdin = self.keeper.stdin if self.keeper is not None else None
+        if stdin is None or stdin.closed:
+            return
+        with contextlib.suppress(OSError):
+            stdin.write(data)
+        with contextlib.suppress(OSError):
+            stdin.close()
 
     def _release_alive(self) -> None:
+        self.hand_record(b"")
         if self._alive_fd is not None:
             os.close(self._alive_fd)  # the keeper, no longer blocked, sees the server gone and exits
             self._alive_fd = None

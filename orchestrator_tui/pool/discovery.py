@@ -292,15 +292,18 @@ class PoolFolder:
             log.warning("ignoring unreadable server record %s: %s", self.record_path, exc)
             return None
 
-    def write_record(self, record: ServerRecord) -> None:
-        """Atomically, owner-only from the first byte (it holds the server's password)."""
+    def write_record(self, record: ServerRecord) -> bytes:
+        """Atomically, owner-only from the first byte (it holds the server's password). Returns
+        what was written (for the server's keeper)."""
+        data = json.dumps(record.to_json()).encode()
         tmp = self.record_path.with_suffix(".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record.to_json(), fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, self.record_path)
+        return data
 
     def clear_record(self, pid: int | None = None) -> None:
         """Remove the record (only if it still names ``pid``, when given)."""

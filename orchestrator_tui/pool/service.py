@@ -125,7 +125,9 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
     one and record it. Under the pool lock, so concurrent front ends end up on one server.
 
     A new server is started only when no keeper holds ``server-alive.lock`` (no server of the
-    pool runs): the lock and the live server decide, not whether ``server.json`` parses."""
+    pool runs): the lock and the live server decide, not whether ``server.json`` parses. The
+    caller is a front end of the pool: it holds ``alive.lock`` (`Membership.join`), or the
+    keeper stops the new server at once."""
     deadline = time.monotonic() + KEPT_SERVER_WAIT
     while True:
         async with folder.lock():
@@ -166,7 +168,7 @@ async def _start_recorded(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
     server = snapshot.managed
     assert server is not None
     identity = ProcessIdentity.of(server.pid)  # what proves the pid is this server, later
-    folder.write_record(
+    written = folder.write_record(
         ServerRecord(
             url=server.base_url,
             username=server.username,
@@ -180,6 +182,7 @@ async def _start_recorded(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
             start_time=identity.start_time if identity is not None else None,
         )
     )
+    server.hand_record(written)
     log.info("started the pool's OpenCode at %s (pid %d)", server.base_url, server.pid)
     return snapshot
 
