@@ -312,6 +312,37 @@ def test_a_front_end_joining_as_the_last_leaves_gets_a_working_server(
                 member.proc.wait()
 
 
+def test_a_server_whose_keeper_was_killed_gets_a_new_one(
+    env: dict[str, str], project_dir: Path, procs: Processes
+) -> None:
+    """A keeper killed with SIGKILL leaves its server unwatched: the next front end to join
+    gives the server a new keeper (never a second server), and the server still stops with
+    the last front end."""
+    members: list[Member] = []
+    try:
+        first = Member(env, project_dir)
+        members.append(first)
+        started = first.read()
+        (keeper,) = procs.keepers()
+        os.kill(keeper, signal.SIGKILL)
+        wait_until(lambda: procs.keepers() == [], "the keeper to die")
+        second = Member(env, project_dir)
+        members.append(second)
+        assert second.read() == started
+        assert len(procs.keepers()) == 1, "the orphaned server got no new keeper"
+        first.proc.kill()
+        first.proc.wait()
+        triggered = time.monotonic()
+        second.proc.kill()
+        second.proc.wait()
+        procs.wait_gone(triggered, "adopted server, both front ends killed")
+    finally:
+        for member in members:
+            if member.proc.poll() is None:
+                member.proc.kill()
+                member.proc.wait()
+
+
 # ------------------------------------------------------------------------------------------------
 # item 7: a damaged record while the server runs
 

@@ -547,46 +547,7 @@ class ManagedServer:
         if spec.private:
             # Counted before the keeper can look: it must never find "no front end" at its start.
             self._alive_fd = keeper_module.hold_alive(spec.folder, 0)
-        log_fd = subprocess.DEVNULL
-        if not spec.private:
-            flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
-            log_fd = os.open(spec.folder / "keeper.log", flags, 0o600)
-        # The stdlib only, no site packages, the package's own folder on the path, nothing of
-        # our environment (it holds secrets the keeper has no use for).
-        package_root = str(Path(keeper_module.__file__).resolve().parents[2])
-        try:
-            self.keeper = subprocess.Popen(
-                [sys.executable, "-S", *keeper_module.keeper_argv(spec, self.pid, start_time)[1:]],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_fd,
-                env={"PYTHONPATH": package_root, "PATH": os.environ.get("PATH", os.defpath)},
-                cwd="/",
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as exc:
-            if spec.private:
-                shutil.rmtree(spec.folder, ignore_errors=True)
-            raise ServerStartError(f"Failed to start the server's keeper: {exc}") from None
-        finally:
-            if log_fd != subprocess.DEVNULL:
-                os.close(log_fd)
-        assert self.keeper.stdout is not None
-        with self.keeper.stdout as out:
-            ready = select.select([out], [], [], keeper_module.READY_TIMEOUT)[0]
-            line = out.readline() if ready else b""
-        if line.strip() != b"ready":
-            with contextlib.suppress(OSError):
-                self.keeper.kill()
-            self.hand_record(b"")
-            if spec.private:
-                shutil.rmtree(spec.folder, ignore_errors=True)
-            raise ServerStartError(
-                f"Failed to start the server's keeper ({' '.join(self.keeper.args[:4])}): it did not "  # type: ignore[index]
-                f"report ready (exit status {self.keeper.poll()}); see keeper.log in {spec.folder}"
-            )
-        log.debug("keeper pid %d watches opencode pid %d (%s)", self.keeper.pid, self.pid, spec.folder)
+        self.keeper = start_keeper(spec, self.pid, start_time)
         if spec.record is None:
             self.hand_record(b"")
 
@@ -616,6 +577,54 @@ class ManagedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def start_keeper(spec: KeeperSpec, pid: int, start_time: int) -> subprocess.Popen[bytes]:
+    """Spawn the keeper of the server ``pid`` (started at ``start_time``) and wait for its
+    ``ready``. Its stdin stays open for `ManagedServer.hand_record`. Blocking (a few tens of ms).
+    Also used to adopt a running pool server whose keeper is gone. Raises `ServerStartError`."""
+    log_fd = subprocess.DEVNULL
+    if not spec.private:
+        flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        log_fd = os.open(spec.folder / "keeper.log", flags, 0o600)
+    # The stdlib only, no site packages, the package's own folder on the path, nothing of our
+    # environment (it holds secrets the keeper has no use for).
+    package_root = str(Path(keeper_module.__file__).resolve().parents[2])
+    try:
+        keeper = subprocess.Popen(
+            [sys.executable, "-S", *keeper_module.keeper_argv(spec, pid, start_time)[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log_fd,
+            env={"PYTHONPATH": package_root, "PATH": os.environ.get("PATH", os.defpath)},
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        if spec.private:
+            shutil.rmtree(spec.folder, ignore_errors=True)
+        raise ServerStartError(f"Failed to start the server's keeper: {exc}") from None
+    finally:
+        if log_fd != subprocess.DEVNULL:
+            os.close(log_fd)
+    assert keeper.stdout is not None and keeper.stdin is not None
+    with keeper.stdout as out:
+        ready = select.select([out], [], [], keeper_module.READY_TIMEOUT)[0]
+        line = out.readline() if ready else b""
+    if line.strip() != b"ready":
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        with contextlib.suppress(OSError):
+            keeper.stdin.close()
+        if spec.private:
+            shutil.rmtree(spec.folder, ignore_errors=True)
+        where = "" if spec.private else f"; see {spec.folder / 'keeper.log'}"
+        raise ServerStartError(
+            f"Failed to start the server's keeper: it did not report ready (exit status {keeper.poll()}){where}"
+        )
+    log.debug("keeper pid %d watches opencode pid %d (%s)", keeper.pid, pid, spec.folder)
+    return keeper
 
 
 class _FollowedFile:

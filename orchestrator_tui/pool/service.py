@@ -9,6 +9,8 @@ because OpenCode replays nothing after a reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import time
@@ -136,6 +138,8 @@ async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
                 snapshot = await _attach_record(spec, record)
                 if snapshot is not None:
                     log.info("attached to the pool's OpenCode at %s (pid %d)", record.url, record.pid)
+                    if not folder.server_kept():
+                        await _adopt(folder, record)
                     return snapshot
                 if record.alive():
                     # Running but not answering (we hold the lock: nobody is starting it). Replace it.
@@ -160,6 +164,26 @@ def _kept_text(folder: PoolFolder, record: ServerRecord | None) -> str:
         f"pool's other front ends (the server stops with the last one), or kill the keeper (its pid is in "
         f"{folder.path / 'server-alive.lock'}; it stops the server), then try again."
     )
+
+
+async def _adopt(folder: PoolFolder, record: ServerRecord) -> None:
+    """Give a running pool server whose keeper is gone (killed, or started by a version without
+    one) a new keeper, so that it still stops with the pool's last front end."""
+    from orchestrator_tui.opencode.process import ServerStartError, start_keeper
+
+    if record.start_time is None:
+        return
+    log.warning("the pool's OpenCode pid %d has no keeper; starting one", record.pid)
+    try:
+        keeper = await asyncio.to_thread(start_keeper, folder.keeper_spec(), record.pid, record.start_time)
+    except ServerStartError as exc:
+        log.warning("could not give the pool's OpenCode pid %d a keeper: %s", record.pid, exc)
+        return
+    assert keeper.stdin is not None
+    with contextlib.suppress(OSError):
+        keeper.stdin.write(json.dumps(record.to_json()).encode())
+    with contextlib.suppress(OSError):
+        keeper.stdin.close()
 
 
 async def _start_recorded(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
