@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,8 +61,11 @@ SERVER_ALIVE_LOCK = "server-alive.lock"
 GRACE = 2.0
 #: How often the keeper looks at the record it guards.
 RECORD_CHECK_INTERVAL = 0.25
-#: How long a keeper may take to start and take its lock.
+#: How long a front end waits for a keeper to start and take its lock.
 READY_TIMEOUT = 20.0
+#: How long a keeper waits for ``server-alive.lock``. A front end starts a keeper only under the
+#: record lock after seeing that lock free, so a keeper that finds it held is a second one.
+SERVER_LOCK_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -211,7 +215,7 @@ class Keeper:
     # -- the record --------------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def record_locked(self, timeout: float) -> object:
+    def record_locked(self, timeout: float) -> Iterator[bool]:
         assert self.record_lock is not None
         fd = open_lock(self.record_lock)
         try:
@@ -297,25 +301,33 @@ class Keeper:
                 self.known_record = raw
 
     def wait_for_no_front_end(self) -> None:
-        """Blocks until the exclusive lock is granted: no front end holds ``alive.lock``."""
-        fd = open_lock(self.folder / ALIVE_LOCK)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # kept (fd left open) until the keeper exits
+        """Blocks until the exclusive lock is granted: no front end holds ``alive.lock``. If the
+        lock cannot be watched at all (its folder was removed), the server is stopped: a
+        server nobody can account for is the one thing this process exists to prevent."""
+        try:
+            fd = open_lock(self.folder / ALIVE_LOCK)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # kept (fd left open) until the keeper exits
+        except OSError as exc:
+            self.log(f"cannot watch {self.folder / ALIVE_LOCK}: {exc}")
         os.write(self.wake_w, b"x")
 
     def run(self) -> int:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda *_: os.write(self.wake_w, b"s"))
         if not self.attach():
             self.log("the server is gone already (or the pid is not the server's)")
+            self.remove_private_folder()
             return 1
         server_lock = open_lock(self.folder / SERVER_ALIVE_LOCK)
-        deadline = time.monotonic() + READY_TIMEOUT
+        deadline = time.monotonic() + SERVER_LOCK_WAIT
         while True:
             try:
                 fcntl.flock(server_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline or not self.server_alive():
-                    self.log("another keeper holds the server lock; stopping this server")
-                    self.stop_server()
+                    # Never ready: whoever started us stops a server it just spawned itself.
+                    self.log("another keeper holds the server lock; leaving")
                     return 1
                 time.sleep(0.02)
         with contextlib.suppress(OSError):
@@ -324,8 +336,6 @@ class Keeper:
         sys.stdout.write("ready\n")
         sys.stdout.flush()
         _detach_stdout()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            signal.signal(sig, lambda *_: os.write(self.wake_w, b"s"))
         threading.Thread(target=self.wait_for_no_front_end, name="alive-lock", daemon=True).start()
         if self.record is not None:
             threading.Thread(target=self.learn_record, name="record", daemon=True).start()
@@ -351,9 +361,12 @@ class Keeper:
                 self.guard_record()
             except OSError as exc:
                 self.log(f"cannot check the record: {exc}")
+        self.remove_private_folder()
+        return 0
+
+    def remove_private_folder(self) -> None:
         if self.private:
             shutil.rmtree(self.folder, ignore_errors=True)
-        return 0
 
 
 def _pid_exists(pid: int) -> bool:
@@ -394,4 +407,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    # Not a normal interpreter exit: the daemon threads may sit in a read of stdin or a flock,
+    # and finalizing under them can abort the process.
+    os._exit(code)
