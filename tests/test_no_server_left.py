@@ -9,7 +9,9 @@ Every ending a front end can meet, on real processes against the real pinned Ope
 * two front ends: killing one never stops the server while the other lives; killing the
   second stops it;
 * a real MCP host (OpenCode 1.18.33 itself, its model calling ``orchestrator_run``) killed
-  with its whole process group, or alone;
+  with its whole process group, or alone; and a host whose other child inherited the worker's
+  stdin, so that no EOF comes when the host dies (the worker notices its parent change);
+* a keeper killed with SIGKILL: the next front end gives the server a new one;
 * a ``server.json`` damaged or deleted while the server runs: the next front end attaches to
   that server (the keeper restores the record); no second server starts.
 
@@ -28,6 +30,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -429,6 +432,55 @@ def test_a_killed_mcp_host_leaves_no_server(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(host.pid, signal.SIGKILL)
         host.wait(10)
+
+
+LEAKY_HOST = """
+import json, os, subprocess, sys, time
+read_end, write_end = os.pipe()
+out = open(sys.argv[2], "wb")
+worker = subprocess.Popen([sys.argv[1], "mcp"], stdin=read_end, stdout=out)
+# A child of the host that inherited the worker's stdin: the pipe stays open after the host dies.
+subprocess.Popen(["sleep", "600"], pass_fds=(write_end,))
+os.close(read_end)
+for message in (
+    {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+     "capabilities": {}, "clientInfo": {"name": "leaky-host", "version": "1"}}},
+    {"jsonrpc": "2.0", "method": "notifications/initialized"},
+    {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_commands", "arguments": {}}},
+):
+    os.write(write_end, json.dumps(message).encode() + b"\\n")
+print(worker.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_worker_whose_stdin_outlives_its_host_still_ends(
+    env: dict[str, str], project_dir: Path, tmp_path: Path, procs: Processes
+) -> None:
+    """A host that lets another of its children inherit the worker's stdin pipe: when the host
+    dies, no EOF comes. The worker sees its parent change, ends, and its server is stopped."""
+    replies = tmp_path / "worker-stdout.jsonl"
+    host = subprocess.Popen(
+        [sys.executable, "-c", LEAKY_HOST, str(WORKER), str(replies)],
+        cwd=project_dir,
+        env=env,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert host.stdout is not None
+        worker = int(host.stdout.readline())
+        wait_until(lambda: b'"id":2' in replies.read_bytes().replace(b" ", b""), "the worker's list_commands reply")
+        assert len(procs.opencode()) >= 1 and len(procs.keepers()) == 1
+        triggered = time.monotonic()
+        host.kill()  # the host alone; its `sleep` child keeps the worker's stdin open
+        host.wait()
+        wait_dead(worker, "the worker to notice its host is gone")
+        procs.wait_gone(triggered, "MCP host killed, worker's stdin held open by the host's other child")
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(host.pid, signal.SIGKILL)
+        host.wait()
 
 
 async def _host_calls_orchestrator_run(port: int, project: Path) -> str:
