@@ -493,11 +493,16 @@ def _damage(folder: Path, env: dict[str, str], damage: str) -> tuple[str, ...]:
     if damage == "not-a-file":
         registry.mkdir()  # what a stray `mkdir` (or another user's prank) leaves in its place
         return ("cannot be opened: Is a directory", f"make {folder} a folder you own")
+    if damage == "folder-is-a-file":
+        # A pool folder nobody can write into, root included: a file stands where it should be.
+        folder.rmdir()
+        folder.write_text("not a folder\n")
+        return (f"refusing to use {folder}: it is not a folder", f"rm -r {folder}")
     env["ORCHESTRATOR_TUI_POOL"] = "../escape"
     return ("invalid pool name '../escape' (from $ORCHESTRATOR_TUI_POOL)", "e.g. --pool work")
 
 
-@pytest.mark.parametrize("damage", ["garbage", "foreign", "not-a-file", "unsafe", "bad-name"])
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "not-a-file", "folder-is-a-file", "unsafe", "bad-name"])
 def test_every_broken_pool_state_is_one_error_with_its_fix(damage: str, tmp_path: Path) -> None:
     env = {"ORCHESTRATOR_TUI_STATE_DIR": str(tmp_path / "state")}
     folder = tmp_path / "state" / "default"
@@ -540,11 +545,13 @@ async def test_a_broken_pool_state_fails_closed(
         assert rejected.is_error is False, text_of(rejected)
 
 
-@pytest.mark.parametrize("damage", ["garbage", "unsafe"])
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "folder-is-a-file", "unsafe"])
 def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
     damage: str, terminal: Terminal, demo_env: dict[str, str], model_config: Callable[..., str], project_dir: Path
 ) -> None:
-    env = dict(demo_env, OPENCODE_CONFIG_CONTENT=model_config())
+    """On screen, no traceback; the policy in force is "everything needs a human", with the fix;
+    and the inbox still works, on the dashboard's private OpenCode server."""
+    env = dict(demo_env, OPENCODE_CONFIG_CONTENT=model_config(permission={"bash": "ask"}))
     folder = Path(env["XDG_STATE_HOME"]) / "orchestrator-tui" / "default"
     folder.mkdir(parents=True, mode=0o700)
     problem, fix = _damage(folder, env, damage)
@@ -561,6 +568,15 @@ def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
     assert problem.split()[0] in flat and "Fix:" in flat and f"{fix.split()[0]} " in flat, screen
     terminal.keys("Escape")
     terminal.wait(lambda s: "What is wrong" not in s, "the policy screen to close")
+    # The inbox: a session asks to run a command; the human here allows it; it runs.
+    terminal.keys("n")
+    terminal.wait(lambda s: "what should the agent do?" in s, "the new-session prompt")
+    terminal.keys("-l", "BASH echo inbox-$((6*7))")
+    terminal.keys("Enter")
+    terminal.wait(lambda s: "Run command: echo inbox-$((6*7))" in s, "the command request in the inbox")
+    terminal.wait(lambda s: "o allow once" in s, "the inbox's key hint")
+    terminal.keys("o")
+    terminal.wait(lambda s: "inbox-42" in s, "the allowed command's output")
     terminal.keys("q")
     screen = terminal.wait(lambda s: "EXITED=" in s, "the app to exit", timeout=30)
     assert "EXITED=0" in screen and "Traceback" not in screen, screen

@@ -502,6 +502,11 @@ async def test_pool_with_a_record_naming_an_unrelated_process_never_signals_it(
             finally:
                 await service.close()
                 registry.close()
+            # The last one out lets go of alive.lock: the keeper stops our server and clears its record.
+            for _ in range(500):
+                if not pid_alive(snapshot.pid or 0) and folder.read_record() is None:
+                    break
+                await asyncio.sleep(0.02)
             assert not pid_alive(snapshot.pid or 0), "the last one out stops the (provable) server"
             assert folder.read_record() is None
             assert still_running(proc), f"{kind}: the unrelated process was signalled"
@@ -514,6 +519,7 @@ async def test_record_of_a_running_server_proves_itself(
     env = {**opencode_env, "OPENCODE_CONFIG_CONTENT": model_config()}
     registry = Registry.for_pool("default", env)
     folder = PoolFolder(registry.path.parent)
+    alive = folder.hold_alive()  # a front end of the pool: its server lives while we hold this
     snapshot = await start_shared(ServerSpec(cwd=project_dir, env=env), folder)
     try:
         record = folder.read_record()
@@ -525,6 +531,7 @@ async def test_record_of_a_running_server_proves_itself(
         assert not other_port.alive()  # the group does not listen there
     finally:
         await snapshot.close()
+        os.close(alive)
         registry.close()
     assert not record.alive()
 

@@ -5,9 +5,12 @@ the decorator API would choose for us: the exact input schemas (nullable-first t
 "Optional; omit or use null." suffixes), the ``invalid input: …`` texts for bad arguments,
 and the text content beside ``structuredContent``.
 
-Lifetime rules: stdout carries JSON-RPC only (diagnostics go to stderr); the managed OpenCode
-server lives exactly as long as this worker, whatever ends it (stdin EOF, SIGTERM, SIGINT,
-an exception), so no ``opencode serve`` is ever orphaned. This module never imports Textual.
+Lifetime rules: stdout carries JSON-RPC only (diagnostics go to stderr). The worker ends when
+its MCP host goes: stdin EOF, SIGTERM, SIGINT, SIGHUP, or its parent changing (polled each
+second: a host's child that inherited our stdin pipe would otherwise hide the EOF). However the
+worker ends, ``kill -9`` included, no ``opencode serve`` is orphaned: the server's keeper
+(:mod:`orchestrator_tui.opencode.keeper`) stops it once no front end of its pool is alive. This
+module never imports Textual.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ log = logging.getLogger("orchestrator_tui.mcp")
 
 SERVER_NAME = "orchestrator-tui"
 BANNER = f"{SERVER_NAME} mcp {__version__} started (6 tools; the OpenCode server starts on the first tool call)"
+#: Seconds between two looks at our parent (the MCP host).
+HOST_POLL = 1.0
 
 
 def _tool_listing() -> list[Any]:
@@ -176,7 +181,17 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
                 return
             await asyncio.sleep(0.05)
 
+    async def watch_host(host: int) -> None:
+        while True:
+            await asyncio.sleep(HOST_POLL)
+            if os.getppid() != host:
+                break
+        log.info("the MCP host (pid %d) is gone; shutting down", host)
+        main_task.cancel()
+
     noter = loop.create_task(note_client())
+    host = os.getppid()
+    watcher = loop.create_task(watch_host(host)) if host > 1 else None
     if rule_engine is not None:
         rule_engine.start()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -188,6 +203,8 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
         pass
     finally:
         noter.cancel()
+        if watcher is not None:
+            watcher.cancel()
         if rule_engine is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(rule_engine.stop(), 2.0)
@@ -210,13 +227,10 @@ def main(attach: str | None = None, wire: Wire | None = None, pool: str | None =
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     print(BANNER, file=sys.stderr, flush=True)
-    from orchestrator_tui.opencode.process import kill_all_managed
-
     try:
         asyncio.run(_amain(attach, wire, pool))
     except KeyboardInterrupt:
         pass
     finally:
-        kill_all_managed()
         wire.end_input()
     return 0

@@ -15,27 +15,35 @@ picked, protected by a random password only we know. Facts that shape this modul
   (``env_guard.js``, added to ``OPENCODE_CONFIG_CONTENT``) deletes it from the server's own
   environment, and the bash commands, MCP servers and language servers it spawns do not inherit it.
 
+* Every server gets a keeper (`orchestrator_tui.opencode.keeper`), spawned right after it: the
+  keeper stops the server once no front end holds the server's ``alive.lock``, however the front
+  ends ended (``kill -9`` and the OOM killer included), so no server outlives its front ends. A
+  private server's own `ManagedServer` holds that lock (in a temporary folder); a shared pool's
+  lock is held by each front end of the pool (`KeeperSpec` names the pool's folder).
+
 The child's stdout and stderr are drained for its whole life by two daemon threads (a full pipe
 would block it), or, for a server shared by several front ends (``log_dir``), written to files
 that the threads follow, so that the server outlives the process that started it (see
 `ManagedServer.detach`). Nothing is forwarded to our stdout, which is the JSON-RPC channel of the MCP
 worker. The process is a plain `subprocess.Popen`, so a server is not tied to the event loop that
-started it and can be killed synchronously from ``atexit``, signal handlers and ``finally`` blocks.
+started it and can be killed synchronously from signal handlers and ``finally`` blocks.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import json
 import logging
 import os
 import re
 import secrets
+import select
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -44,7 +52,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from orchestrator_tui.opencode import keeper as keeper_module
 from orchestrator_tui.opencode.binary import MANAGED_ENV, Launcher
+from orchestrator_tui.opencode.keeper import KeeperSpec
 from orchestrator_tui.opencode.secret import Secret
 
 log = logging.getLogger(__name__)
@@ -71,15 +81,16 @@ class ServerStartError(Exception):
 
 
 # ------------------------------------------------------------------------------------------------
-# every group this process started, so that nothing outlives us
+# every group this process started and still tracks (the keepers stop them when we are gone)
 
 _live: dict[int, ManagedServer] = {}
 _live_lock = threading.Lock()
-_atexit_registered = False
 
 
 def kill_all_managed() -> None:
-    """SIGKILL every still-live process group this process started (registered with ``atexit``)."""
+    """SIGKILL every still-live process group this process started and did not detach: a last
+    resort for tests and scripts. A front end's own end needs no call: each server's keeper
+    stops it once no front end is left."""
     with _live_lock:
         servers = list(_live.values())
     for server in servers:
@@ -87,12 +98,8 @@ def kill_all_managed() -> None:
 
 
 def _register(server: ManagedServer) -> None:
-    global _atexit_registered
     with _live_lock:
         _live[server.pid] = server
-        if not _atexit_registered:
-            atexit.register(kill_all_managed)
-            _atexit_registered = True
 
 
 def _unregister(server: ManagedServer) -> None:
@@ -238,6 +245,10 @@ class ManagedServer:
         password: Secret,
         log_files: tuple[Path, Path] | None = None,
     ) -> None:
+        #: The keeper process (see `_start_keeper`) and, for a private server, our shared hold
+        #: on its ``alive.lock`` (released when we stop or detach the server).
+        self.keeper: subprocess.Popen[bytes] | None = None
+        self._alive_fd: int | None = None
         self.launcher = launcher
         self.port = port
         self.base_url = f"http://{HOSTNAME}:{port}"
@@ -288,12 +299,16 @@ class ManagedServer:
         config_content: str | None = None,
         startup_timeout: float = 20.0,
         log_dir: Path | None = None,
+        keeper: KeeperSpec | None = None,
     ) -> ManagedServer:
-        """Spawn ``<launcher> serve --hostname 127.0.0.1 --port <free port>`` in ``cwd`` and wait until
-        it is ready. Raises `ServerStartError`; on any failure or cancellation the group is killed.
+        """Spawn ``<launcher> serve --hostname 127.0.0.1 --port <free port>`` in ``cwd``, and its
+        keeper, and wait until both are ready. Raises `ServerStartError`; on any failure or
+        cancellation the group is killed.
 
         With ``log_dir`` the child writes to ``opencode.out.log``/``opencode.err.log`` there instead
-        of pipes, so it can outlive us (a shared pool's server).
+        of pipes, so it can outlive us (a shared pool's server). ``keeper``: where the keeper
+        watches (a shared pool's folder, whose ``alive.lock`` the caller already holds); by
+        default a private folder whose lock this `ManagedServer` holds.
         The recursion guard (spec §5.2) is the caller's business: this always starts.
         """
         password = Secret(secrets.token_urlsafe(32))
@@ -302,6 +317,7 @@ class ManagedServer:
             port = _free_port()
             server = cls._spawn(launcher, Path(cwd), child_env, port, password, log_dir)
             try:
+                await asyncio.to_thread(server._start_keeper, keeper or KeeperSpec.private_folder())
                 await server._wait_ready(startup_timeout)
             except ServerStartError as exc:
                 server.kill_sync()
@@ -509,15 +525,50 @@ class ManagedServer:
         """Let the server outlive us (other front ends still use it): never stop or kill it from
         here again. Only a server started with ``log_dir`` can be detached: a piped one would die
         of a closed pipe once we are gone."""
-        if self.log_files is None:
-            raise RuntimeError("only a server started with log_dir can outlive its starter")
+        if self.log_files is None or self._alive_fd is not None:
+            raise RuntimeError("only a shared pool's server (log_dir, the pool's keeper) can outlive its starter")
         log.info("leaving opencode pid %d running for the other front ends of the pool", self.pid)
         self._finish()
 
     def _finish(self) -> None:
         self._finished = True
         _unregister(self)
+        self._release_alive()
         self._wake()
+
+    # -- keeper ------------------------------------------------------------------------------------
+
+    def _start_keeper(self, spec: KeeperSpec) -> None:
+        """Spawn the keeper of this server and wait for its ``ready`` (it then holds the server
+        lock). Blocking (a few tens of ms): run it in a thread. Raises `ServerStartError`."""
+        start_time = keeper_module.start_time_of(self.pid)
+        if start_time is None:
+            raise ServerStartError(f"{EXITED_UNEXPECTEDLY}\n(exit status {self._proc.poll()})")
+        if spec.private:
+            # Counted before the keeper can look: it must never find "no front end" at its start.
+            self._alive_fd = keeper_module.hold_alive(spec.folder, 0)
+        self.keeper = start_keeper(spec, self.pid, start_time)
+        if spec.record is None:
+            self.hand_record(b"")
+
+    def hand_record(self, data: bytes) -> None:
+        """Give the keeper the record naming this server, as written (it restores the file from
+        it if the file is damaged while the server runs), and close its stdin."""
+        stdin = self.keeper.stdin if self.keeper is not None else None
+        if stdin is None or stdin.closed:
+            return
+        with contextlib.suppress(OSError):
+            stdin.write(data)
+        with contextlib.suppress(OSError):
+            stdin.close()
+
+    def _release_alive(self) -> None:
+        self.hand_record(b"")
+        if self._alive_fd is not None:
+            os.close(self._alive_fd)  # the keeper, no longer blocked, sees the server gone and exits
+            self._alive_fd = None
+        if self.keeper is not None:
+            self.keeper.poll()  # reap it if it is done
 
     async def __aenter__(self) -> Self:
         return self
@@ -526,6 +577,54 @@ class ManagedServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def start_keeper(spec: KeeperSpec, pid: int, start_time: int) -> subprocess.Popen[bytes]:
+    """Spawn the keeper of the server ``pid`` (started at ``start_time``) and wait for its
+    ``ready``. Its stdin stays open for `ManagedServer.hand_record`. Blocking (a few tens of ms).
+    Also used to adopt a running pool server whose keeper is gone. Raises `ServerStartError`."""
+    log_fd = subprocess.DEVNULL
+    if not spec.private:
+        flags = os.O_CREAT | os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+        log_fd = os.open(spec.folder / "keeper.log", flags, 0o600)
+    # The stdlib only, no site packages, the package's own folder on the path, nothing of our
+    # environment (it holds secrets the keeper has no use for).
+    package_root = str(Path(keeper_module.__file__).resolve().parents[2])
+    try:
+        keeper = subprocess.Popen(
+            [sys.executable, "-S", *keeper_module.keeper_argv(spec, pid, start_time)[1:]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log_fd,
+            env={"PYTHONPATH": package_root, "PATH": os.environ.get("PATH", os.defpath)},
+            cwd="/",
+            start_new_session=True,
+            close_fds=True,
+        )
+    except OSError as exc:
+        if spec.private:
+            shutil.rmtree(spec.folder, ignore_errors=True)
+        raise ServerStartError(f"Failed to start the server's keeper: {exc}") from None
+    finally:
+        if log_fd != subprocess.DEVNULL:
+            os.close(log_fd)
+    assert keeper.stdout is not None and keeper.stdin is not None
+    with keeper.stdout as out:
+        ready = select.select([out], [], [], keeper_module.READY_TIMEOUT)[0]
+        line = out.readline() if ready else b""
+    if line.strip() != b"ready":
+        with contextlib.suppress(OSError):
+            keeper.kill()
+        with contextlib.suppress(OSError):
+            keeper.stdin.close()
+        if spec.private:
+            shutil.rmtree(spec.folder, ignore_errors=True)
+        where = "" if spec.private else f"; see {spec.folder / 'keeper.log'}"
+        raise ServerStartError(
+            f"Failed to start the server's keeper: it did not report ready (exit status {keeper.poll()}){where}"
+        )
+    log.debug("keeper pid %d watches opencode pid %d (%s)", keeper.pid, pid, spec.folder)
+    return keeper
 
 
 class _FollowedFile:

@@ -2,18 +2,26 @@
 
 A pool is a folder (:func:`~orchestrator_tui.pool.registry.pool_dir`). Beside the registry it
 holds ``server.json``, the record of the managed server in use (URL, credentials, pid,
-version; owner-only, since the password is in it), and ``server.lock``, an ``flock`` taken
-around every "read the record, maybe start a server, write the record" step. So:
+version; owner-only, since the password is in it), ``server.lock``, an ``flock`` taken around
+every "read the record, maybe start a server, write the record" step, and the two locks of the
+server's keeper (:mod:`orchestrator_tui.opencode.keeper`): ``alive.lock``, which every front end
+holds shared for its whole life, and ``server-alive.lock``, which the keeper holds while the
+server runs. So:
 
-* the first front end finds no record (or a dead one), starts the server and writes it;
-  the others find it and attach: two front ends starting at the same instant start one;
+* the first front end finds no record and no running server, starts the server (and its
+  keeper) and writes the record; the others find it and attach: two front ends starting at the
+  same instant start one;
 * when the server dies, whichever front end notices first takes the lock, starts a new one
   and rewrites the record; the others take the lock after it and find the new record;
-* a front end leaving takes the lock, removes its member row and stops the server only if
-  no live member remains: the last one out stops it, whoever started it.
+* a front end leaving (or dying, however) only lets go of ``alive.lock``: the keeper stops the
+  server once no front end holds it, and clears the record. Nobody counts pids for that;
+* a record that cannot be read while ``server-alive.lock`` is held never leads to a second
+  server: the front end waits for the keeper to restore the record (or fails saying so).
 
 The managed server of a shared pool writes its output to files in the pool folder (not to
-pipes), so it keeps running after the front end that started it exits.
+pipes), so it keeps running after the front end that started it exits. What stays on disk
+after the last front end: the registry, the policy, the lock files (empty) and the logs
+(``opencode.*.log``, ``keeper.log``); never ``server.json`` of a stopped server.
 
 Nothing in the folder is trusted for being there: the folder and every file in it must be ours,
 not links, and not writable by others (``server.json`` not even readable), or it is refused with
@@ -40,9 +48,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator_tui.opencode import keeper
+from orchestrator_tui.opencode.keeper import KeeperSpec
 from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.pool.registry import (
     MemberKind,
+    PoolStateError,
     Registry,
     check_private_file,
     database_problem,
@@ -215,6 +226,34 @@ class PoolFolder:
     def record_path(self) -> Path:
         return self.path / RECORD_NAME
 
+    def keeper_spec(self) -> KeeperSpec:
+        """Where the keeper of this pool's server watches, and the record it guards."""
+        return KeeperSpec(self.path, record=RECORD_NAME, record_lock=LOCK_NAME)
+
+    def hold_alive(self, timeout: float = LOCK_TIMEOUT) -> int:
+        """Count this process as a front end of the pool for as long as the returned fd stays open
+        (a shared ``flock`` on ``alive.lock``; the kernel drops it however the process ends).
+        Waits while a keeper is stopping the pool's last server. Raises `PoolStateError`."""
+        path = self.path / keeper.ALIVE_LOCK
+        os.close(_open_private(path, os.O_CREAT | os.O_RDWR, readable_by_others=True))  # ours, not a link
+        try:
+            return keeper.hold_alive(self.path, timeout)
+        except TimeoutError:
+            raise PoolStateError(
+                f"{path} stayed locked for over {timeout:.0f}s: the keeper of this pool's OpenCode server did not "
+                "finish stopping it",
+                f"see {self.path / 'keeper.log'}; stop that keeper (its pid is in "
+                f"{self.path / keeper.SERVER_ALIVE_LOCK}) and start again",
+            ) from None
+
+    def server_kept(self) -> bool:
+        """Whether the pool's server is running (its keeper holds ``server-alive.lock``), whatever
+        ``server.json`` says. Ask it under `lock`."""
+        path = self.path / keeper.SERVER_ALIVE_LOCK
+        with contextlib.suppress(FileNotFoundError):
+            os.close(_open_private(path, os.O_RDONLY, readable_by_others=True))  # ours, not a link
+        return keeper.server_kept(self.path)
+
     @contextlib.asynccontextmanager
     async def lock(self, timeout: float = LOCK_TIMEOUT) -> AsyncIterator[None]:
         """Exclusive across processes (``flock``); polled so the event loop never blocks."""
@@ -253,15 +292,18 @@ class PoolFolder:
             log.warning("ignoring unreadable server record %s: %s", self.record_path, exc)
             return None
 
-    def write_record(self, record: ServerRecord) -> None:
-        """Atomically, owner-only from the first byte (it holds the server's password)."""
+    def write_record(self, record: ServerRecord) -> bytes:
+        """Atomically, owner-only from the first byte (it holds the server's password). Returns
+        what was written (for the server's keeper)."""
+        data = json.dumps(record.to_json()).encode()
         tmp = self.record_path.with_suffix(".tmp")
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record.to_json(), fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
         os.replace(tmp, self.record_path)
+        return data
 
     def clear_record(self, pid: int | None = None) -> None:
         """Remove the record (only if it still names ``pid``, when given)."""
@@ -322,12 +364,14 @@ async def stop_recorded_server(record: ServerRecord, grace: float = 3.0) -> bool
 
 @dataclass
 class Membership:
-    """This front end's place in a pool: its folder, its registry and its member row."""
+    """This front end's place in a pool: its folder, its registry, its member row (for display:
+    who is attached) and its hold on ``alive.lock`` (what keeps the pool's server running)."""
 
     folder: PoolFolder
     registry: Registry
     kind: MemberKind
     member_id: str
+    alive_fd: int | None = None
 
     @classmethod
     def join(
@@ -337,12 +381,29 @@ class Membership:
         client_name: str | None = None,
         client_version: str | None = None,
     ) -> Membership:
-        member_id = registry.register_member(kind, client_name, client_version)
-        return cls(PoolFolder(registry.path.parent), registry, kind, member_id)
+        folder = PoolFolder(registry.path.parent)
+        # Counted as alive before anything else: before we can start a server, and before we read
+        # the record (a keeper stopping the last server finishes first).
+        alive_fd = folder.hold_alive()
+        try:
+            member_id = registry.register_member(kind, client_name, client_version)
+        except BaseException:
+            os.close(alive_fd)
+            raise
+        return cls(folder, registry, kind, member_id, alive_fd)
 
     def others(self) -> list[str]:
         """Member ids of the other live front ends."""
         return [m.member_id for m in self.registry.members() if m.member_id != self.member_id]
+
+    def leave(self) -> None:
+        """Remove the member row and let go of ``alive.lock``: if we were the last front end, the
+        keeper stops the server now."""
+        with contextlib.suppress(sqlite3.Error):
+            self.registry.remove_member(self.member_id)
+        if self.alive_fd is not None:
+            os.close(self.alive_fd)
+            self.alive_fd = None
 
 
 def join_pool(
@@ -359,3 +420,6 @@ def join_pool(
     except sqlite3.Error as exc:
         registry.close()
         raise database_problem(registry.path, exc) from exc
+    except PoolStateError:
+        registry.close()
+        raise

@@ -9,6 +9,8 @@ because OpenCode replays nothing after a reconnect.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import time
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.events import EventStream, StreamStatus
+from orchestrator_tui.opencode.keeper import KeeperSpec
 from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.pool.discovery import (
     Membership,
@@ -67,10 +70,13 @@ class ServerSpec:
         )
 
 
-async def start_managed(spec: ServerSpec, log_dir: Path | None = None) -> Snapshot:
+async def start_managed(
+    spec: ServerSpec, log_dir: Path | None = None, keeper: KeeperSpec | None = None
+) -> Snapshot:
     """Start a managed server, check its version and load its model limits (spec §5.4–5.6).
 
-    ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool)."""
+    ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool);
+    ``keeper``: where its keeper watches (default: a private folder, the server is ours alone)."""
     from orchestrator_tui.opencode import binary
     from orchestrator_tui.opencode.process import ManagedServer, ServerStartError
 
@@ -81,7 +87,12 @@ async def start_managed(spec: ServerSpec, log_dir: Path | None = None) -> Snapsh
         raise ServerUnavailable(f"Failed to resolve OpenCode launcher configuration: {exc}") from exc
     try:
         server = await ManagedServer.start(
-            launcher=launcher, cwd=spec.cwd, env=env, config_content=spec.config_content, log_dir=log_dir
+            launcher=launcher,
+            cwd=spec.cwd,
+            env=env,
+            config_content=spec.config_content,
+            log_dir=log_dir,
+            keeper=keeper,
         )
     except ServerStartError as exc:
         raise ServerUnavailable(f"Failed to start embedded `opencode serve`: {exc}") from exc
@@ -105,41 +116,99 @@ async def start_managed(spec: ServerSpec, log_dir: Path | None = None) -> Snapsh
     return snapshot
 
 
+#: How long a front end waits for the keeper of a running server to restore a record it cannot
+#: read (the keeper looks every quarter second), or to finish stopping a server, before it
+#: gives up saying so: never by starting a second server.
+KEPT_SERVER_WAIT = 10.0
+
+
 async def start_shared(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
     """The pool's managed server: attach to the one its record names if it answers, else start
-    one and record it. Under the pool lock, so concurrent front ends end up on one server."""
-    async with folder.lock():
-        record = folder.read_record()
-        if record is not None:
-            snapshot = await _attach_record(spec, record)
-            if snapshot is not None:
-                log.info("attached to the pool's OpenCode at %s (pid %d)", record.url, record.pid)
-                return snapshot
-            if record.alive():
-                # Running but not answering (we hold the lock: nobody is starting it). Replace it.
-                log.warning("the pool's OpenCode pid %d does not answer; replacing it", record.pid)
-                await stop_recorded_server(record)
-            folder.clear_record()
-        snapshot = await start_managed(spec, log_dir=folder.path)
-        server = snapshot.managed
-        assert server is not None
-        identity = ProcessIdentity.of(server.pid)  # what proves the pid is this server, later
-        folder.write_record(
-            ServerRecord(
-                url=server.base_url,
-                username=server.username,
-                password=server.password,
-                pid=server.pid,
-                version=snapshot.version,
-                cwd=str(spec.cwd),
-                started_at=time.time(),
-                started_by=os.getpid(),
-                exe=identity.exe if identity is not None else None,
-                start_time=identity.start_time if identity is not None else None,
-            )
+    one and record it. Under the pool lock, so concurrent front ends end up on one server.
+
+    A new server is started only when no keeper holds ``server-alive.lock`` (no server of the
+    pool runs): the lock and the live server decide, not whether ``server.json`` parses. The
+    caller is a front end of the pool: it holds ``alive.lock`` (`Membership.join`), or the
+    keeper stops the new server at once."""
+    deadline = time.monotonic() + KEPT_SERVER_WAIT
+    while True:
+        async with folder.lock():
+            record = folder.read_record()
+            if record is not None:
+                snapshot = await _attach_record(spec, record)
+                if snapshot is not None:
+                    log.info("attached to the pool's OpenCode at %s (pid %d)", record.url, record.pid)
+                    if not folder.server_kept():
+                        await _adopt(folder, record)
+                    return snapshot
+                if record.alive():
+                    # Running but not answering (we hold the lock: nobody is starting it). Replace it.
+                    log.warning("the pool's OpenCode pid %d does not answer; replacing it", record.pid)
+                    await stop_recorded_server(record)
+            if not folder.server_kept():
+                folder.clear_record()
+                return await _start_recorded(spec, folder)
+            if time.monotonic() >= deadline:
+                raise ServerUnavailable(_kept_text(folder, record))
+        # A keeper still holds server-alive.lock: its server runs (or is just stopping). Let it
+        # restore the record (it needs the pool lock for that) and look again.
+        await asyncio.sleep(0.1)
+
+
+def _kept_text(folder: PoolFolder, record: ServerRecord | None) -> str:
+    what = "cannot be read" if record is None else f"names pid {record.pid}, which is not that server"
+    return (
+        f"The pool's OpenCode server is running (its keeper holds {folder.path / 'server-alive.lock'}), but "
+        f"its record {folder.record_path} {what}, and the keeper did not restore it within "
+        f"{KEPT_SERVER_WAIT:.0f}s. orchestrator-tui will not start a second server for the pool. Fix: stop the "
+        f"pool's other front ends (the server stops with the last one), or kill the keeper (its pid is in "
+        f"{folder.path / 'server-alive.lock'}; it stops the server), then try again."
+    )
+
+
+async def _adopt(folder: PoolFolder, record: ServerRecord) -> None:
+    """Give a running pool server whose keeper is gone (killed, or started by a version without
+    one) a new keeper, so that it still stops with the pool's last front end."""
+    from orchestrator_tui.opencode.process import ServerStartError, start_keeper
+
+    if record.start_time is None:
+        return
+    log.warning("the pool's OpenCode pid %d has no keeper; starting one", record.pid)
+    try:
+        keeper = await asyncio.to_thread(start_keeper, folder.keeper_spec(), record.pid, record.start_time)
+    except ServerStartError as exc:
+        log.warning("could not give the pool's OpenCode pid %d a keeper: %s", record.pid, exc)
+        return
+    assert keeper.stdin is not None
+    with contextlib.suppress(OSError):
+        keeper.stdin.write(json.dumps(record.to_json()).encode())
+    with contextlib.suppress(OSError):
+        keeper.stdin.close()
+
+
+async def _start_recorded(spec: ServerSpec, folder: PoolFolder) -> Snapshot:
+    """Start the pool's server with its keeper and write its record (under the pool lock)."""
+    snapshot = await start_managed(spec, log_dir=folder.path, keeper=folder.keeper_spec())
+    server = snapshot.managed
+    assert server is not None
+    identity = ProcessIdentity.of(server.pid)  # what proves the pid is this server, later
+    written = folder.write_record(
+        ServerRecord(
+            url=server.base_url,
+            username=server.username,
+            password=server.password,
+            pid=server.pid,
+            version=snapshot.version,
+            cwd=str(spec.cwd),
+            started_at=time.time(),
+            started_by=os.getpid(),
+            exe=identity.exe if identity is not None else None,
+            start_time=identity.start_time if identity is not None else None,
         )
-        log.info("started the pool's OpenCode at %s (pid %d)", server.base_url, server.pid)
-        return snapshot
+    )
+    server.hand_record(written)
+    log.info("started the pool's OpenCode at %s (pid %d)", server.base_url, server.pid)
+    return snapshot
 
 
 async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | None:
@@ -339,8 +408,9 @@ class PoolService:
         self.pool.resyncs += 1
 
     async def close(self) -> None:
-        """Stop listening and leave. In a shared pool the server is stopped only by the last
-        front end out; otherwise it is left running for the others."""
+        """Stop listening and leave. A private server is stopped here; a shared pool's server is
+        left to its keeper, which stops it once no front end of the pool is alive (so at once
+        when we were the last one)."""
         if self._recovery is not None:
             self._recovery.cancel()
         if self._stream is not None:
@@ -350,19 +420,10 @@ class PoolService:
         if membership is None:
             await self.handle.close()
             return
-        async with membership.folder.lock():
-            membership.registry.remove_member(membership.member_id)
-            others = membership.others()
-            snapshot = self.handle.current
-            record = membership.folder.read_record()
-            if others:
-                if snapshot is not None and snapshot.managed is not None and snapshot.managed.log_files is not None:
-                    snapshot.managed.detach()
-                log.info("leaving the pool's OpenCode running for %d other front end(s)", len(others))
-                await self.handle.close()
-                return
-            await self.handle.close()  # stops our own child, if we started the server
-            if record is not None and not self.spec.attach_url:
-                if record.alive():
-                    await stop_recorded_server(record)
-                membership.folder.clear_record()
+        snapshot = self.handle.current
+        if snapshot is not None and snapshot.managed is not None and snapshot.managed.log_files is not None:
+            snapshot.managed.detach()  # the keeper's from now on, whoever started it
+        try:
+            await self.handle.close()
+        finally:
+            membership.leave()

@@ -90,7 +90,6 @@ async def start_demo_sessions(actions: PoolActions, project: Path) -> None:
 def run_dashboard(
     *, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str | None = None
 ) -> int:
-    from orchestrator_tui.opencode.process import kill_all_managed
     from orchestrator_tui.tui.app import DashboardApp
 
     demo_env = DemoEnvironment.create() if demo else None
@@ -138,10 +137,11 @@ def run_dashboard(
     app = DashboardApp(
         service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True, pool_problem=pool_problem
     )
+    # However the app ends (q, a signal, a closed terminal, kill -9), the OpenCode server's keeper
+    # stops it once no front end of its pool is alive: nothing to kill here.
     try:
         app.run()
     finally:
-        kill_all_managed()
         if registry is not None:
             registry.close()
         if demo_env is not None:
