@@ -17,6 +17,7 @@ import json
 import os
 import shlex
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -547,11 +548,21 @@ async def test_a_broken_pool_state_fails_closed(
 
 @pytest.mark.parametrize("damage", ["garbage", "foreign", "folder-is-a-file", "unsafe"])
 def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
-    damage: str, terminal: Terminal, demo_env: dict[str, str], model_config: Callable[..., str], project_dir: Path
+    damage: str,
+    terminal: Terminal,
+    demo_env: dict[str, str],
+    model_config: Callable[..., str],
+    project_dir: Path,
+    xdg_root: Path,
 ) -> None:
     """On screen, no traceback; the policy in force is "everything needs a human", with the fix;
     and the inbox still works, on the dashboard's private OpenCode server."""
-    env = dict(demo_env, OPENCODE_CONFIG_CONTENT=model_config(permission={"bash": "ask"}))
+    # OpenCode's config folder is the test session's (it installs its plugin there once).
+    env = dict(
+        demo_env,
+        OPENCODE_CONFIG_CONTENT=model_config(permission={"bash": "ask"}),
+        XDG_CONFIG_HOME=str(xdg_root / "config"),
+    )
     folder = Path(env["XDG_STATE_HOME"]) / "orchestrator-tui" / "default"
     folder.mkdir(parents=True, mode=0o700)
     problem, fix = _damage(folder, env, damage)
@@ -559,6 +570,7 @@ def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
     terminal.start(f"sh -c 'cd {shlex.quote(str(project_dir))} && {app}; echo EXITED=$?; exec sleep 600'", env)
     screen = terminal.wait(lambda s: "Pool state unavailable" in s, "the pool-state notice")
     assert "Traceback" not in screen, screen
+    assert "pool state unavailable: everything needs you (P)" in screen.splitlines()[0], screen  # it stays there
     # The policy screen says which policy is in force (everything needs a human) and the fix.
     terminal.wait(lambda s: "live" in s, "the connection to OpenCode")
     terminal.keys("P")
@@ -575,6 +587,7 @@ def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
     terminal.keys("Enter")
     terminal.wait(lambda s: "Run command: echo inbox-$((6*7))" in s, "the command request in the inbox")
     terminal.wait(lambda s: "o allow once" in s, "the inbox's key hint")
+    time.sleep(0.6)  # a key answers only a request that has been on screen for half a second
     terminal.keys("o")
     terminal.wait(lambda s: "inbox-42" in s, "the allowed command's output")
     terminal.keys("q")

@@ -267,7 +267,7 @@ class DashboardApp(App[None]):
                 "(P shows the policy in force).",
                 title="Pool state unavailable",
                 severity="error",
-                timeout=60,
+                timeout=15,  # the status line keeps saying so; P has the whole story
                 markup=False,
             )
         self._connect()
@@ -501,9 +501,12 @@ class DashboardApp(App[None]):
                 waiting=len(self.pool.permissions) + len(self.pool.questions),
                 sessions=len(self.pool.sessions),
                 agents=self.agents_attached,
+                pool_broken=self.pool_problem is not None,
             )
         else:
-            state = ServerState(**{**state.__dict__, "sessions": len(self.pool.sessions)})
+            state = ServerState(
+                **{**state.__dict__, "sessions": len(self.pool.sessions), "pool_broken": self.pool_problem is not None}
+            )
         self.status_line.show(state)
         if state.stream != "down":
             self.session_list.set_placeholder(None)

@@ -37,6 +37,8 @@ class ServerState:
     sessions: int = 0
     #: MCP workers (agents) attached to the pool right now (registry members).
     agents: int = 0
+    #: The pool's state cannot be used (the dashboard fails closed): said on the line itself.
+    pool_broken: bool = False
 
 
 class StatusLine(Static):
@@ -50,6 +52,9 @@ class StatusLine(Static):
         text = Text()
         text.append(" orchestrator-tui ", style="bold reverse")
         text.append("  ")
+        if state.pool_broken:
+            text.append("⚠ pool state unavailable: everything needs you (P)", style="bold red")
+            text.append("  ")
         if state.stream == "down":
             text.append("✗ OpenCode unavailable", style="bold red")
             text.append(f"  {visible(state.detail)}", style="red")
