@@ -202,3 +202,33 @@ async def test_killed_server_is_restarted_once_and_both_follow(
         registry.close()
         other.leave()
     assert wait_dead(new_pid)
+
+
+_OPEN_MANY = """
+import os, sys
+from pathlib import Path
+from orchestrator_tui.pool.registry import Registry
+for i in range(int(sys.argv[2])):
+    registry = Registry(Path(sys.argv[1]))
+    registry.record_launch(f"ses_{os.getpid()}_{i}", "agent", "stress")
+    registry.close()
+"""
+
+
+def test_front_ends_opening_and_closing_the_registry_together_all_get_in(tmp_path: Path) -> None:
+    """CI once saw a front end refused with "database is locked" while another opened or
+    closed the same registry: setup and the closing checkpoint are one process at a time."""
+    folder = tmp_path / "pool"
+    folder.mkdir(mode=0o700)
+    path = folder / "registry.sqlite3"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _OPEN_MANY, str(path), "25"], stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    registry = Registry(path)
+    try:
+        assert registry._db.execute("SELECT COUNT(*) FROM launches").fetchone()[0] == 6 * 25
+    finally:
+        registry.close()

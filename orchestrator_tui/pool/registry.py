@@ -17,6 +17,8 @@ on across processes:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -25,7 +27,7 @@ import sqlite3
 import stat
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -345,6 +347,36 @@ def _expected_columns() -> dict[str, list[str]]:
         db.close()
 
 
+SETUP_LOCK_TIMEOUT = 15.0
+
+
+@contextlib.contextmanager
+def _setup_lock(path: Path) -> Iterator[None]:
+    """Hold ``<registry>.setup-lock`` while a connection switches the file to WAL and checks the schema.
+
+    SQLite answers ``PRAGMA journal_mode=WAL`` with "database is locked" at once, without
+    waiting out its busy timeout, when another process is doing the same first-time setup;
+    front ends starting together then failed. A kernel lock (released if its holder dies)
+    makes those few milliseconds of setup one process at a time.
+    """
+    lock_path = path.with_name(path.name + ".setup-lock")
+    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        check_private_file(lock_path, os.fstat(fd))
+        deadline = time.monotonic() + SETUP_LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+                time.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         """Open (creating if needed) the registry at ``path``; raises :class:`PoolStateError`."""
@@ -377,6 +409,22 @@ class Registry:
             check_private_file(path, os.fstat(fd))
         finally:
             os.close(fd)
+        deadline = time.monotonic() + SETUP_LOCK_TIMEOUT
+        while True:
+            try:
+                with _setup_lock(path):
+                    return Registry._connect(path)
+            except sqlite3.OperationalError as exc:
+                # A front end ending (its last connection checkpoints and removes the WAL) can
+                # still make setup fail at once with SQLITE_BUSY, past any busy timeout; it is
+                # over within milliseconds, so try again rather than refuse to start.
+                busy = getattr(exc, "sqlite_errorcode", None) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
         db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
         try:
             db.execute("PRAGMA journal_mode=WAL")
@@ -419,7 +467,13 @@ class Registry:
         return cls(folder / "registry.sqlite3")
 
     def close(self) -> None:
-        self._db.close()
+        # The last connection to close checkpoints and removes the WAL; doing that under the
+        # setup lock keeps it from racing a front end that is opening the registry right now.
+        try:
+            with _setup_lock(self.path):
+                self._db.close()
+        except (OSError, sqlite3.OperationalError):
+            self._db.close()
 
     def record_launch(
         self,
