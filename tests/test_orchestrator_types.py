@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.parsing import parse_input
+from orchestrator_tui.orchestrator.render import format_time_ago, render_text
+from orchestrator_tui.orchestrator.schema import input_schema, output_schema
+from orchestrator_tui.orchestrator.specs import TOOL_MODELS, TOOL_NAMES
 from orchestrator_tui.orchestrator.types import (
     DEFAULT_LIST_LIMIT,
-    TOOL_MODELS,
-    TOOL_NAMES,
     ChangeStats,
     CommandInfo,
     GetSessionStateInput,
@@ -49,11 +51,6 @@ from orchestrator_tui.orchestrator.types import (
     ToolStateError,
     ToolStatePending,
     ToolStateRunning,
-    format_time_ago,
-    input_schema,
-    output_schema,
-    parse_input,
-    render_text,
 )
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "orchestrator_tool_schemas.json"

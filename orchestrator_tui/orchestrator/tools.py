@@ -27,6 +27,8 @@ from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.parsing import parse_input
+from orchestrator_tui.orchestrator.render import render_text
 from orchestrator_tui.orchestrator.run import (
     GateVerdict,
     PermissionGate,
@@ -46,7 +48,6 @@ from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIST_LIMIT = 20
 RECENT_TOOL_CALLS = 10
 #: Seconds a run waits for a matching rule to be applied (by any front end's rule engine)
 #: before it returns the permission after all; applying one takes milliseconds.
@@ -389,7 +390,7 @@ class Orchestrator:
             spec = TOOL_SPECS.get(name)
             if spec is None:
                 raise InvalidInput(f"Unknown tool: {name}")
-            inp = t.parse_input(spec.input_model, arguments)
+            inp = parse_input(spec.input_model, arguments)
             request = inp.model_dump(mode="json")
             if name == "run":
                 result = await self.run(inp, progress)  # type: ignore[arg-type]
@@ -421,7 +422,7 @@ class Orchestrator:
                 request=request,
                 started=started,
                 completed=datetime.now(UTC),
-                result_text=t.render_text(output) if output is not None and error is None else None,
+                result_text=render_text(output) if output is not None and error is None else None,
                 error=str(error) if error is not None else None,
                 token_usage=result.tracker.to_log_token_usage() if result and result.tracker else None,
             )
@@ -701,7 +702,7 @@ class Orchestrator:
     async def list_sessions(self, inp: t.ListSessionsInput) -> t.ListSessionsOutput:
         snapshot = await self.acquire()
         client = snapshot.client
-        limit = DEFAULT_LIST_LIMIT if inp.limit is None else inp.limit
+        limit = inp.effective_limit()
         try:
             sessions = await client.list_sessions(limit=max(limit, 1))
         except OpenCodeError as exc:
