@@ -1032,7 +1032,7 @@ def test_recursion_guard_refuses_to_start_opencode(
 _NO_TEXTUAL = """
 import sys, asyncio
 import orchestrator_tui.mcp.server as m
-import orchestrator_tui.mcp.prelude
+import orchestrator_tui.mcp.prelude, orchestrator_tui.mcp.recorder
 import orchestrator_tui.orchestrator.{mods}
 import orchestrator_tui.pool.handle, orchestrator_tui.pool.service, orchestrator_tui.pool.state
 import orchestrator_tui.pool.registry
@@ -1040,7 +1040,7 @@ import orchestrator_tui.opencode.client, orchestrator_tui.opencode.events, orche
 import orchestrator_tui.opencode.binary, orchestrator_tui.opencode.models
 server = m.build_server(None)
 server.create_initialization_options()
-asyncio.run(orchestrator_tui.mcp.prelude.record_handshake())
+asyncio.run(orchestrator_tui.mcp.recorder.record_handshake())
 leaked = sorted(n for n in sys.modules if n == "textual" or n.startswith("textual."))
 assert not leaked, leaked
 print("ok")
@@ -1049,7 +1049,7 @@ print("ok")
 
 def test_worker_modules_never_import_textual() -> None:
     mods = ", orchestrator_tui.orchestrator.".join(
-        ["tools", "types", "specs", "run", "errors", "config", "calllog", "tokens"]
+        ["tools", "types", "render", "parsing", "schema", "specs", "run", "errors", "config", "calllog", "tokens"]
     )
     code = _NO_TEXTUAL.format(mods=mods)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

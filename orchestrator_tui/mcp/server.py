@@ -226,6 +226,8 @@ def main(attach: str | None = None, wire: Wire | None = None, pool: str | None =
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     print(BANNER, file=sys.stderr, flush=True)
+    if wire.notice is not None:
+        log.warning("%s", wire.notice)
     try:
         asyncio.run(_amain(attach, wire, pool))
     except KeyboardInterrupt:
