@@ -48,10 +48,6 @@ class HttpStatusError(OpenCodeError):
         self.body = body
         super().__init__(f"HTTP error {status}: {message}")
 
-    @property
-    def is_not_found(self) -> bool:
-        return self.status == 404
-
 
 class TransportError(OpenCodeError):
     def __init__(self, text: str, *, connect_failed: bool = False, timed_out: bool = False) -> None:

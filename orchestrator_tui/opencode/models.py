@@ -75,10 +75,6 @@ class SessionStatus(_Model):
     message: str | None = None
     next: int | None = None
 
-    @property
-    def is_busy_like(self) -> bool:
-        return self.type != "idle"
-
 
 # --------------------------------------------------------------------------- messages
 

@@ -78,13 +78,13 @@ async def start_managed(
     ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool);
     ``keeper``: where its keeper watches (default: a private folder, the server is ours alone)."""
     from orchestrator_tui.opencode import binary
-    from orchestrator_tui.opencode.process import ManagedServer, ServerStartError
+    from orchestrator_tui.opencode.process import START_FAILED, ManagedServer, ServerStartError
 
     env = dict(spec.env if spec.env is not None else os.environ)
     try:
         launcher = await asyncio.to_thread(binary.resolve_launcher, spec.cwd, env)
     except binary.LauncherError as exc:
-        raise ServerUnavailable(f"Failed to resolve OpenCode launcher configuration: {exc}") from exc
+        raise ServerUnavailable(f"{binary.RESOLVE_FAILED}: {exc}") from exc
     try:
         server = await ManagedServer.start(
             launcher=launcher,
@@ -95,7 +95,7 @@ async def start_managed(
             keeper=keeper,
         )
     except ServerStartError as exc:
-        raise ServerUnavailable(f"Failed to start embedded `opencode serve`: {exc}") from exc
+        raise ServerUnavailable(f"{START_FAILED}: {exc}") from exc
     client = OpenCodeClient(
         server.base_url,
         auth=(server.username, server.password),

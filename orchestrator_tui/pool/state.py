@@ -98,7 +98,6 @@ class SessionView:
     text_connection: int = -1
     _text: dict[str, list[str]] = field(default_factory=dict)
     _part_kinds: dict[str, str] = field(default_factory=dict)
-    deleted: bool = False
 
     @property
     def title(self) -> str:
@@ -322,7 +321,6 @@ class Pool:
         elif isinstance(event, SessionCreated | SessionUpdated):
             view = self.session(event.properties.info.id)
             view.info = event.properties.info
-            view.deleted = False
             self._touch(view.id)
         elif isinstance(event, SessionDeleted):
             self.forget(event.properties.info.id)

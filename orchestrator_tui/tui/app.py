@@ -516,12 +516,12 @@ class DashboardApp(App[None]):
         view = self.pool.sessions.get(sid) if sid else None
         row = self.session_list.rows.get(sid) if sid else None
         if view is None:
-            self.detail.show(None, None, [], 0)
+            self.detail.show(None, None, [])
             return
         perms, questions = self.pool.pending_for(view.id)
         pending = [permission_title(p) for p in perms] + ["question" for _ in questions]
         launch = self._origins.get(view.id)
-        self.detail.show(view, row, pending, 0, client_version=launch.client_version if launch else None)
+        self.detail.show(view, row, pending, client_version=launch.client_version if launch else None)
 
     @on(SessionList.Highlighted)
     def _on_highlight(self, event: SessionList.Highlighted) -> None:
