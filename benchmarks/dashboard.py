@@ -89,6 +89,7 @@ def _rss_mb() -> float:
 
 
 async def _measure() -> dict[str, float]:
+    from orchestrator_tui.cli import freeze_dashboard_imports
     from orchestrator_tui.opencode.models import parse_event
     from orchestrator_tui.pool.actions import PoolActions
     from orchestrator_tui.tui.app import DashboardApp
@@ -126,6 +127,7 @@ async def _measure() -> dict[str, float]:
     SessionList.render_line = traced  # type: ignore[method-assign]
     results: dict[str, float] = {}
     try:
+        freeze_dashboard_imports()  # as `orchestrator-tui` does before its pool fills
         service = _service(SESSIONS)
         rss_before_app = _rss_mb()
         app = DashboardApp(service, PoolActions(service, None), None, bell=False)

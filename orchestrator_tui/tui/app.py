@@ -9,7 +9,6 @@ detail pane appends new text, the inbox is rebuilt only when requests changed.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -410,10 +409,6 @@ class DashboardApp(App[None]):
         self._lookup_origins(set(self.pool.sessions), force=True)
         rows = {sid: row for sid in self.pool.sessions if (row := self._row(sid)) is not None}
         self.session_list.set_rows(rows)
-        # Everything loaded so far lives as long as the app: move it out of the garbage
-        # collector's reach. With 10,000 sessions a full collection otherwise pauses the UI
-        # for 100+ ms at random moments (measured by benchmarks/dashboard.py).
-        gc.freeze()
         self._requests_dirty = True
         self._status_dirty = True
         self._flush_changes()
