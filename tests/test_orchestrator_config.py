@@ -97,8 +97,8 @@ def test_command_policy_drops_empty_entries_and_does_not_trim_the_name() -> None
     assert CommandPolicy(deny=[" "]).decide(" ") == "allowed"
     policy = CommandPolicy(allow=["plan"])
     assert policy.decide(" plan") == "denied_by_allowlist"
-    assert policy.is_allowed("plan")
-    assert not policy.is_allowed("build")
+    assert policy.decide("plan") == "allowed"
+    assert policy.decide("build") == "denied_by_allowlist"
 
 
 def test_command_policy_blocked_messages() -> None:

@@ -22,7 +22,7 @@ from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInp
 from orchestrator_tui.orchestrator.parsing import parse_input
 from orchestrator_tui.orchestrator.render import format_time_ago, render_text
 from orchestrator_tui.orchestrator.schema import input_schema, output_schema
-from orchestrator_tui.orchestrator.specs import TOOL_MODELS, TOOL_NAMES
+from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.orchestrator.types import (
     DEFAULT_LIST_LIMIT,
     ChangeStats,
@@ -59,6 +59,9 @@ NOW_MS = 1_700_000_000_000
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+TOOL_NAMES = tuple(TOOL_SPECS)
+#: Input and output model of each tool, by name.
+TOOL_MODELS = {name: (spec.input_model, spec.output_model) for name, spec in TOOL_SPECS.items()}
 
 
 # ================================================================================================

@@ -60,16 +60,6 @@ def test_does_not_trigger_without_limit() -> None:
     assert not tracker.compaction_needed
 
 
-def test_reset_clears_flag() -> None:
-    tracker = TokenTracker(0.80, {("p", "m"): 100})
-    tracker.observe_event("message.updated", _message_updated("p", "m", _tokens(90)))
-    assert tracker.compaction_needed
-    tracker.reset_after_compaction()
-    assert not tracker.compaction_needed
-    assert tracker.latest_input_tokens is None
-    assert tracker.usage is None
-
-
 def test_usage_ratio_calculation() -> None:
     tracker = TokenTracker(0.80, LIMITS)
     tracker.observe_event("message.updated", _message_updated("provider-1", "model-1", _tokens(500)))

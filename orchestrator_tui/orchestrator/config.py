@@ -417,9 +417,6 @@ class CommandPolicy:
             return "denied_by_allowlist"
         return "allowed"
 
-    def is_allowed(self, name: str) -> bool:
-        return self.decide(name) == "allowed"
-
     def blocked_message(self, name: str) -> str | None:
         """The InvalidInput text for a blocked command (§1.4), or ``None`` if it is allowed."""
         decision = self.decide(name)

@@ -87,10 +87,3 @@ TOOL_SPECS: dict[str, ToolSpec] = {
         ToolSpec("respond_question", RESPOND_QUESTION_DESCRIPTION, t.RespondQuestionInput, t.RunOutput),
     )
 }
-
-#: The tool names, in listing order (OpenCode shows them to its agents as ``orchestrator_<name>``).
-TOOL_NAMES: tuple[str, ...] = tuple(TOOL_SPECS)
-#: Input and output model of each tool, by name.
-TOOL_MODELS: dict[str, tuple[type[BaseModel], type[BaseModel]]] = {
-    name: (spec.input_model, spec.output_model) for name, spec in TOOL_SPECS.items()
-}

@@ -172,12 +172,6 @@ class TokenTracker:
             return None
         return self.latest_input_tokens / self.context_limit
 
-    def reset_after_compaction(self) -> None:
-        """Forget the flag and the counts (after a summarization made them obsolete)."""
-        self.compaction_needed = False
-        self.latest_input_tokens = None
-        self.latest_tokens = None
-
     def to_log_token_usage(self) -> TokenUsage | None:
         """The usage for the call log (``CallLogger`` saturates it via :meth:`TokenUsage.to_record`)."""
         return self.latest_tokens

@@ -344,11 +344,6 @@ class PoolService:
         """
         return self._stream_snapshot.client if self._stream_snapshot is not None else None
 
-    async def reconnect(self) -> None:
-        """Drop and reopen the event stream (it resyncs on connect, as after any reconnect)."""
-        if self._stream_snapshot is not None:
-            await self._attach(self._stream_snapshot)
-
     def _on_stream_status(self, status: StreamStatus) -> None:
         self.pool.set_connection(status.state, status.detail)
         if status.state == "disconnected" and (self._recovery is None or self._recovery.done()):
