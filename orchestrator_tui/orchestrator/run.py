@@ -814,19 +814,14 @@ class RunMachine:
             known, text = self.pool.final_text(sid, turn.answer.id)
             if known:
                 return text, None
-        messages: list[Message] = []
-        for delay in FINALIZE_BACKOFF:
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to list messages: {exc}") from exc
-            seen = Turn.from_transcript(turn.message_id, messages)
-            if seen.complete:
-                return seen.answer_text(messages)[1], None
-            if not turn.complete:
-                return extract_response(messages), None
+        messages = await self._read_transcript(
+            sid, lambda messages: not turn.complete or Turn.from_transcript(turn.message_id, messages).complete
+        )
+        seen = Turn.from_transcript(turn.message_id, messages)
+        if seen.complete:
+            return seen.answer_text(messages)[1], None
+        if not turn.complete:
+            return extract_response(messages), None
         return None, (
             f"The reply to this run's message ({turn.message_id}) finished but could not be read from OpenCode; "
             f"call run with session_id='{sid}' to read it."
@@ -882,8 +877,16 @@ class RunMachine:
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
     async def _fetch_response(self, sid: str) -> tuple[str | None, list[Message]]:
-        """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""
-        response: str | None = None
+        """The transcript's final text, read until it is visible (or the reply was interrupted)."""
+        messages = await self._read_transcript(
+            sid, lambda messages: extract_response(messages) is not None or interrupted_reply(messages) is not None
+        )
+        return extract_response(messages), messages
+
+    async def _read_transcript(self, sid: str, enough: Callable[[list[Message]], bool]) -> list[Message]:
+        """The session's transcript, read again after each pause of :data:`FINALIZE_BACKOFF` until
+        ``enough`` says it holds what the caller needs: OpenCode may announce the end of a turn a
+        moment before the last message is stored. Returns the last read either way."""
         messages: list[Message] = []
         for delay in FINALIZE_BACKOFF:
             if delay:
@@ -892,7 +895,6 @@ class RunMachine:
                 messages = await self.client.messages(sid)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to list messages: {exc}") from exc
-            response = extract_response(messages)
-            if response is not None or interrupted_reply(messages) is not None:
+            if enough(messages):
                 break
-        return response, messages
+        return messages
