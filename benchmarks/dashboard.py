@@ -1,4 +1,4 @@
-"""Dashboard at scale: 10,000 sessions, 1,000 events/s (the DESIGN.md budgets of the human side).
+"""Dashboard at scale: 10,000 sessions, 1,000 events/s (the human side's budgets, docs/budgets.md).
 
 The app runs headless (Textual's test driver renders every frame as a terminal would, it just
 does not write them to a tty) over a pool preloaded with 10,000 sessions; no OpenCode server

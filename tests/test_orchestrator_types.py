@@ -1,7 +1,7 @@
 """The tools' wire contract: models, serde-compatible JSON, schemas, input errors, text renderings.
 
-Ports the reference's ``src/types.rs`` and ``tools_are_short`` tests (spec §7.4, §7.5) and pins the
-exact texts of §1.4 — full strings, not substrings, because agents parse these texts.
+Ports the reference's ``src/types.rs`` and ``tools_are_short`` tests and pins the
+exact texts of the results — full strings, not substrings, because agents parse these texts.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ TOOL_MODELS = {name: (spec.input_model, spec.output_model) for name, spec in TOO
 
 
 # ================================================================================================
-# §7.5 tool names, §1.2 error display
+# tool names, error display
 # ================================================================================================
 
 
@@ -94,7 +94,7 @@ def test_tool_error_display_texts() -> None:
 
 
 # ================================================================================================
-# §7.4 ported reference tests (substring checks, as upstream)
+# ported reference tests (substring checks, as upstream)
 # ================================================================================================
 
 
@@ -180,7 +180,7 @@ def test_list_commands_text_format() -> None:
 
 
 # ================================================================================================
-# Exact renderings of run / respond_* (§1.4)
+# Exact renderings of run / respond_*
 # ================================================================================================
 
 
@@ -382,7 +382,7 @@ def test_list_sessions_empty_exact_text() -> None:
 
 
 def test_list_sessions_uses_millisecond_timestamps() -> None:
-    # §10.2: the reference read OpenCode's ms as seconds, so every real session was "just now".
+    # The reference read OpenCode's ms as seconds, so every real session was "just now".
     out = ListSessionsOutput(
         sessions=[SessionSummary(id="s", title="t", updated=NOW_MS - 2 * HOUR_MS, launched_by_you=False)]
     )

@@ -1,4 +1,4 @@
-"""The context-limit safeguard (spec §2.6); ports ``src/token_tracker.rs`` tests (§7.3)."""
+"""The context-limit safeguard; ports ``src/token_tracker.rs`` tests."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def _step_finish(tokens: dict[str, Any] | None) -> dict[str, Any]:
 
 
 # ================================================================================================
-# §7.3
+# the reference's cases
 # ================================================================================================
 
 

@@ -1,4 +1,4 @@
-"""The managed ``opencode serve`` process (behaviour spec §5.4, §5.5, §5.9; observed spec §1).
+"""The managed ``opencode serve`` process.
 
 One `ManagedServer` is one child process in its own process group, bound to 127.0.0.1 on a port we
 picked, protected by a random password only we know. Facts that shape this module:
@@ -309,7 +309,7 @@ class ManagedServer:
         of pipes, so it can outlive us (a shared pool's server). ``keeper``: where the keeper
         watches (a shared pool's folder, whose ``alive.lock`` the caller already holds); by
         default a private folder whose lock this `ManagedServer` holds.
-        The recursion guard (spec §5.2) is the caller's business: this always starts.
+        The recursion guard is the caller's business: this always starts.
         """
         password = Secret(secrets.token_urlsafe(32))
         child_env = child_environment(env, password=password, config_content=config_content)

@@ -1,4 +1,4 @@
-"""The ``run`` state machine (spec §2), on top of the live pool.
+"""The ``run`` state machine, on top of the live pool.
 
 The reference opens one SSE connection per call; here the process-wide pool already holds
 the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatching work
@@ -6,8 +6,8 @@ the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatch
 beside it as the safety net for anything the stream misses (a reconnect, a dead stream), one
 round shared by every run waiting at the time (:class:`SharedPoll`).
 
-Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33
-(spec §9–§10): ``session.idle`` is gated like a polled idle (stale idles from an earlier
+Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33:
+``session.idle`` is gated like a polled idle (stale idles from an earlier
 turn do not end a new one); ``session.status`` busy/retry events count as activity; reasoning
 deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
 the configured durations and 0 means "no limit".
@@ -123,7 +123,7 @@ class RunResult:
 
 
 def feed_tracker(tracker: TokenTracker, event: object) -> None:
-    """Hand the token tracker the two event kinds it reads (spec §2.6), as plain mappings."""
+    """Hand the token tracker the two event kinds it reads, as plain mappings."""
     if isinstance(event, MessageUpdated) or (
         isinstance(event, PartUpdated) and event.properties.part.type == "step-finish"
     ):
@@ -137,7 +137,7 @@ def message_text(message: Message) -> str | None:
 
 
 def extract_response(messages: list[Message]) -> str | None:
-    """The last assistant message's text parts, concatenated (spec §2.5 step 2)."""
+    """The last assistant message's text parts, concatenated."""
     for message in reversed(messages):
         if message.info.role == "assistant":
             return message_text(message)
@@ -426,7 +426,7 @@ class RunMachine:
     # ---------------------------------------------------------------- steps 5–8
 
     async def preflight(self, session_id: str, *, may_hold: bool = True) -> tuple[bool, RunOutput | None]:
-        """Status, then pending permission, then pending question (spec §2.1 steps 5–7).
+        """Status, then pending permission, then pending question.
 
         A held permission is not an interruption: the loop waits it out. ``may_hold`` is False
         when the run brings new work (a message or command): that is not sent past a pending
@@ -539,7 +539,7 @@ class RunMachine:
             awaiting_grace = False
 
         async def accept_idle(polled_at: float | None = None) -> RunResult | None:
-            """Apply the completion rules of §2.3 to an observed idle.
+            """Apply the completion rules to an observed idle.
 
             ``polled_at``: when the poll that saw the idle started; None for a ``session.idle``
             event, which comes after every event OpenCode published before it.
@@ -702,7 +702,7 @@ class RunMachine:
         finally:
             get_task.cancel()
             if command_task is not None:
-                # OpenCode keeps running the turn when the client goes away (observed §4);
+                # OpenCode keeps running the turn when the client goes away (docs/opencode-behaviour.md);
                 # dropping the request only stops us waiting for it.
                 command_task.cancel()
 
@@ -710,7 +710,7 @@ class RunMachine:
         if self._limits_ready is not None:
             try:
                 await self._limits_ready()
-            except OpenCodeError as exc:  # best effort (spec §2.6): no limit, no compaction
+            except OpenCodeError as exc:  # best effort: no limit, no compaction
                 log.warning("could not load model limits: %s", exc)
 
     async def _report(self, sid: str, partial: list[str]) -> None:
@@ -747,7 +747,7 @@ class RunMachine:
 
     async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
         """POST the command; returns an error text or None. Never sends it twice unless the
-        first attempt provably never reached the server (spec §10.4)."""
+        first attempt provably never reached the server."""
         for attempt in range(2):
             try:
                 await self.client.command(sid, command, arguments, message_id=message_id)

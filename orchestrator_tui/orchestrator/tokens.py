@@ -1,4 +1,4 @@
-"""Context-limit safeguard of a run (spec §2.6): notice when the prompt nears the model's window.
+"""Context-limit safeguard of a run: notice when the prompt nears the model's window.
 
 A :class:`TokenTracker` lives for one ``run`` call and is fed every SSE event delivered for the
 session. It remembers which provider/model answered (from ``message.updated``) and the latest token

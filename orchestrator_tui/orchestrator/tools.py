@@ -1,4 +1,4 @@
-"""The six orchestrator tools as plain async methods (spec §1.4, §3, §4), transport-free.
+"""The six orchestrator tools as plain async methods, transport-free.
 
 :class:`Orchestrator` is what the MCP adapter calls and what tests drive directly. Inputs
 are validated models; outputs are the seed's output types; every failure is a
@@ -66,7 +66,7 @@ class ClientInfo:
 
 def _looks_like_session_id(session_id: str) -> bool:
     # OpenCode 1.18.33 validates ids server-side and answers a malformed one with HTTP 500;
-    # we answer "not found" instead, as the contract intends (spec §10.5).
+    # we answer "not found" instead, as the contract intends.
     return session_id.startswith("ses")
 
 
@@ -90,7 +90,7 @@ INTERRUPTED_TOOL = "interrupted: OpenCode stopped before this tool call ended (t
 def tool_calls_of(
     messages: list[Message], limit: int = RECENT_TOOL_CALLS, *, interrupted: str | None = None
 ) -> list[t.ToolCallSummary]:
-    """Newest first: messages newest→oldest, parts last→first (spec §4.2 step 4).
+    """Newest first: messages newest→oldest, parts last→first.
 
     ``interrupted``: the id of a message whose turn died unfinished (:func:`interrupted_reply`);
     its tool calls still "running" or "pending" will never end, and are shown as errors saying so.
@@ -190,7 +190,7 @@ class Orchestrator:
         return snapshot
 
     def config_for(self, snapshot: Snapshot) -> OrchestratorConfig:
-        """The orchestrator config, re-read once per server start (spec §5.6)."""
+        """The orchestrator config, re-read once per server start."""
         if self._config is None or self._config[0] != snapshot.generation:
             config, warnings = load_config(self.cwd, self.env)
             for warning in warnings:

@@ -35,7 +35,7 @@ from orchestrator_tui.pool.state import Pool
 log = logging.getLogger(__name__)
 
 ATTACH_ENV = "ORCHESTRATOR_TUI_ATTACH"
-#: Sessions the resync reads; OpenCode's default page is only 100 (observed §0.8).
+#: Sessions the resync reads; OpenCode's default page is only 100 (docs/opencode-behaviour.md).
 RESYNC_SESSION_LIMIT = 10_000
 
 
@@ -73,7 +73,7 @@ class ServerSpec:
 async def start_managed(
     spec: ServerSpec, log_dir: Path | None = None, keeper: KeeperSpec | None = None
 ) -> Snapshot:
-    """Start a managed server, check its version and load its model limits (spec §5.4–5.6).
+    """Start a managed server, check its version and load its model limits.
 
     ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool);
     ``keeper``: where its keeper watches (default: a private folder, the server is ours alone)."""

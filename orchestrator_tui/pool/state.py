@@ -474,7 +474,7 @@ class Pool:
         self._schedule()
 
     def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:
-        """A complete status map: every known session absent from it is idle (observed §5).
+        """A complete status map: every known session absent from it is idle (docs/opencode-behaviour.md).
 
         A tool call still "running" (or "pending") in a session that is idle now will never end:
         its turn stopped without finishing it (the server that ran it went away). It is shown as
