@@ -26,6 +26,11 @@ A permission the run meets normally ends it with ``permission_required``. A
 approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
 waiting, reports progress, and goes on with the turn once the request is answered. The
 inactivity timeout is suspended while a hold lasts; the hold has its own timeout.
+
+About 900 lines, most of them :class:`RunMachine`: its states share the watch, the poll, the turn
+and the deadlines, so splitting the class would pass all of them back and forth. What reads the
+transcript (:class:`Turn`, :func:`extract_response`, :func:`interrupted_reply`, ~200 lines) is a
+concern of its own and the natural next module to move out.
 """
 
 from __future__ import annotations

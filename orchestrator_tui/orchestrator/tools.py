@@ -3,6 +3,10 @@
 :class:`Orchestrator` is what the MCP adapter calls and what tests drive directly. Inputs
 are validated models; outputs are the seed's output types; every failure is a
 :class:`~orchestrator_tui.orchestrator.errors.ToolError` whose text is the contract.
+
+Over 600 lines because the six tools share one :class:`Orchestrator` (its pool, client, config
+and call log); the answering of ``respond_permission``/``respond_question`` is the part that
+belongs to the pool's one answer path and leaves this module with it.
 """
 
 from __future__ import annotations
