@@ -1,1 +1,1 @@
-"""Benchmarks for the agent-side budgets of DESIGN.md (run them all with ``python -m benchmarks``)."""
+"""Benchmarks for the budgets of docs/budgets.md (run them all with ``python -m benchmarks``)."""

@@ -1,4 +1,4 @@
-"""Run the agent-side benchmarks and print a table against the budgets of DESIGN.md.
+"""Run the agent-side benchmarks and print a table against the budgets of docs/budgets.md.
 
     python -m benchmarks [NAME ...]      (./dev bench)
 

@@ -46,7 +46,7 @@ _SCRUBBED = (
 
 @dataclass(frozen=True)
 class Figure:
-    """One measured figure against one budget of DESIGN.md.
+    """One measured figure against one budget of docs/budgets.md.
 
     ``direction`` is ``"max"`` for budgets that are ceilings (latency) and ``"min"`` for floors
     (throughput). ``ratio`` is measured / budget either way, so < 1 is good for ``max`` and

@@ -2,7 +2,7 @@
 
     python -m benchmarks.cold_start [--runs 15] [--sdk-runs 5]
 
-Budget (DESIGN.md): process start → ``initialize`` + ``tools/list`` answered ≤ 500 ms.
+Budget (docs/budgets.md): process start → ``initialize`` + ``tools/list`` answered ≤ 500 ms.
 
 Each run spawns the worker the way an MCP client does (the installed ``orchestrator-tui mcp``
 console script, stdin/stdout pipes, its own process group) and speaks raw newline-delimited

@@ -2,7 +2,7 @@
 
     python -m benchmarks.concurrent_runs [--runs 200]
 
-Budget (DESIGN.md): 200 concurrent runs on one worker, every response right.
+Budget (docs/budgets.md): 200 concurrent runs on one worker, every response right.
 
 Setup: a real OpenCode 1.18.33 (`ManagedServer`, isolated XDG storage, default configuration) on
 the scripted model (in its own process), and one worker launched the way an MCP client launches

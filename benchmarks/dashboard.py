@@ -1,4 +1,4 @@
-"""Dashboard at scale: 10,000 sessions, 1,000 events/s (the DESIGN.md budgets of the human side).
+"""Dashboard at scale: 10,000 sessions, 1,000 events/s (the human side's budgets, docs/budgets.md).
 
 The app runs headless (Textual's test driver renders every frame as a terminal would, it just
 does not write them to a tty) over a pool preloaded with 10,000 sessions; no OpenCode server
@@ -89,6 +89,7 @@ def _rss_mb() -> float:
 
 
 async def _measure() -> dict[str, float]:
+    from orchestrator_tui.cli import freeze_dashboard_imports
     from orchestrator_tui.opencode.models import parse_event
     from orchestrator_tui.pool.actions import PoolActions
     from orchestrator_tui.tui.app import DashboardApp
@@ -126,6 +127,7 @@ async def _measure() -> dict[str, float]:
     SessionList.render_line = traced  # type: ignore[method-assign]
     results: dict[str, float] = {}
     try:
+        freeze_dashboard_imports()  # as `orchestrator-tui` does before its pool fills
         service = _service(SESSIONS)
         rss_before_app = _rss_mb()
         app = DashboardApp(service, PoolActions(service, None), None, bell=False)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.pool_ingest [--events 200000] [--passes 3] [--profile]
 
-Budget (DESIGN.md): pool event ingest of realistic recorded events, one core, ≥ 50,000 events/s.
+Budget (docs/budgets.md): pool event ingest of realistic recorded events, one core, ≥ 50,000 events/s.
 
 ``benchmarks/data/events.jsonl`` holds the raw SSE ``data:`` payloads of a real OpenCode 1.18.33
 (several sessions streaming text, tool calls, a permission and a question asked and answered;

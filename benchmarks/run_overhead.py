@@ -2,7 +2,7 @@
 
     python -m benchmarks.run_overhead [--runs 20] [--mode legacy|auto ...] [--plain]
 
-Budget (DESIGN.md): ≤ 20 ms median.
+Budget (docs/budgets.md): ≤ 20 ms median.
 
 Setup: a real OpenCode 1.18.33 (`ManagedServer`, isolated XDG storage) on the scripted model (in its
 own process), and the worker launched the way an MCP client launches it, ``orchestrator-tui mcp

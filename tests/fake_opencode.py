@@ -443,7 +443,7 @@ async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:
 
 
 # ------------------------------------------------------------------------------------ fixtures
-# The seed's wiremock fixtures (spec §7 "Test harness facts"), in OpenCode 1.18.33 field casing.
+# The seed's wiremock fixtures, in OpenCode 1.18.33 field casing.
 
 
 def session_json(sid: str, **overrides: Any) -> dict[str, Any]:
@@ -578,7 +578,7 @@ def build_orchestrator(
     transport: Any = None,
     env: Mapping[str, str] | None = None,
 ) -> Any:
-    """An :class:`Orchestrator` over ``fake`` through the external-snapshot seam (spec §7 harness).
+    """An :class:`Orchestrator` over ``fake`` through the external-snapshot seam.
 
     ``root`` gets a ``project`` dir (the cwd; its ``agentic.toml`` is ``agentic_toml``) and an
     empty global config dir, so no user config leaks in. The caller closes the orchestrator.

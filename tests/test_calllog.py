@@ -1,4 +1,4 @@
-"""Per-call JSONL logging (spec §1.5); ports ``src/logging.rs`` tests (§7.7) and pins the record."""
+"""Per-call JSONL logging; ports ``src/logging.rs`` tests and pins the record."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _lines(log_dir: Path) -> list[dict[str, Any]]:
 
 
 # ================================================================================================
-# §7.7
+# the reference's cases
 # ================================================================================================
 
 

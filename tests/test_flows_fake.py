@@ -1,4 +1,4 @@
-"""The seed's wiremock suites (spec §7.9–§7.15, plus §7.8's intent) against a fake OpenCode.
+"""The seed's wiremock suites (and the intent of its timeout cases) against a fake OpenCode.
 
 These scenarios need exact status / permission / message sequences and races that the real
 OpenCode cannot be made to produce on demand, so they run over :mod:`fake_opencode`, a real HTTP
@@ -7,8 +7,8 @@ server on 127.0.0.1. The orchestrator is built exactly as the seed's harness bui
 stalls unless a test scripts it, so the 1 s REST poll drives completion (as in the seed).
 
 Deliberate differences from the reference that these tests pin (see ``orchestrator/run.py``):
-a command POST that timed out is never sent again (§10.4; the seed's bug4 expects a re-send);
-timeout texts state the configured duration and 0 disables a limit (§10.1).
+a command POST that timed out is never sent again (the seed's bug4 expects a re-send);
+timeout texts state the configured duration and 0 disables a limit.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def posts(fake: FakeOpenCode) -> list[str]:
     return [p for p in fake.paths() if p.startswith("POST ")]
 
 
-# ============================================================================ §7.9 cancellation
+# ============================================================================ cancellation
 
 
 async def test_run_returns_cancelled_when_the_call_is_cancelled(
@@ -113,7 +113,7 @@ async def test_run_returns_cancelled_when_the_call_is_cancelled(
         await asyncio.wait_for(task, 2)
     assert str(info.value) == "cancelled"
     assert fake.count("POST", f"/session/{SID}/command") == 1
-    # The OpenCode session itself is never aborted (spec §5.9).
+    # The OpenCode session itself is never aborted.
     assert not [p for p in fake.paths() if p.endswith("/abort")]
 
     # The same orchestrator (same handle) keeps working.
@@ -142,7 +142,7 @@ async def test_respond_permission_returns_cancelled_during_monitoring(
     assert reply.calls[0].params == {"id": "per_1"}
 
 
-# ============================================================================ §7.10 command filtering
+# ============================================================================ command filtering
 
 
 @pytest.mark.parametrize(
@@ -190,14 +190,14 @@ async def test_blocked_run_command_fails_before_session_resolution_or_dispatch(
     with pytest.raises(InvalidInput) as info:
         await call(orch, "run", command="research", message="caching strategies")
     assert str(info.value) == f"invalid input: Command 'research' cannot be run because {why}"
-    # Only the acquisition health probe reached the server (spec §2.1 step 3).
+    # Only the acquisition health probe reached the server.
     assert fake.paths() == ["GET /global/health"]
     await asyncio.sleep(0.2)
     assert not [p for p in fake.paths() if p.split(" ")[1].startswith("/session")]
     assert posts(fake) == []
 
 
-# ============================================================================ §7.11 fast idle race
+# ============================================================================ fast idle race
 
 
 async def test_fast_idle_prompt_completes_without_hanging(
@@ -235,7 +235,7 @@ async def test_fast_idle_resume_after_permission_reply_completes_without_hanging
     assert out.to_json() == {"session_id": SID, "status": "completed", "response": "RESUME_DONE"}
 
 
-# ============================================================================ §7.12 list tools
+# ============================================================================ list tools
 
 
 async def test_list_sessions_returns_session_ids_without_status_when_status_fails(
@@ -246,7 +246,7 @@ async def test_list_sessions_returns_session_ids_without_status_when_status_fail
     sessions = out.to_json()["sessions"]
     assert [s["id"] for s in sessions] == ["ses-1", "ses-2"]
     assert all("status" not in s for s in sessions)
-    # Ages come from OpenCode's millisecond timestamps (spec §10.2); no status → "unknown".
+    # Ages come from OpenCode's millisecond timestamps; no status → "unknown".
     assert out.text(now_ms=1234567890 + 2 * 3600 * 1000) == (
         "Sessions (2):\n  ses-1 - Test Session (2h ago, unknown)\n  ses-2 - Test Session (2h ago, unknown)\n"
     )
@@ -472,7 +472,7 @@ async def test_get_session_state_unknown_session_is_invalid_input(
     assert str(info.value) == (
         "invalid input: Session 'ses_missing' not found. Use list_sessions to discover available sessions."
     )
-    # A malformed id (OpenCode would answer 500) gets the same answer without a request (spec §10.5).
+    # A malformed id (OpenCode would answer 500) gets the same answer without a request.
     with pytest.raises(InvalidInput, match=r"Session 'bogus' not found\. Use list_sessions"):
         await call(orch, "get_session_state", session_id="bogus")
     assert fake.count("GET", "/session/bogus") == 0
@@ -498,7 +498,7 @@ async def test_list_commands_returns_empty_list(fake: FakeOpenCode, make: Callab
     )
 
 
-# ============================================================================ §7.13 permission flow
+# ============================================================================ permission flow
 
 
 async def test_bug1_completion_retries_messages_until_visible(
@@ -582,7 +582,7 @@ async def test_bug5_respond_permission_waits_and_does_not_return_pre_permission_
 async def test_bug4_a_timed_out_command_is_not_sent_again(
     fake: FakeOpenCode, make: Callable[..., Orchestrator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Port deviation (spec §10.4): the command endpoint blocks until the turn ends, so a command
+    # Port deviation: the command endpoint blocks until the turn ends, so a command
     # POST that timed out may be running; re-sending it would run the command twice.
     monkeypatch.setattr(client_module, "COMMAND_TIMEOUT", 1.0)
     mount_session(fake)
@@ -636,7 +636,7 @@ async def test_bug4_a_command_whose_connection_failed_is_retried_once(
     assert body == {"command": "research", "arguments": "caching", "messageID": body["messageID"]}
 
 
-# ============================================================================ §7.14 question flow
+# ============================================================================ question flow
 
 QUESTION_VIEW = {
     "question": "Continue?",
@@ -785,7 +785,7 @@ async def test_reply_with_empty_answers_is_a_validation_error(
     assert posts(fake) == []
 
 
-# ============================================================================ §7.15 recovery
+# ============================================================================ recovery
 
 
 async def test_external_client_seam_supports_end_to_end_tool_calls(
@@ -823,7 +823,7 @@ async def test_external_failure_is_sticky_and_keeps_the_held_snapshot_usable(
     assert [c.name for c in await held.client.commands()] == ["old-command"]
 
 
-# ============================================================================ event stream (§2.2 b)
+# ============================================================================ event stream
 
 
 async def test_streamed_permission_returns_with_the_partial_text_so_far(
@@ -846,7 +846,7 @@ async def test_streamed_permission_returns_with_the_partial_text_so_far(
                                    "delta": text}}  # fmt: skip
 
         assistant = {"id": "a1", "sessionID": SID, "role": "assistant", "time": {"created": 3}}
-        for event in (  # the order OpenCode 1.18.33 emits (observed §2.2)
+        for event in (  # the order OpenCode 1.18.33 emits (docs/opencode-behaviour.md)
             {"type": "message.updated", "properties": {"sessionID": SID, "info": assistant}},
             part("p-think", "reasoning"),
             delta("p-think", "(thinking)"),
@@ -900,7 +900,7 @@ async def test_streamed_session_error_fails_the_run(fake: FakeOpenCode, make: Ca
 async def test_streamed_stale_idle_does_not_end_a_new_turn(
     fake: FakeOpenCode, make: Callable[..., Orchestrator]
 ) -> None:
-    # Port deviation (run.py docstring, spec §9): `session.idle` is gated like a polled idle, so
+    # Port deviation (run.py docstring): `session.idle` is gated like a polled idle, so
     # an idle that ends the *previous* turn, arriving right after the prompt, is not the answer.
     fake.sse()
     mount_session(fake)
@@ -1075,7 +1075,7 @@ async def test_concurrent_runs_share_the_rest_safety_net(fake: FakeOpenCode, mak
     assert rounds < 2 * runs, rounds
 
 
-# ============================================================================ timeouts (§7.8 intent, §10.1)
+# ============================================================================ timeouts
 
 
 async def test_inactivity_timeout_states_the_configured_duration(

@@ -1,4 +1,4 @@
-"""The server handle's acquire/recovery state machine (spec §5.1, §5.8; the seed's §7.2 handle cases).
+"""The server handle's acquire/recovery state machine (and the seed's handle cases).
 
 The health endpoint is a fake OpenCode on 127.0.0.1 (:mod:`fake_opencode`), so probe timeouts,
 blocked probes and refused connections are real network behaviour. ``managed`` children are tiny

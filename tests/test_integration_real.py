@@ -251,7 +251,7 @@ async def test_recursion_guard_blocks_start(make_orchestrator: Any, opencode_env
 async def test_context_limit_triggers_summarization_with_the_field_names_opencode_accepts(
     make_orchestrator: Any,
 ) -> None:
-    """Spec §10.3: the reference sent providerId/modelId and always got HTTP 400."""
+    """The reference sent providerId/modelId and always got HTTP 400."""
     prompt = "Say exactly 'short'"
     probe = make_orchestrator()
     first = await asyncio.wait_for(probe.run(t.RunInput(message=prompt)), 120)

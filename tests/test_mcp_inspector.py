@@ -211,7 +211,7 @@ def call_inspector(
 
 def test_inspector_lists_the_six_tools(call_inspector: Callable[..., dict[str, Any]]) -> None:
     # --strict: exit 6 on any error-severity schema portability problem (warnings are allowed: the
-    # nullable-first type arrays are the contract, spec §1.1).
+    # nullable-first type arrays are the contract).
     listing = call_inspector("--method", "tools/list", "--strict")
     tools = listing["tools"]
     assert {t["name"] for t in tools} == TOOLS

@@ -53,7 +53,7 @@ WORKER = Path(sys.executable).with_name("orchestrator-tui")
 TOOLS = ("run", "list_sessions", "get_session_state", "list_commands", "respond_permission", "respond_question")
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
 OPTIONAL_SUFFIX = "Optional; omit or use null."
-#: Spec §5.2, exact text.
+#: Exact text.
 RECURSION_GUARD = (
     "ENV VAR OPENCODE_ORCHESTRATOR_MANAGED is set to 1. This most commonly happens when you're in a nested "
     "orchestration session. Consult a human for assistance or try to accomplish your task without the "
@@ -370,7 +370,7 @@ def raw_worker(
 
 
 def _listing_view(tools: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"tools": sorted(tools, key=lambda tool: tool["name"])}  # listing order is unspecified (§1)
+    return {"tools": sorted(tools, key=lambda tool: tool["name"])}  # listing order is unspecified
 
 
 def test_tools_list_matches_the_stored_snapshot_and_spec(raw_worker: Callable[..., RawWorker]) -> None:
@@ -399,7 +399,7 @@ def test_tools_list_matches_the_stored_snapshot_and_spec(raw_worker: Callable[..
 
 
 def _check_input_schema_conventions(name: str, schema: dict[str, Any]) -> None:
-    """Spec §1.1: optional fields are nullable with "null" first and say "Optional; omit or use null."."""
+    """Optional fields are nullable with "null" first and say "Optional; omit or use null."."""
     assert schema.get("$schema") == "https://json-schema.org/draft/2020-12/schema", name
     required = set(schema.get("required", []))
     for field_name, prop in schema["properties"].items():
@@ -437,7 +437,7 @@ async def test_sdk_client_sees_the_six_tools(
             assert tool.description
             assert tool.input_schema == stored[tool.name]["inputSchema"]
             assert tool.output_schema == stored[tool.name]["outputSchema"]
-        # Nothing has been started by listing (the OpenCode server is lazy, spec §5.1).
+        # Nothing has been started by listing (the OpenCode server is started lazily).
         assert opencode_servers(worker.pid) == []
 
 
@@ -520,7 +520,7 @@ async def test_cancelled_run_leaves_the_worker_serving(
             after = await worker.session.call_tool("list_commands", {})
         assert after.is_error is False, text_of(after)
 
-        # The worker itself saw the cancellation: its call log records the run as cancelled (spec §1.5).
+        # The worker itself saw the cancellation: its call log records the run as cancelled.
         def cancelled_record() -> dict[str, Any] | None:
             for path in log_dir.glob("tool_logs_*.jsonl"):
                 for line in path.read_text().splitlines():
@@ -1032,7 +1032,7 @@ def test_recursion_guard_refuses_to_start_opencode(
 _NO_TEXTUAL = """
 import sys, asyncio
 import orchestrator_tui.mcp.server as m
-import orchestrator_tui.mcp.prelude
+import orchestrator_tui.mcp.prelude, orchestrator_tui.mcp.recorder
 import orchestrator_tui.orchestrator.{mods}
 import orchestrator_tui.pool.handle, orchestrator_tui.pool.service, orchestrator_tui.pool.state
 import orchestrator_tui.pool.registry
@@ -1040,7 +1040,7 @@ import orchestrator_tui.opencode.client, orchestrator_tui.opencode.events, orche
 import orchestrator_tui.opencode.binary, orchestrator_tui.opencode.models
 server = m.build_server(None)
 server.create_initialization_options()
-asyncio.run(orchestrator_tui.mcp.prelude.record_handshake())
+asyncio.run(orchestrator_tui.mcp.recorder.record_handshake())
 leaked = sorted(n for n in sys.modules if n == "textual" or n.startswith("textual."))
 assert not leaked, leaked
 print("ok")
@@ -1049,7 +1049,7 @@ print("ok")
 
 def test_worker_modules_never_import_textual() -> None:
     mods = ", orchestrator_tui.orchestrator.".join(
-        ["tools", "types", "specs", "run", "errors", "config", "calllog", "tokens"]
+        ["tools", "types", "render", "parsing", "schema", "specs", "run", "errors", "config", "calllog", "tokens"]
     )
     code = _NO_TEXTUAL.format(mods=mods)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -1,4 +1,4 @@
-"""The pinned OpenCode binary: resolution (spec §5.3), installation, version pin (§5.6), guard (§5.2).
+"""The pinned OpenCode binary: resolution, installation, version pin, guard.
 
 Everything here is offline and fast: installs run against a fake ``npm`` on a private PATH.
 """
@@ -369,7 +369,7 @@ def test_version_texts() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# recursion guard (§5.2, §7.2)
+# recursion guard
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The tools' wire contract: models, serde-compatible JSON, schemas, input errors, text renderings.
 
-Ports the reference's ``src/types.rs`` and ``tools_are_short`` tests (spec §7.4, §7.5) and pins the
-exact texts of §1.4 — full strings, not substrings, because agents parse these texts.
+Ports the reference's ``src/types.rs`` and ``tools_are_short`` tests and pins the
+exact texts of the results — full strings, not substrings, because agents parse these texts.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.parsing import parse_input
+from orchestrator_tui.orchestrator.render import format_time_ago, render_text
+from orchestrator_tui.orchestrator.schema import input_schema, output_schema
+from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.orchestrator.types import (
     DEFAULT_LIST_LIMIT,
-    TOOL_MODELS,
-    TOOL_NAMES,
     ChangeStats,
     CommandInfo,
     GetSessionStateInput,
@@ -49,11 +51,6 @@ from orchestrator_tui.orchestrator.types import (
     ToolStateError,
     ToolStatePending,
     ToolStateRunning,
-    format_time_ago,
-    input_schema,
-    output_schema,
-    parse_input,
-    render_text,
 )
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "orchestrator_tool_schemas.json"
@@ -62,10 +59,13 @@ NOW_MS = 1_700_000_000_000
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
+TOOL_NAMES = tuple(TOOL_SPECS)
+#: Input and output model of each tool, by name.
+TOOL_MODELS = {name: (spec.input_model, spec.output_model) for name, spec in TOOL_SPECS.items()}
 
 
 # ================================================================================================
-# §7.5 tool names, §1.2 error display
+# tool names, error display
 # ================================================================================================
 
 
@@ -94,7 +94,7 @@ def test_tool_error_display_texts() -> None:
 
 
 # ================================================================================================
-# §7.4 ported reference tests (substring checks, as upstream)
+# ported reference tests (substring checks, as upstream)
 # ================================================================================================
 
 
@@ -180,7 +180,7 @@ def test_list_commands_text_format() -> None:
 
 
 # ================================================================================================
-# Exact renderings of run / respond_* (§1.4)
+# Exact renderings of run / respond_*
 # ================================================================================================
 
 
@@ -382,7 +382,7 @@ def test_list_sessions_empty_exact_text() -> None:
 
 
 def test_list_sessions_uses_millisecond_timestamps() -> None:
-    # §10.2: the reference read OpenCode's ms as seconds, so every real session was "just now".
+    # The reference read OpenCode's ms as seconds, so every real session was "just now".
     out = ListSessionsOutput(
         sessions=[SessionSummary(id="s", title="t", updated=NOW_MS - 2 * HOUR_MS, launched_by_you=False)]
     )

@@ -191,7 +191,7 @@ async def test_pool_follows_a_real_session_live(service: PoolService, tmp_path: 
     calls = list(service.pool.sessions[created.id].tool_calls.values())
     assert calls and calls[-1].tool == "read" and calls[-1].status == "completed"
     # `run` answers from the pool when it saw the whole final message: it must be exactly what
-    # the REST extraction of spec §2.5 gives.
+    # the REST extraction gives.
     from orchestrator_tui.orchestrator.run import extract_response
 
     await wait_until(lambda: service.pool.final_text(created.id)[0])

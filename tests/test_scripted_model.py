@@ -22,16 +22,14 @@ from typing import Any
 import httpx
 import pytest
 
-from orchestrator_tui.scripted_model import (
-    MODEL_ID,
-    ScriptedModelServer,
+from orchestrator_tui.scripted_model.directives import (
     TextReply,
     ToolCallReply,
     choose_reply,
     make_title,
-    opencode_config,
     parse_read_output,
 )
+from orchestrator_tui.scripted_model.server import MODEL_ID, ScriptedModelServer, opencode_config
 
 TOOLS = [
     {"type": "function", "function": {"name": n, "parameters": {}}} for n in ("read", "bash", "question")

@@ -3,14 +3,20 @@
 Importing the official MCP SDK (and pydantic with it) takes 0.5–1 s on a 2-core machine,
 more than the 500 ms budget for "process start → ``initialize`` + ``tools/list`` answered".
 So the worker takes hold of its stdin/stdout first thing, with the stdlib only, and a reader
-thread answers the legacy handshake (``initialize``, then ``tools/list`` and ``ping``) from
-:data:`HANDSHAKE_FILE` — responses recorded from the SDK itself — until the SDK is up.
+thread answers the legacy handshake (``initialize``, then ``tools/list`` and ``ping``) and the
+2026-07-28 discovery from :data:`HANDSHAKE_FILE`, answers recorded from the SDK itself by
+:mod:`orchestrator_tui.mcp.recorder`, until the SDK is up.
+
+The recorded answers are the SDK's only for the SDK version they were recorded with, which the
+file names: with any other installed version (or no readable file) the prelude answers nothing
+and the SDK answers everything; :attr:`Wire.notice` says why, and the worker logs it once.
 
 Every line read is also handed to the SDK, in order, so its session goes through the same
-handshake and owns the connection from then on; the SDK's own answers to requests the prelude
-already answered are dropped on the way out. ``tests/test_mcp_prelude.py`` re-records the
-handshake from the live SDK and fails if the shipped file differs (regenerate with
-``python -m orchestrator_tui.mcp.prelude``), so the two can never disagree.
+handshake and owns the connection from then on. Its own answers to requests the prelude already
+answered are not sent again; one that differs from what the prelude sent is logged as a warning
+(the client keeps the prelude's). ``tests/test_mcp_prelude.py`` re-records the handshake from the
+live SDK and fails if the shipped file differs (regenerate with
+``python -m orchestrator_tui.mcp.recorder``).
 
 The wire also moves fd 0 to /dev/null and fd 1 onto stderr, so nothing else in the process (a
 stray print, a child process) can read the JSON-RPC input or corrupt the output.
@@ -27,28 +33,77 @@ from pathlib import Path
 from typing import Any
 
 HANDSHAKE_FILE = Path(__file__).with_name("handshake.json")
-_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+#: The key of :data:`HANDSHAKE_FILE` naming the version of the ``mcp`` SDK that answered.
+SDK_VERSION_KEY = "mcp_sdk"
+PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+#: How much of a differing SDK answer the warning quotes.
+_QUOTED = 400
+_REGENERATE = "regenerate it with `python -m orchestrator_tui.mcp.recorder`"
+
+
+def installed_sdk_version() -> str | None:
+    """The version of the installed ``mcp`` distribution, or None if it cannot be told.
+
+    Read from its ``dist-info`` metadata beside the package, found without importing it:
+    :mod:`importlib.metadata` alone costs ~40 ms, a tenth of the start-up budget.
+    """
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("mcp")
+    except (ImportError, ValueError):
+        return None
+    versions: set[str] = set()
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        for info in Path(location).parent.glob("mcp-*.dist-info"):
+            try:
+                with open(info / "METADATA", encoding="utf-8") as metadata:
+                    for line in metadata:
+                        if line.startswith("Version:"):
+                            versions.add(line.split(":", 1)[1].strip())
+                            break
+                        if not line.strip():
+                            break
+            except OSError:
+                continue
+    return versions.pop() if len(versions) == 1 else None
+
+
+def load_handshake(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The recorded answers if they are the installed SDK's, else None and the reason why."""
+    try:
+        handshake = json.loads(path.read_text(encoding="utf-8"))
+        recorded = handshake[SDK_VERSION_KEY]
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return None, f"the MCP SDK answers the handshake itself: {path} cannot be used ({exc!r}); {_REGENERATE}"
+    installed = installed_sdk_version()
+    if recorded != installed:
+        return None, (
+            f"the MCP SDK answers the handshake itself: {path.name} was recorded with mcp {recorded}, "
+            f"the installed mcp is {installed or 'unknown'}; {_REGENERATE}"
+        )
+    return handshake, None
 
 
 class Wire:
     """Sole owner of the JSON-RPC byte streams of this process."""
 
-    def __init__(self, handshake: dict[str, Any] | None = None, *, claim_std_fds: bool = True) -> None:
-        if claim_std_fds:
-            in_fd, out_fd = os.dup(0), os.dup(1)
-            devnull = os.open(os.devnull, os.O_RDONLY)
-            os.dup2(devnull, 0)
-            os.close(devnull)
-            os.dup2(2, 1)
-            sys.stdout = sys.stderr
-        else:  # pragma: no cover - used by tests that provide pipes
-            in_fd, out_fd = 0, 1
+    def __init__(self, handshake: dict[str, Any] | None, notice: str | None = None) -> None:
+        in_fd, out_fd = os.dup(0), os.dup(1)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)
+        os.close(devnull)
+        os.dup2(2, 1)
+        sys.stdout = sys.stderr
         self._in = os.fdopen(in_fd, "rb", closefd=False)
         self._out = os.fdopen(out_fd, "wb", closefd=False)
         self._lock = threading.Lock()
         self._lines: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._answered: set[str] = set()
+        #: Requests the prelude answered (JSON of their id) → (method, the result it sent).
+        self._answered: dict[str, tuple[str, Any]] = {}
         self._handshake = handshake
+        #: Why the prelude answers nothing (None when it serves the handshake), for the log.
+        self.notice = notice
         self._state = "fresh"  # fresh → legacy | modern → handed-over (or passthrough)
         self._initialized = False
         #: (name, version) of the MCP client, once its first request named it.
@@ -57,11 +112,7 @@ class Wire:
 
     @classmethod
     def open(cls) -> Wire:
-        try:
-            handshake = json.loads(HANDSHAKE_FILE.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            handshake = None  # no fast path; the SDK answers everything
-        wire = cls(handshake)
+        wire = cls(*load_handshake(HANDSHAKE_FILE))
         wire._thread.start()
         return wire
 
@@ -113,20 +164,20 @@ class Wire:
                         self._state = "passthrough"
                         return
                     self._initialized = True
-                    self._respond(message["id"], result)
+                    self._respond(message["id"], method, result)
                 elif method == "tools/list" and not params.get("cursor"):
-                    self._respond(message["id"], self._handshake["tools/list"])
+                    self._respond(message["id"], method, self._handshake["tools/list"])
                 elif method == "ping":
-                    self._respond(message["id"], {})
+                    self._respond(message["id"], method, {})
             elif self._state == "modern":
                 # 2026-07-28: every request carries its own envelope; answer the two discovery
                 # requests when the envelope names a version we recorded.
                 meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
-                answers = self._handshake.get("modern", {}).get(meta.get(_VERSION_KEY))
+                answers = self._handshake.get("modern", {}).get(meta.get(PROTOCOL_VERSION_KEY))
                 if answers is None:
                     return
                 if method == "server/discover" or (method == "tools/list" and not params.get("cursor")):
-                    self._respond(message["id"], answers[method])
+                    self._respond(message["id"], method, answers[method])
 
     def _note_client(self, method: str, params: dict[str, Any]) -> None:
         """Who is calling (``clientInfo`` of ``initialize``, or the 2026-07-28 envelope's), as soon
@@ -144,12 +195,12 @@ class Wire:
         if method == "initialize":
             return "legacy"
         meta = params.get("_meta")
-        if isinstance(meta, dict) and meta.get(_VERSION_KEY) in self._handshake.get("modern", {}):  # type: ignore[union-attr]
+        if isinstance(meta, dict) and meta.get(PROTOCOL_VERSION_KEY) in self._handshake.get("modern", {}):  # type: ignore[union-attr]
             return "modern"
         return "passthrough"
 
-    def _respond(self, request_id: Any, result: Any) -> None:
-        self._answered.add(json.dumps(request_id))
+    def _respond(self, request_id: Any, method: str, result: Any) -> None:
+        self._answered[json.dumps(request_id)] = (method, result)
         payload = json.dumps({"jsonrpc": "2.0", "id": request_id, "result": result}, ensure_ascii=False)
         self._out.write(payload.encode() + b"\n")
         self._out.flush()
@@ -173,10 +224,27 @@ class Wire:
                 if isinstance(message, dict) and "method" not in message and "id" in message:
                     key = json.dumps(message["id"])
                     if key in self._answered:
-                        self._answered.discard(key)
+                        method, sent = self._answered.pop(key)
+                        if message.get("result") != sent:
+                            _warn_differs(method, key, text)
                         return
             self._out.write(text.encode() if text.endswith("\n") else (text + "\n").encode())
             self._out.flush()
+
+
+def _warn_differs(method: str, request_id: str, answer: str) -> None:
+    """The recorded handshake no longer says what the SDK says: never drop that silently."""
+    import logging
+
+    quoted = answer.strip() if len(answer) <= _QUOTED else answer[:_QUOTED].rstrip() + "…"
+    logging.getLogger(__name__).warning(
+        "the MCP SDK answers %s (id %s) differently from the recorded handshake the client already got; %s. "
+        "The SDK's answer: %s",
+        method,
+        request_id,
+        _REGENERATE,
+        quoted,
+    )
 
 
 class AsyncWireIn:
@@ -208,82 +276,3 @@ class AsyncWireOut:
 
     async def flush(self) -> None:
         return None
-
-
-# -------------------------------------------------------------------- recording
-
-
-async def record_handshake() -> dict[str, Any]:
-    """Ask the real SDK server what it answers to each handshake the prelude may take over."""
-    import anyio
-    from mcp.shared.message import SessionMessage
-    from mcp_types import jsonrpc_message_adapter
-    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
-
-    from orchestrator_tui.mcp.server import build_server
-
-    server = build_server(None)
-    answers: dict[str, Any] = {"initialize": {}, "tools/list": None}
-
-    async def exchange(requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        send_in, read_in = anyio.create_memory_object_stream[Any](32)
-        send_out, read_out = anyio.create_memory_object_stream[Any](32)
-        replies: list[dict[str, Any]] = []
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(server.run, read_in, send_out, server.create_initialization_options())
-            for request in requests:
-                await send_in.send(SessionMessage(jsonrpc_message_adapter.validate_python(request)))
-                if "id" in request:
-                    reply = await read_out.receive()
-                    replies.append(json.loads(reply.message.model_dump_json(by_alias=True, exclude_unset=True)))
-            await send_in.aclose()
-            tg.cancel_scope.cancel()
-        return replies
-
-    for version in HANDSHAKE_PROTOCOL_VERSIONS:
-        init = {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {"protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "rec", "version": "0"}},
-        }
-        replies = await exchange(
-            [
-                init,
-                {"jsonrpc": "2.0", "method": "notifications/initialized"},
-                {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
-            ]
-        )
-        answers["initialize"][version] = replies[0]["result"]
-        answers["tools/list"] = replies[1]["result"]
-    answers["modern"] = {}
-    for version in MODERN_PROTOCOL_VERSIONS:
-        meta = {
-            _VERSION_KEY: version,
-            "io.modelcontextprotocol/clientInfo": {"name": "rec", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        }
-        replies = await exchange(
-            [
-                {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {"_meta": meta}},
-                {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": meta}},
-            ]
-        )
-        answers["modern"][version] = {"server/discover": replies[0]["result"], "tools/list": replies[1]["result"]}
-    return answers
-
-
-def main() -> int:
-    """Regenerate :data:`HANDSHAKE_FILE` from the installed SDK and the current tool catalogue."""
-    import asyncio
-
-    answers = asyncio.run(record_handshake())
-    HANDSHAKE_FILE.write_text(
-        json.dumps(answers, indent=1, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8"
-    )
-    print(f"wrote {HANDSHAKE_FILE}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

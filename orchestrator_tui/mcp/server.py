@@ -26,6 +26,7 @@ from typing import Any
 from orchestrator_tui import __version__
 from orchestrator_tui.mcp.prelude import AsyncWireIn, AsyncWireOut, Wire
 from orchestrator_tui.orchestrator.errors import ToolError
+from orchestrator_tui.orchestrator.render import render_text
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
 from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
 from orchestrator_tui.safetext import visible
@@ -41,15 +42,15 @@ HOST_POLL = 1.0
 def _tool_listing() -> list[Any]:
     import mcp_types as types
 
-    from orchestrator_tui.orchestrator import types as t
+    from orchestrator_tui.orchestrator.schema import input_schema, output_schema
 
     return [
         types.Tool(
             name=spec.name,
             title=spec.name,
             description=spec.description,
-            input_schema=t.input_schema(spec.input_model),
-            output_schema=t.output_schema(spec.output_model),
+            input_schema=input_schema(spec.input_model),
+            output_schema=output_schema(spec.output_model),
         )
         for spec in TOOL_SPECS.values()
     ]
@@ -59,8 +60,6 @@ def build_server(orchestrator: Orchestrator | None) -> Any:
     """The MCP server object for one orchestrator (also used in-process by tests)."""
     import mcp_types as types
     from mcp.server.lowlevel import Server
-
-    from orchestrator_tui.orchestrator import types as t
 
     tools = _tool_listing()
 
@@ -92,7 +91,7 @@ def build_server(orchestrator: Orchestrator | None) -> Any:
             text = visible(f"internal error: unexpected failure in {params.name}: {type(exc).__name__}: {exc}")
             return types.CallToolResult(content=[types.TextContent(type="text", text=text)], is_error=True)
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=t.render_text(output))],
+            content=[types.TextContent(type="text", text=render_text(output))],
             structured_content=output.to_json(),  # type: ignore[attr-defined]
         )
 
@@ -227,6 +226,8 @@ def main(attach: str | None = None, wire: Wire | None = None, pool: str | None =
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("httpx").setLevel(logging.WARNING)
     print(BANNER, file=sys.stderr, flush=True)
+    if wire.notice is not None:
+        log.warning("%s", wire.notice)
     try:
         asyncio.run(_amain(attach, wire, pool))
     except KeyboardInterrupt:

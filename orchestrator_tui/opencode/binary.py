@@ -3,7 +3,7 @@
 Stdlib only and cheap to import: `orchestrator-tui opencode install|path` and the MCP worker's
 start path use it before anything heavy is loaded.
 
-Resolution order (behaviour spec §5.3, with our cache replacing the reference's PATH fallback, and
+Resolution order (the reference's, with our cache replacing its PATH fallback, and
 the project's binary only on request):
 
 1. `OPENCODE_BINARY_ARGS` non-empty → launcher mode (`OPENCODE_BINARY` or `opencode`, looked up on PATH).
@@ -53,7 +53,7 @@ PROJECT_BINARY_ENV = "ORCHESTRATOR_TUI_PROJECT_BINARY"
 #: any patch number.
 ATTACH_VERSIONS = "1.18.x"
 
-#: Recursion guard (spec §5.2). The managed `opencode serve` always gets it set to 1.
+#: Recursion guard. The managed `opencode serve` always gets it set to 1.
 MANAGED_ENV = "OPENCODE_ORCHESTRATOR_MANAGED"
 RECURSION_GUARD_TEXT = (
     "ENV VAR OPENCODE_ORCHESTRATOR_MANAGED is set to 1. This most commonly happens when you're in a "
@@ -61,7 +61,7 @@ RECURSION_GUARD_TEXT = (
     "the orchestration tools."
 )
 
-#: Outer error texts of the reference (spec §5.3, §5.6); the callers that wrap use these.
+#: Outer error texts of the reference; the callers that wrap use these.
 RESOLVE_FAILED = "Failed to resolve OpenCode launcher configuration"
 HEALTH_FETCH_FAILED = "Failed to fetch /global/health for version validation"
 
@@ -145,7 +145,7 @@ def version_mismatch_text(binary: str) -> str:
 
 
 def managed_guard_enabled(env: Mapping[str, str] | None = None) -> bool:
-    """Spec §5.2: enabled for any value but unset, empty, blank or ``0``."""
+    """Enabled for any value but unset, empty, blank or ``0``."""
     value = (os.environ if env is None else env).get(MANAGED_ENV)
     if value is None:
         return False

@@ -1,9 +1,9 @@
 """Async HTTP client for the OpenCode server: one method per endpoint we use.
 
-Errors are typed and their ``str()`` is the text the tools show to the caller (spec §1.3):
+Errors are typed and their ``str()`` is the text the tools show to the caller:
 ``HTTP error <status>: <message>``, ``Transport error: <text>``, ``JSON error: <text>``.
 Every request has a timeout: OpenCode can accept a connection and never answer it
-(observed §1.3), so an unbounded request is a hang waiting to happen.
+(docs/opencode-behaviour.md), so an unbounded request is a hang waiting to happen.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ T = TypeVar("T")
 #: Default per-request timeout. Long enough for any REST call OpenCode answers, short enough
 #: that a wedged connection surfaces as an error instead of a hang.
 DEFAULT_TIMEOUT = 60.0
-#: The command endpoint blocks until the whole turn ends (observed §4); it gets its own budget.
+#: The command endpoint blocks until the whole turn ends (docs/opencode-behaviour.md); it gets its own budget.
 COMMAND_TIMEOUT = 6 * 3600.0
 
 
@@ -47,10 +47,6 @@ class HttpStatusError(OpenCodeError):
         self.message = message
         self.body = body
         super().__init__(f"HTTP error {status}: {message}")
-
-    @property
-    def is_not_found(self) -> bool:
-        return self.status == 404
 
 
 class TransportError(OpenCodeError):
@@ -68,7 +64,7 @@ class DecodeError(OpenCodeError):
 
 
 def error_message_from_body(status: int, text: str) -> str:
-    """Choose the message of a non-2xx answer the way the reference client does (spec §1.3)."""
+    """Choose the message of a non-2xx answer the way the reference client does."""
     try:
         body = json.loads(text) if text.strip() else None
     except ValueError:
@@ -258,7 +254,7 @@ class OpenCodeClient:
     async def command(
         self, session_id: str, command: str, arguments: str, *, message_id: str | None = None
     ) -> dict[str, Any]:
-        """Run a named command. Blocks until the command's turn is over (observed §4)."""
+        """Run a named command. Blocks until the command's turn is over (docs/opencode-behaviour.md)."""
         body: dict[str, Any] = {"command": command, "arguments": arguments}
         if message_id is not None:
             body["messageID"] = message_id
@@ -269,7 +265,7 @@ class OpenCodeClient:
 
     async def summarize(self, session_id: str, provider_id: str, model_id: str) -> None:
         # OpenCode 1.18.33 wants `providerID`/`modelID`; the reference sent camel `Id` and
-        # always got a 400 (spec §10.3).
+        # always got a 400.
         await self.request(
             "POST",
             f"/session/{_seg(session_id)}/summarize",

@@ -1,6 +1,6 @@
 """The OpenCode event stream: SSE over httpx-sse, reconnecting forever with backoff.
 
-OpenCode replays nothing after a reconnect (observed §0.7), so the stream reports each
+OpenCode replays nothing after a reconnect (docs/opencode-behaviour.md), so the stream reports each
 (re)connection through ``on_connected``; the pool answers with a REST resync. A server that
 dies mid-stream just ends the body, and a wedged one goes silent: heartbeats come every 10 s,
 so a read timeout of :data:`SILENCE_TIMEOUT` doubles as the dead-connection detector.

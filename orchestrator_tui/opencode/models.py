@@ -5,7 +5,8 @@ need optional: OpenCode adds fields between releases, and a supervisor that cras
 field is worse than one that ignores it. Events are a union discriminated on ``type`` with a
 catch-all :class:`UnknownEvent`, so a new event family is carried along, never fatal.
 
-Shapes follow ``shared/spec/opencode-1.18.33-observed.md``; timestamps are epoch milliseconds.
+Shapes are what 1.18.33 was seen to send (docs/opencode-behaviour.md lists what the code relies on);
+timestamps are epoch milliseconds.
 """
 
 from __future__ import annotations
@@ -74,10 +75,6 @@ class SessionStatus(_Model):
     attempt: int | None = None
     message: str | None = None
     next: int | None = None
-
-    @property
-    def is_busy_like(self) -> bool:
-        return self.type != "idle"
 
 
 # --------------------------------------------------------------------------- messages
@@ -448,7 +445,7 @@ def _loads(data: str | bytes) -> object:
 
 
 def event_session_id(event: Event) -> str | None:
-    """The session an event belongs to, for every type that carries one (spec §2.4)."""
+    """The session an event belongs to, for every type that carries one."""
     if isinstance(event, UnknownEvent):
         sid = event.properties.get("sessionID")
         return sid if isinstance(sid, str) else None

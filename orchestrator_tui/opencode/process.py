@@ -1,4 +1,4 @@
-"""The managed ``opencode serve`` process (behaviour spec §5.4, §5.5, §5.9; observed spec §1).
+"""The managed ``opencode serve`` process.
 
 One `ManagedServer` is one child process in its own process group, bound to 127.0.0.1 on a port we
 picked, protected by a random password only we know. Facts that shape this module:
@@ -27,6 +27,9 @@ that the threads follow, so that the server outlives the process that started it
 `ManagedServer.detach`). Nothing is forwarded to our stdout, which is the JSON-RPC channel of the MCP
 worker. The process is a plain `subprocess.Popen`, so a server is not tied to the event loop that
 started it and can be killed synchronously from signal handlers and ``finally`` blocks.
+
+A little over 600 lines: one child's whole life (spawn, readiness, output, stop, detach and the
+process-group bookkeeping that guarantees no server is left behind) reads best in one place.
 """
 
 from __future__ import annotations
@@ -309,7 +312,7 @@ class ManagedServer:
         of pipes, so it can outlive us (a shared pool's server). ``keeper``: where the keeper
         watches (a shared pool's folder, whose ``alive.lock`` the caller already holds); by
         default a private folder whose lock this `ManagedServer` holds.
-        The recursion guard (spec §5.2) is the caller's business: this always starts.
+        The recursion guard is the caller's business: this always starts.
         """
         password = Secret(secrets.token_urlsafe(32))
         child_env = child_environment(env, password=password, config_content=config_content)

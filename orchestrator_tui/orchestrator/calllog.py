@@ -1,4 +1,4 @@
-"""Per-call JSONL logging of tool calls (spec §1.5), compatible with the agentic tools' log format.
+"""Per-call JSONL logging of tool calls, compatible with the agentic tools' log format.
 
 Each tool call appends one JSON line to ``<dir>/tool_logs_<YYYY-MM-DD>_<sid8>.jsonl`` (UTC date of
 completion, ``sid8`` = 8 characters of a per-process UUID so concurrent processes never share a
@@ -157,7 +157,7 @@ def _jsonable(value: Any, depth: int = 0) -> Any:
 
 
 class CallLogger:
-    """Writes the §1.5 record of every tool call; one instance per server is enough.
+    """Writes the record of every tool call; one instance per server is enough.
 
     The environment is read on every call (as the reference does), from ``env`` if given — tests
     pass a dict — else from ``os.environ``.

@@ -1,12 +1,12 @@
 """Orchestrator configuration: ``agentic.toml``, the command policy, the idle grace and timeout texts.
 
-Spec §6 and §4.4. Everything here is pure (files and an environment mapping in, values out) so the
+Everything here is pure (files and an environment mapping in, values out) so the
 server start path can call it and the tests can drive it without touching the real environment.
 
 Deliberate differences from the reference, all in favour of the user:
 
 * ``session_deadline_secs = 0`` / ``inactivity_timeout_secs = 0`` mean **no limit** (the reference
-  failed every run on the first check, §10.1). :meth:`OrchestratorConfig.session_deadline` and
+  failed every run on the first check). :meth:`OrchestratorConfig.session_deadline` and
   :meth:`OrchestratorConfig.inactivity_timeout` return ``None`` for "no limit".
 * Timeout error texts state the configured durations (:func:`inactivity_timeout_text`,
   :func:`deadline_text`) instead of the hard-coded "5 minutes" / "1 hour".
@@ -89,7 +89,7 @@ class OrchestratorConfig(BaseModel):
 
     ``session_deadline_secs`` bounds a whole ``run`` call; ``inactivity_timeout_secs`` bounds the
     time without any session activity. **0 disables the respective limit** (a port decision,
-    §10.1: the reference failed immediately). ``compaction_threshold`` is the context-usage ratio at
+    the reference failed immediately). ``compaction_threshold`` is the context-usage ratio at
     which a completed run asks OpenCode to summarize the session.
     """
 
@@ -329,7 +329,7 @@ def _unknown_top_level_warnings(merged: Mapping[str, Any]) -> list[str]:
 
 
 def advisory_warnings(config: OrchestratorConfig) -> list[str]:
-    """The reference's advisory checks of ``[orchestrator]`` (§6.2), as printable lines."""
+    """The reference's advisory checks of ``[orchestrator]``, as printable lines."""
     warnings: list[str] = []
     threshold = config.compaction_threshold
     if not 0.0 <= threshold <= 1.0:  # also true for NaN
@@ -389,7 +389,7 @@ def advisory_warnings(config: OrchestratorConfig) -> list[str]:
 
 
 # ================================================================================================
-# Command policy (§4.4)
+# Command policy
 # ================================================================================================
 
 CommandDecision = Literal["allowed", "denied_by_denylist", "denied_by_allowlist"]
@@ -417,11 +417,8 @@ class CommandPolicy:
             return "denied_by_allowlist"
         return "allowed"
 
-    def is_allowed(self, name: str) -> bool:
-        return self.decide(name) == "allowed"
-
     def blocked_message(self, name: str) -> str | None:
-        """The InvalidInput text for a blocked command (§1.4), or ``None`` if it is allowed."""
+        """The InvalidInput text for a blocked command, or ``None`` if it is allowed."""
         decision = self.decide(name)
         if decision == "denied_by_denylist":
             return f"Command '{name}' cannot be run because it is blocked by orchestrator.commands.deny."
@@ -434,7 +431,7 @@ class CommandPolicy:
 
 
 # ================================================================================================
-# Idle grace (§6.1)
+# Idle grace
 # ================================================================================================
 
 _UNSIGNED = re.compile(r"\+?[0-9]+")
@@ -459,7 +456,7 @@ def idle_grace_ms(env: Mapping[str, str] | None = None) -> int:
 
 
 # ================================================================================================
-# Timeout texts (§2.2, fixed per §10.1)
+# Timeout texts (they state the configured duration)
 # ================================================================================================
 
 

@@ -1,4 +1,4 @@
-"""Tool error kinds and their display texts (spec §1.2).
+"""Tool error kinds and their display texts.
 
 Every tool failure becomes an MCP result with ``isError: true`` whose only text is ``str(error)``.
 The three kinds are separate classes, so callers can ``except`` each one, and the text is
@@ -24,7 +24,7 @@ from typing import ClassVar
 class ToolError(Exception):
     """Base class of the errors a tool call can end with.
 
-    Not raised directly: use one of the subclasses, so the display text is always one of §1.2's.
+    Not raised directly: use one of the subclasses, so the display text is always one of theirs.
     """
 
     #: Short machine name of the kind (``invalid_input`` / ``internal`` / ``cancelled``).

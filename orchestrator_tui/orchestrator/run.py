@@ -1,4 +1,4 @@
-"""The ``run`` state machine (spec §2), on top of the live pool.
+"""The ``run`` state machine, on top of the live pool.
 
 The reference opens one SSE connection per call; here the process-wide pool already holds
 the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatching work
@@ -6,8 +6,8 @@ the stream, so a run opens a :meth:`Pool.watch` on its session *before* dispatch
 beside it as the safety net for anything the stream misses (a reconnect, a dead stream), one
 round shared by every run waiting at the time (:class:`SharedPoll`).
 
-Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33
-(spec §9–§10): ``session.idle`` is gated like a polled idle (stale idles from an earlier
+Deliberate differences from 0.6.3, each because the reference is wrong against 1.18.33:
+``session.idle`` is gated like a polled idle (stale idles from an earlier
 turn do not end a new one); ``session.status`` busy/retry events count as activity; reasoning
 deltas are kept out of ``partial_response``; the command is never sent twice; timeouts state
 the configured durations and 0 means "no limit".
@@ -26,6 +26,11 @@ A permission the run meets normally ends it with ``permission_required``. A
 approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
 waiting, reports progress, and goes on with the turn once the request is answered. The
 inactivity timeout is suspended while a hold lasts; the hold has its own timeout.
+
+About 900 lines, most of them :class:`RunMachine`: its states share the watch, the poll, the turn
+and the deadlines, so splitting the class would pass all of them back and forth. What reads the
+transcript (:class:`Turn`, :func:`extract_response`, :func:`interrupted_reply`, ~200 lines) is a
+concern of its own and the natural next module to move out.
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class RunResult:
 
 
 def feed_tracker(tracker: TokenTracker, event: object) -> None:
-    """Hand the token tracker the two event kinds it reads (spec §2.6), as plain mappings."""
+    """Hand the token tracker the two event kinds it reads, as plain mappings."""
     if isinstance(event, MessageUpdated) or (
         isinstance(event, PartUpdated) and event.properties.part.type == "step-finish"
     ):
@@ -137,7 +142,7 @@ def message_text(message: Message) -> str | None:
 
 
 def extract_response(messages: list[Message]) -> str | None:
-    """The last assistant message's text parts, concatenated (spec §2.5 step 2)."""
+    """The last assistant message's text parts, concatenated."""
     for message in reversed(messages):
         if message.info.role == "assistant":
             return message_text(message)
@@ -426,7 +431,7 @@ class RunMachine:
     # ---------------------------------------------------------------- steps 5–8
 
     async def preflight(self, session_id: str, *, may_hold: bool = True) -> tuple[bool, RunOutput | None]:
-        """Status, then pending permission, then pending question (spec §2.1 steps 5–7).
+        """Status, then pending permission, then pending question.
 
         A held permission is not an interruption: the loop waits it out. ``may_hold`` is False
         when the run brings new work (a message or command): that is not sent past a pending
@@ -539,7 +544,7 @@ class RunMachine:
             awaiting_grace = False
 
         async def accept_idle(polled_at: float | None = None) -> RunResult | None:
-            """Apply the completion rules of §2.3 to an observed idle.
+            """Apply the completion rules to an observed idle.
 
             ``polled_at``: when the poll that saw the idle started; None for a ``session.idle``
             event, which comes after every event OpenCode published before it.
@@ -702,7 +707,7 @@ class RunMachine:
         finally:
             get_task.cancel()
             if command_task is not None:
-                # OpenCode keeps running the turn when the client goes away (observed §4);
+                # OpenCode keeps running the turn when the client goes away (docs/opencode-behaviour.md);
                 # dropping the request only stops us waiting for it.
                 command_task.cancel()
 
@@ -710,7 +715,7 @@ class RunMachine:
         if self._limits_ready is not None:
             try:
                 await self._limits_ready()
-            except OpenCodeError as exc:  # best effort (spec §2.6): no limit, no compaction
+            except OpenCodeError as exc:  # best effort: no limit, no compaction
                 log.warning("could not load model limits: %s", exc)
 
     async def _report(self, sid: str, partial: list[str]) -> None:
@@ -747,7 +752,7 @@ class RunMachine:
 
     async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
         """POST the command; returns an error text or None. Never sends it twice unless the
-        first attempt provably never reached the server (spec §10.4)."""
+        first attempt provably never reached the server."""
         for attempt in range(2):
             try:
                 await self.client.command(sid, command, arguments, message_id=message_id)
@@ -814,19 +819,14 @@ class RunMachine:
             known, text = self.pool.final_text(sid, turn.answer.id)
             if known:
                 return text, None
-        messages: list[Message] = []
-        for delay in FINALIZE_BACKOFF:
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to list messages: {exc}") from exc
-            seen = Turn.from_transcript(turn.message_id, messages)
-            if seen.complete:
-                return seen.answer_text(messages)[1], None
-            if not turn.complete:
-                return extract_response(messages), None
+        messages = await self._read_transcript(
+            sid, lambda messages: not turn.complete or Turn.from_transcript(turn.message_id, messages).complete
+        )
+        seen = Turn.from_transcript(turn.message_id, messages)
+        if seen.complete:
+            return seen.answer_text(messages)[1], None
+        if not turn.complete:
+            return extract_response(messages), None
         return None, (
             f"The reply to this run's message ({turn.message_id}) finished but could not be read from OpenCode; "
             f"call run with session_id='{sid}' to read it."
@@ -882,8 +882,16 @@ class RunMachine:
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
 
     async def _fetch_response(self, sid: str) -> tuple[str | None, list[Message]]:
-        """Spec §2.5: read the transcript until the final text is visible (up to 5 tries)."""
-        response: str | None = None
+        """The transcript's final text, read until it is visible (or the reply was interrupted)."""
+        messages = await self._read_transcript(
+            sid, lambda messages: extract_response(messages) is not None or interrupted_reply(messages) is not None
+        )
+        return extract_response(messages), messages
+
+    async def _read_transcript(self, sid: str, enough: Callable[[list[Message]], bool]) -> list[Message]:
+        """The session's transcript, read again after each pause of :data:`FINALIZE_BACKOFF` until
+        ``enough`` says it holds what the caller needs: OpenCode may announce the end of a turn a
+        moment before the last message is stored. Returns the last read either way."""
         messages: list[Message] = []
         for delay in FINALIZE_BACKOFF:
             if delay:
@@ -892,7 +900,6 @@ class RunMachine:
                 messages = await self.client.messages(sid)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to list messages: {exc}") from exc
-            response = extract_response(messages)
-            if response is not None or interrupted_reply(messages) is not None:
+            if enough(messages):
                 break
-        return response, messages
+        return messages

@@ -1,4 +1,4 @@
-"""Context-limit safeguard of a run (spec §2.6): notice when the prompt nears the model's window.
+"""Context-limit safeguard of a run: notice when the prompt nears the model's window.
 
 A :class:`TokenTracker` lives for one ``run`` call and is fed every SSE event delivered for the
 session. It remembers which provider/model answered (from ``message.updated``) and the latest token
@@ -171,12 +171,6 @@ class TokenTracker:
         if self.latest_input_tokens is None or not self.context_limit:
             return None
         return self.latest_input_tokens / self.context_limit
-
-    def reset_after_compaction(self) -> None:
-        """Forget the flag and the counts (after a summarization made them obsolete)."""
-        self.compaction_needed = False
-        self.latest_input_tokens = None
-        self.latest_tokens = None
 
     def to_log_token_usage(self) -> TokenUsage | None:
         """The usage for the call log (``CallLogger`` saturates it via :meth:`TokenUsage.to_record`)."""

@@ -1,8 +1,12 @@
-"""The six orchestrator tools as plain async methods (spec §1.4, §3, §4), transport-free.
+"""The six orchestrator tools as plain async methods, transport-free.
 
 :class:`Orchestrator` is what the MCP adapter calls and what tests drive directly. Inputs
 are validated models; outputs are the seed's output types; every failure is a
 :class:`~orchestrator_tui.orchestrator.errors.ToolError` whose text is the contract.
+
+Over 600 lines because the six tools share one :class:`Orchestrator` (its pool, client, config
+and call log); the answering of ``respond_permission``/``respond_question`` is the part that
+belongs to the pool's one answer path and leaves this module with it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
+from orchestrator_tui.orchestrator.parsing import parse_input
+from orchestrator_tui.orchestrator.render import render_text
 from orchestrator_tui.orchestrator.run import (
     GateVerdict,
     PermissionGate,
@@ -46,7 +52,6 @@ from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LIST_LIMIT = 20
 RECENT_TOOL_CALLS = 10
 #: Seconds a run waits for a matching rule to be applied (by any front end's rule engine)
 #: before it returns the permission after all; applying one takes milliseconds.
@@ -65,7 +70,7 @@ class ClientInfo:
 
 def _looks_like_session_id(session_id: str) -> bool:
     # OpenCode 1.18.33 validates ids server-side and answers a malformed one with HTTP 500;
-    # we answer "not found" instead, as the contract intends (spec §10.5).
+    # we answer "not found" instead, as the contract intends.
     return session_id.startswith("ses")
 
 
@@ -89,7 +94,7 @@ INTERRUPTED_TOOL = "interrupted: OpenCode stopped before this tool call ended (t
 def tool_calls_of(
     messages: list[Message], limit: int = RECENT_TOOL_CALLS, *, interrupted: str | None = None
 ) -> list[t.ToolCallSummary]:
-    """Newest first: messages newest→oldest, parts last→first (spec §4.2 step 4).
+    """Newest first: messages newest→oldest, parts last→first.
 
     ``interrupted``: the id of a message whose turn died unfinished (:func:`interrupted_reply`);
     its tool calls still "running" or "pending" will never end, and are shown as errors saying so.
@@ -189,7 +194,7 @@ class Orchestrator:
         return snapshot
 
     def config_for(self, snapshot: Snapshot) -> OrchestratorConfig:
-        """The orchestrator config, re-read once per server start (spec §5.6)."""
+        """The orchestrator config, re-read once per server start."""
         if self._config is None or self._config[0] != snapshot.generation:
             config, warnings = load_config(self.cwd, self.env)
             for warning in warnings:
@@ -389,7 +394,7 @@ class Orchestrator:
             spec = TOOL_SPECS.get(name)
             if spec is None:
                 raise InvalidInput(f"Unknown tool: {name}")
-            inp = t.parse_input(spec.input_model, arguments)
+            inp = parse_input(spec.input_model, arguments)
             request = inp.model_dump(mode="json")
             if name == "run":
                 result = await self.run(inp, progress)  # type: ignore[arg-type]
@@ -421,7 +426,7 @@ class Orchestrator:
                 request=request,
                 started=started,
                 completed=datetime.now(UTC),
-                result_text=t.render_text(output) if output is not None and error is None else None,
+                result_text=render_text(output) if output is not None and error is None else None,
                 error=str(error) if error is not None else None,
                 token_usage=result.tracker.to_log_token_usage() if result and result.tracker else None,
             )
@@ -701,7 +706,7 @@ class Orchestrator:
     async def list_sessions(self, inp: t.ListSessionsInput) -> t.ListSessionsOutput:
         snapshot = await self.acquire()
         client = snapshot.client
-        limit = DEFAULT_LIST_LIMIT if inp.limit is None else inp.limit
+        limit = inp.effective_limit()
         try:
             sessions = await client.list_sessions(limit=max(limit, 1))
         except OpenCodeError as exc:

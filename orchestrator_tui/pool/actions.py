@@ -337,7 +337,7 @@ class PoolActions:
 
     async def delete(self, session_id: str) -> None:
         """Abort first, then delete: deleting a busy session leaves a ghost status and its
-        pending permission behind (observed §0.6)."""
+        pending permission behind (docs/opencode-behaviour.md)."""
         client = await self._client()
         try:
             await client.abort_session(session_id)

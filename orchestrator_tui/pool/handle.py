@@ -1,4 +1,4 @@
-"""Acquiring the OpenCode server, and recovering it when it dies (spec §5.1, §5.8).
+"""Acquiring the OpenCode server, and recovering it when it dies.
 
 A :class:`ServerHandle` is the process-wide owner of "the server we talk to". Every tool call
 acquires a :class:`Snapshot` from it. A healthy snapshot costs one short health probe; a dead
@@ -50,7 +50,7 @@ class Snapshot:
     client: OpenCodeClient
     managed: ManagedServer | None = None
     version: str | None = None
-    #: (providerID, modelID) → context window, loaded once per start (spec §2.6), on first use
+    #: (providerID, modelID) → context window, loaded once per start, on first use
     #: (:meth:`ensure_model_limits`): a front end that never runs a turn never pays for it, and a
     #: rebuilt or attached server answers sooner.
     model_limits: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -110,7 +110,7 @@ class _State:
 
 
 class ServerHandle:
-    """The acquire/recovery state machine of spec §5.8.
+    """The acquire/recovery state machine.
 
     ``start`` builds a fresh snapshot (it is retried once, as the reference does);
     ``on_replace(old, new)`` lets the owner re-point its event stream at the new server.
@@ -237,7 +237,7 @@ class ServerHandle:
 
 
 async def load_model_limits(client: OpenCodeClient) -> dict[tuple[str, str], int]:
-    """Context windows by (provider, model); best effort (spec §2.6)."""
+    """Context windows by (provider, model); best effort."""
     limits: dict[tuple[str, str], int] = {}
     try:
         data = await client.providers()

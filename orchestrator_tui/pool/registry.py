@@ -13,6 +13,9 @@ on across processes:
   primary key makes exactly one of two simultaneous answers win, whatever process they are in;
 * ``rules``: standing decisions made from the inbox ("always allow read under this project"),
   applied by the pool to future requests of every session until revoked.
+
+Over 600 lines on purpose: one database file, one schema, one setup lock and one way of opening,
+checking and migrating it; split by table, each part would need all of that again.
 """
 
 from __future__ import annotations

@@ -313,10 +313,6 @@ class RuleEngine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def kick(self) -> None:
-        """Run a pass soon (for example right after a rule was added in this process)."""
-        self._wake.set()
-
     def _on_changes(self, changes: Changes) -> None:
         if changes.requests or changes.connection:
             self._wake.set()

@@ -35,7 +35,7 @@ from orchestrator_tui.pool.state import Pool
 log = logging.getLogger(__name__)
 
 ATTACH_ENV = "ORCHESTRATOR_TUI_ATTACH"
-#: Sessions the resync reads; OpenCode's default page is only 100 (observed §0.8).
+#: Sessions the resync reads; OpenCode's default page is only 100 (docs/opencode-behaviour.md).
 RESYNC_SESSION_LIMIT = 10_000
 
 
@@ -73,18 +73,18 @@ class ServerSpec:
 async def start_managed(
     spec: ServerSpec, log_dir: Path | None = None, keeper: KeeperSpec | None = None
 ) -> Snapshot:
-    """Start a managed server, check its version and load its model limits (spec §5.4–5.6).
+    """Start a managed server, check its version and load its model limits.
 
     ``log_dir``: the server's output goes to files there, so it may outlive us (a shared pool);
     ``keeper``: where its keeper watches (default: a private folder, the server is ours alone)."""
     from orchestrator_tui.opencode import binary
-    from orchestrator_tui.opencode.process import ManagedServer, ServerStartError
+    from orchestrator_tui.opencode.process import START_FAILED, ManagedServer, ServerStartError
 
     env = dict(spec.env if spec.env is not None else os.environ)
     try:
         launcher = await asyncio.to_thread(binary.resolve_launcher, spec.cwd, env)
     except binary.LauncherError as exc:
-        raise ServerUnavailable(f"Failed to resolve OpenCode launcher configuration: {exc}") from exc
+        raise ServerUnavailable(f"{binary.RESOLVE_FAILED}: {exc}") from exc
     try:
         server = await ManagedServer.start(
             launcher=launcher,
@@ -95,7 +95,7 @@ async def start_managed(
             keeper=keeper,
         )
     except ServerStartError as exc:
-        raise ServerUnavailable(f"Failed to start embedded `opencode serve`: {exc}") from exc
+        raise ServerUnavailable(f"{START_FAILED}: {exc}") from exc
     client = OpenCodeClient(
         server.base_url,
         auth=(server.username, server.password),
@@ -343,11 +343,6 @@ class PoolService:
         replaced, the old client is closed.
         """
         return self._stream_snapshot.client if self._stream_snapshot is not None else None
-
-    async def reconnect(self) -> None:
-        """Drop and reopen the event stream (it resyncs on connect, as after any reconnect)."""
-        if self._stream_snapshot is not None:
-            await self._attach(self._stream_snapshot)
 
     def _on_stream_status(self, status: StreamStatus) -> None:
         self.pool.set_connection(status.state, status.detail)

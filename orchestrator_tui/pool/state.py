@@ -98,7 +98,6 @@ class SessionView:
     text_connection: int = -1
     _text: dict[str, list[str]] = field(default_factory=dict)
     _part_kinds: dict[str, str] = field(default_factory=dict)
-    deleted: bool = False
 
     @property
     def title(self) -> str:
@@ -322,7 +321,6 @@ class Pool:
         elif isinstance(event, SessionCreated | SessionUpdated):
             view = self.session(event.properties.info.id)
             view.info = event.properties.info
-            view.deleted = False
             self._touch(view.id)
         elif isinstance(event, SessionDeleted):
             self.forget(event.properties.info.id)
@@ -476,7 +474,7 @@ class Pool:
         self._schedule()
 
     def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:
-        """A complete status map: every known session absent from it is idle (observed §5).
+        """A complete status map: every known session absent from it is idle (docs/opencode-behaviour.md).
 
         A tool call still "running" (or "pending") in a session that is idle now will never end:
         its turn stopped without finishing it (the server that ran it went away). It is shown as

@@ -9,7 +9,6 @@ detail pane appends new text, the inbox is rebuilt only when requests changed.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import os
@@ -410,10 +409,6 @@ class DashboardApp(App[None]):
         self._lookup_origins(set(self.pool.sessions), force=True)
         rows = {sid: row for sid in self.pool.sessions if (row := self._row(sid)) is not None}
         self.session_list.set_rows(rows)
-        # Everything loaded so far lives as long as the app: move it out of the garbage
-        # collector's reach. With 10,000 sessions a full collection otherwise pauses the UI
-        # for 100+ ms at random moments (measured by benchmarks/dashboard.py).
-        gc.freeze()
         self._requests_dirty = True
         self._status_dirty = True
         self._flush_changes()
@@ -516,12 +511,12 @@ class DashboardApp(App[None]):
         view = self.pool.sessions.get(sid) if sid else None
         row = self.session_list.rows.get(sid) if sid else None
         if view is None:
-            self.detail.show(None, None, [], 0)
+            self.detail.show(None, None, [])
             return
         perms, questions = self.pool.pending_for(view.id)
         pending = [permission_title(p) for p in perms] + ["question" for _ in questions]
         launch = self._origins.get(view.id)
-        self.detail.show(view, row, pending, 0, client_version=launch.client_version if launch else None)
+        self.detail.show(view, row, pending, client_version=launch.client_version if launch else None)
 
     @on(SessionList.Highlighted)
     def _on_highlight(self, event: SessionList.Highlighted) -> None:

@@ -49,7 +49,7 @@ class DemoEnvironment:
     @classmethod
     def create(cls) -> DemoEnvironment:
         from orchestrator_tui.opencode.binary import cache_base
-        from orchestrator_tui.scripted_model import ScriptedModelServer, opencode_config
+        from orchestrator_tui.scripted_model.server import ScriptedModelServer, opencode_config
 
         root = Path(tempfile.mkdtemp(prefix="orchestrator-tui-demo-"))
         project = root / "project"

@@ -10,7 +10,6 @@ from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.message import Message
 from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
@@ -127,14 +126,13 @@ class DetailPane(Vertical):
         self._follow_pending = False
         self.query_one("#detail-output", TextArea).border_title = "Output"
         self.query_one("#detail-tools", Static).border_title = "Tool calls"
-        self.show(None, None, [], 0)
+        self.show(None, None, [])
 
     def show(
         self,
         view: SessionView | None,
         row: Row | None,
         pending: list[str],
-        pending_messages: int,
         *,
         client_version: str | None = None,
     ) -> None:
@@ -166,10 +164,9 @@ class DetailPane(Vertical):
         if row.path:
             directory.append_text(Text.assemble("  (", shown(row.path), ")"))
         table.add_row("Directory", directory)
-        waiting = [*pending, *([f"{pending_messages} queued message(s)"] if pending_messages else [])]
         table.add_row(
             "Pending",
-            Text("◆ " + ", ".join(waiting), style="bold magenta") if waiting else Text("nothing", style="dim"),
+            Text("◆ " + ", ".join(pending), style="bold magenta") if pending else Text("nothing", style="dim"),
         )
         last = view.last_activity or row.updated
         table.add_row("Activity", "—" if not last else "just now" if age(last) == "now" else f"{age(last)} ago")
@@ -277,13 +274,6 @@ class Inbox(Horizontal):
     was first drawn. New requests join at the end and never move the cursor; when the
     highlighted one leaves, the next one moves under the cursor and starts its own clock.
     """
-
-    class Changed(Message):
-        """The highlighted request changed (None when the inbox is empty)."""
-
-        def __init__(self, request_id: str | None) -> None:
-            self.request_id = request_id
-            super().__init__()
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="inbox-list")
@@ -448,7 +438,6 @@ class Inbox(Horizontal):
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         event.stop()
         self._render_view(event.option.id)
-        self.post_message(self.Changed(event.option.id))
 
     def _render_view(self, request_id: str | None) -> None:
         view = self.query_one("#inbox-view", Static)
