@@ -629,7 +629,9 @@ class RegistryClock:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.now = NOW
-        fake = SimpleNamespace(time=lambda: self.now, strftime=time.strftime, localtime=time.localtime)
+        fake = SimpleNamespace(
+            time=lambda: self.now, monotonic=time.monotonic, strftime=time.strftime, localtime=time.localtime
+        )
         monkeypatch.setattr(registry_module, "time", fake)
 
     def at(self, seconds_ago: float) -> RegistryClock:
