@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from textual import events, on
 from textual.app import App, ComposeResult
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.filter import LineFilter
@@ -37,6 +37,7 @@ from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
 from orchestrator_tui.tui.answering import Answering
 from orchestrator_tui.tui.connection import HEALTH_INTERVAL, Connection
+from orchestrator_tui.tui.keys import bindings, help_sections
 from orchestrator_tui.tui.palette import DashboardCommands
 from orchestrator_tui.tui.pool_screens import MEMBERS_INTERVAL, PoolScreens
 from orchestrator_tui.tui.render import permission_title
@@ -74,29 +75,8 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
     VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("o", "permission('once')", "Allow once"),
-        Binding("a", "permission('always')", "Allow always"),
-        Binding("r", "reject", "Reject"),
-        Binding("enter", "answer", "Answer", show=False),
-        Binding("space", "toggle_mark", "Mark", show=False),
-        Binding("asterisk", "mark_similar", "Mark similar", show=False, key_display="*"),
-        Binding("m", "make_rule", "Make rule", show=False),
-        Binding("w", "workers", "Attached", show=False),
-        Binding("L,shift+l", "decision_log", "Decision log", show=False, key_display="L"),
-        Binding("P,shift+p", "policy", "Policy", show=False, key_display="P"),
-        Binding("R,shift+r", "rules", "Rules", show=False, key_display="R"),
-        Binding("n", "new_session", "New"),
-        Binding("p", "send_prompt", "Prompt"),
-        Binding("c", "run_command", "Command"),
-        Binding("x", "abort", "Abort"),
-        Binding("d", "delete", "Delete", show=False),
-        Binding("slash", "filter", "Filter"),
-        Binding("i", "next_waiting", "Next ◆"),
-        Binding("tab", "focus_next", "Focus", show=False),
-        Binding("question_mark", "help", "Help"),
-        Binding("q", "quit", "Quit"),
-    ]
+    #: Every key of the main screen, from the one key table (footer, palette and help agree).
+    BINDINGS: ClassVar[list[BindingType]] = list(bindings())
 
     def __init__(
         self,
@@ -409,70 +389,4 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
     # ------------------------------------------------------------------ help
 
     def action_help(self) -> None:
-        sections = [
-            (
-                "Requests (the inbox, bottom)",
-                [
-                    ("o", "allow the highlighted permission once"),
-                    ("a", "allow always (confirm lists the patterns)"),
-                    ("r", "reject, optionally telling the agent why"),
-                    ("enter", "answer the highlighted question"),
-                    ("1-9", "in a question: pick an option"),
-                    ("ctrl+s", "in a question: submit (press twice)"),
-                    ("0.5 s", "keys act only on a request shown this long"),
-                ],
-            ),
-            (
-                "Several at once, and rules",
-                [
-                    ("space", "mark / unmark the highlighted permission"),
-                    ("*", "mark all identical (same diff or command)"),
-                    ("o a r", "with marks: answer all marked requests"),
-                    ("m", "make a rule for matching requests, all sessions"),
-                    ("R", "rules: list them, d revokes one"),
-                ],
-            ),
-            (
-                "The pool",
-                [
-                    ("w", "attached front ends and their calls in flight"),
-                    ("L", "decision log: every answer, who gave it, how"),
-                    ("P", "approval policy: what agents may answer"),
-                ],
-            ),
-            (
-                "Sessions",
-                [
-                    ("↑ ↓ / j k", "move"),
-                    ("n", "new session with a prompt"),
-                    ("p", "send a prompt to the selected session"),
-                    ("c", "run a command in the selected session"),
-                    ("x", "abort the selected session"),
-                    ("d", "delete the selected session (asks first)"),
-                    ("/", "filter: fuzzy search"),
-                    ("i", "jump to the next session that needs input"),
-                ],
-            ),
-            (
-                "App",
-                [
-                    ("tab", "move focus between list, inbox"),
-                    ("esc", "close a dialog or screen"),
-                    ("ctrl+p", "command palette (every action, every command)"),
-                    ("?", "this help"),
-                    ("q", "quit"),
-                ],
-            ),
-            (
-                "Status glyphs",
-                [
-                    ("◆", "needs input"),
-                    ("●", "busy"),
-                    ("↻", "retrying"),
-                    ("✗", "error"),
-                    ("○", "idle"),
-                    ("?", "unknown (not observed yet)"),
-                ],
-            ),
-        ]
-        self.push_screen(HelpScreen(sections))
+        self.push_screen(HelpScreen(help_sections()))

@@ -23,7 +23,8 @@ from orchestrator_tui.tui.screens.table import TableScreen, clock, reply_text
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key, generated from the bindings so it cannot go stale."""
+    """Every key: its sections come from the key table (:mod:`orchestrator_tui.tui.keys`), like the
+    bindings, the footer and the palette, so it cannot go stale."""
 
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
