@@ -54,25 +54,24 @@ class Answering(App[None]):
     inbox: Inbox
     _answering: set[str]
     _too_soon_said: float
-    _key_time: Callable[[], float]
     _session_title: Callable[[str], str]
 
-    def current_request(self) -> PermissionRequest | QuestionRequest | None:
-        inbox = self.inbox
-        rid = inbox.highlighted_id
+    def _pending_request(self, key: Inbox.KeyPressed) -> PermissionRequest | QuestionRequest | None:
+        """The request that was under the cursor when the key was pressed, if still pending."""
+        rid = key.request_id
         if rid is None:
             return None
         return self.pool.permissions.get(rid) or self.pool.questions.get(rid)
 
-    def _request_to_answer(self) -> PermissionRequest | QuestionRequest | None:
+    def _request_to_answer(self, key: Inbox.KeyPressed) -> PermissionRequest | QuestionRequest | None:
         """The highlighted request, if this key may act on it; None (and why, on screen) if not."""
-        request = self.current_request()
+        request = self._pending_request(key)
         if request is None:
             self.notify("Nothing is waiting for an answer.")
             return None
         if request.id in self._answering:
             return None  # a press on a request already being answered: the first one counts
-        at = self._key_time()
+        at = key.at
         if not self.inbox.seen_under_cursor(request.id, at):
             self.inbox.too_soon([request.id], at)
             self._too_soon("A new request just moved under the cursor: look at it, then press again.")
@@ -92,13 +91,12 @@ class Answering(App[None]):
             )
         self._too_soon_said = now
 
-    def _marked_permissions(self) -> list[PermissionRequest]:
+    def _marked_permissions(self, key: Inbox.KeyPressed) -> list[PermissionRequest]:
         """The marked requests still pending, in inbox order (marks of answered ones are gone)."""
-        return [p for rid in self.inbox.marked_ids if (p := self.pool.permissions.get(rid)) is not None]
+        return [p for rid in key.marked if (p := self.pool.permissions.get(rid)) is not None]
 
-    def _marked_to_answer(self, marked: list[PermissionRequest]) -> list[PermissionRequest]:
+    def _marked_to_answer(self, marked: list[PermissionRequest], at: float) -> list[PermissionRequest]:
         """The marked requests this key may answer: each one drawn in the list long enough."""
-        at = self._key_time()
         fresh = [p for p in marked if p.id not in self._answering]
         early = [p.id for p in fresh if not self.inbox.seen_listed(p.id, at)]
         if early:
@@ -107,11 +105,12 @@ class Answering(App[None]):
             self._too_soon(f"{few} listed just now and not answered: look at them, then press again.")
         return [p for p in fresh if p.id not in early]
 
-    def action_permission(self, reply: str) -> None:
+    def on_inbox_permission(self, key: Inbox.Permission) -> None:
         """Answer the highlighted permission, or every marked one when some are marked."""
-        marked = self._marked_permissions()
+        reply = key.reply
+        marked = self._marked_permissions(key)
         if marked:
-            ready = self._marked_to_answer(marked)
+            ready = self._marked_to_answer(marked, key.at)
             if not ready:
                 return
             if reply == "always":
@@ -119,7 +118,7 @@ class Answering(App[None]):
             else:
                 self._reply_permissions(ready, reply, None)
             return
-        request = self._request_to_answer()
+        request = self._request_to_answer(key)
         if request is None:
             return
         if isinstance(request, QuestionRequest):
@@ -213,14 +212,14 @@ class Answering(App[None]):
                 markup=False,
             )
 
-    def action_reject(self) -> None:
-        marked = self._marked_permissions()
+    def on_inbox_reject(self, key: Inbox.Reject) -> None:
+        marked = self._marked_permissions(key)
         if marked:
-            ready = self._marked_to_answer(marked)
+            ready = self._marked_to_answer(marked, key.at)
             if ready:
                 self._reject_dialog(ready, batch=True)
             return
-        request = self._request_to_answer()
+        request = self._request_to_answer(key)
         if request is None:
             return
         if isinstance(request, QuestionRequest):
@@ -248,9 +247,9 @@ class Answering(App[None]):
         else:
             self._reply_permission(requests[0], "reject", message or None)
 
-    def action_toggle_mark(self) -> None:
+    def on_inbox_toggle_mark(self, key: Inbox.ToggleMark) -> None:
         """Mark or unmark the highlighted permission for a batch answer."""
-        request = self._request_to_answer()
+        request = self._request_to_answer(key)
         if request is None:
             return
         if isinstance(request, QuestionRequest):
@@ -258,16 +257,16 @@ class Answering(App[None]):
             return
         self.inbox.set_marks(self.inbox.marked ^ {request.id})
 
-    def action_mark_similar(self) -> None:
+    def on_inbox_mark_similar(self, pressed: Inbox.MarkSimilar) -> None:
         """Mark every listed permission that asks for exactly what the highlighted one asks for.
 
         Pressed again when they are all marked already, it unmarks them.
         """
-        request = self.current_request()
+        request = self._pending_request(pressed)
         if not isinstance(request, PermissionRequest):
             self.notify("Highlight a permission in the inbox first.")
             return
-        if self._request_to_answer() is None:
+        if self._request_to_answer(pressed) is None:
             return
         key = self._approval_key(request)
         alike = {
@@ -302,15 +301,15 @@ class Answering(App[None]):
             default=str,
         )
 
-    def action_make_rule(self) -> None:
+    def on_inbox_make_rule(self, key: Inbox.MakeRule) -> None:
         """Turn the highlighted permission into a rule the pool applies to every session."""
-        request = self.current_request()
+        request = self._pending_request(key)
         if not isinstance(request, PermissionRequest):
             self.notify(
                 "Highlight a permission in the inbox first: rules answer permissions (questions need you each time)."
             )
             return
-        if self._request_to_answer() is None:
+        if self._request_to_answer(key) is None:
             return
         self._make_rule_dialog(request)
 
@@ -353,8 +352,8 @@ class Answering(App[None]):
             markup=False,
         )
 
-    def action_answer(self) -> None:
-        request = self._request_to_answer()
+    def on_inbox_answer(self, key: Inbox.Answer) -> None:
+        request = self._request_to_answer(key)
         if request is None:
             return
         if isinstance(request, PermissionRequest):

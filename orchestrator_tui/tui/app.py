@@ -27,7 +27,7 @@ from textual.binding import BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.filter import LineFilter
-from textual.widgets import Footer, Input, OptionList
+from textual.widgets import Footer, Input
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import PoolActions
@@ -37,7 +37,7 @@ from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
 from orchestrator_tui.tui.answering import Answering
 from orchestrator_tui.tui.connection import HEALTH_INTERVAL, Connection
-from orchestrator_tui.tui.keys import bindings, help_sections
+from orchestrator_tui.tui.keys import KeyClock, bindings, help_sections
 from orchestrator_tui.tui.palette import DashboardCommands
 from orchestrator_tui.tui.pool_screens import MEMBERS_INTERVAL, PoolScreens
 from orchestrator_tui.tui.render import permission_title
@@ -125,8 +125,8 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         self.known_commands: list[Any] = []
         self.ready = asyncio.Event()
         self._unsubscribe: Callable[[], None] = lambda: None
-        #: When the key being handled was pressed (None outside a key press: the palette, a click).
-        self._pressed_at: float | None = None
+        #: When the key being handled was pressed (the inbox's keys carry it to the answer).
+        self.key_clock = KeyClock()
         #: Requests whose answer from here is on its way: more presses on them do nothing.
         self._answering: set[str] = set()
         #: When the dashboard last said "look first" (one notice per burst of early presses).
@@ -146,7 +146,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
                 yield Input(placeholder="filter: fuzzy match on title, path, id, origin, status", id="filter")
                 yield SessionList(id="sessions")
             yield DetailPane(id="detail")
-        yield Inbox(id="inbox")
+        yield Inbox(self.key_clock, id="inbox")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -361,25 +361,18 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
             if first is not None:
                 self.inbox.select(first.id)
 
-    @on(OptionList.OptionSelected, "#inbox-list")
-    def _on_inbox_enter(self, event: OptionList.OptionSelected) -> None:
-        # Enter (or a click) in the focused inbox: the list takes the key, so answer from here.
-        event.stop()
-        self.action_answer()
-
     # ------------------------------------------------------------------ keys
 
     def on_key(self, event: events.Key) -> None:
-        # Runs before the app's bindings: the actions below read when this key was pressed
-        # (Textual stamps each key when it arrives), not when a busy app got round to it.
-        self._pressed_at = event.time
-        self.call_next(self._key_handled)
+        # Runs before the app's bindings: the actions read when this key was pressed (Textual
+        # stamps each key when it arrives), not when a busy app got round to it.
+        self.key_clock.pressed(event.time)
+        self.call_next(self.key_clock.handled)
 
-    def _key_handled(self) -> None:
-        self._pressed_at = None
-
-    def _key_time(self) -> float:
-        return self._pressed_at if self._pressed_at is not None else time.monotonic()
+    async def action_inbox(self, action: str) -> None:
+        """Run one of the inbox's own key actions: they act on its highlighted request wherever
+        the focus is on this screen, so they are bound here (tui/keys.py, owner "inbox")."""
+        await self.run_action(action, self.inbox)
 
     def _session_title(self, session_id: str) -> str:
         """A session's title for display (escaped), or its id."""

@@ -8,21 +8,25 @@ which post typed messages the app answers; they are bound at the app so they wor
 focus is on the main screen, as the inbox's highlighted request is what they act on.
 
 A :class:`Note` is a help line about keys bound elsewhere (the question dialog, the session list,
-every dialog, Textual itself) or about what the screen shows; ``bound_in`` names where, and a
-test checks that it is bound there.
+every dialog, Textual itself) or about what the screen shows; where it names the screen or widget
+that binds its keys, a test checks that they are bound there.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal
 
 from textual.app import App
 from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.screen import Screen
 
+from orchestrator_tui.tui.screens import QuestionScreen
+from orchestrator_tui.tui.session_list import SessionList
 from orchestrator_tui.tui.widgets import SETTLE_SECONDS
 
 
@@ -62,8 +66,10 @@ class Note:
 
     shown: str
     help: str
-    #: Where these keys are bound ("question", "sessions", "rules"), for the consistency test.
-    bound_in: str | None = None
+    #: The Textual key names the line is about, and the screen or widget that binds them
+    #: (a test checks they are bound there).
+    keys: str = ""
+    bound_in: type[DOMNode] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ KEYS: tuple[Section, ...] = (
                 "allow the highlighted permission once",
                 footer=True,
                 palette="Allow once",
+                owner="inbox",
             ),
             Key(
                 "a",
@@ -91,6 +98,7 @@ KEYS: tuple[Section, ...] = (
                 "allow always (confirm lists the patterns)",
                 footer=True,
                 palette="Allow always…",
+                owner="inbox",
             ),
             Key(
                 "r",
@@ -99,10 +107,11 @@ KEYS: tuple[Section, ...] = (
                 "reject, optionally telling the agent why",
                 footer=True,
                 palette="Reject…",
+                owner="inbox",
             ),
-            Key("enter", "answer", "Answer", "answer the highlighted question"),
-            Note("1-9", "in a question: pick an option", bound_in="question"),
-            Note("ctrl+s", "in a question: submit (press twice)", bound_in="question"),
+            Key("enter", "answer", "Answer", "answer the highlighted question", owner="inbox"),
+            Note("1-9", "in a question: pick an option", "1,2,3,4,5,6,7,8,9", QuestionScreen),
+            Note("ctrl+s", "in a question: submit (press twice)", "ctrl+s", QuestionScreen),
             Note(f"{SETTLE_SECONDS:g} s", "keys act only on a request shown this long"),
         ),
     ),
@@ -115,6 +124,7 @@ KEYS: tuple[Section, ...] = (
                 "Mark",
                 "mark / unmark the highlighted permission",
                 palette="Mark / unmark request",
+                owner="inbox",
             ),
             Key(
                 "asterisk",
@@ -123,6 +133,7 @@ KEYS: tuple[Section, ...] = (
                 "mark all identical (same diff or command)",
                 display="*",
                 palette="Mark all like this request",
+                owner="inbox",
             ),
             Note("o a r", "with marks: answer all marked requests"),
             Key(
@@ -131,6 +142,7 @@ KEYS: tuple[Section, ...] = (
                 "Make rule",
                 "make a rule for matching requests, all sessions",
                 palette="Make a rule from this permission…",
+                owner="inbox",
             ),
             Key("R,shift+r", "rules", "Rules", "rules: list them, d revokes one", display="R", palette="Show rules"),
         ),
@@ -166,7 +178,7 @@ KEYS: tuple[Section, ...] = (
     Section(
         "Sessions",
         (
-            Note("↑ ↓ / j k", "move", bound_in="sessions"),
+            Note("↑ ↓ / j k", "move", "up,down,j,k", SessionList),
             Key("n", "new_session", "New", "new session with a prompt", footer=True, palette="New session…"),
             Key(
                 "p",
@@ -214,7 +226,7 @@ KEYS: tuple[Section, ...] = (
     Section(
         "App",
         (
-            Key("tab", "focus_next", "Focus", "move focus between list, inbox"),
+            Note("tab", "move focus between list, inbox", "tab", Screen),  # Textual's own key
             Note("esc", "close a dialog or screen"),
             Note("ctrl+p", "command palette (every action, every command)"),
             Key("question_mark", "help", "Help", "this help", display="?", footer=True, palette="Help"),
@@ -240,31 +252,34 @@ COMMANDS: tuple[Key, ...] = (
 )
 
 
-def all_keys(sections: Iterable[Section] = KEYS, commands: Iterable[Key] = COMMANDS) -> list[Key]:
+# The table is read when asked for (not bound as a default argument), so what is derived from it
+# follows it, tests that extend it included.
+
+
+def all_keys() -> list[Key]:
     """Every :class:`Key`, in table order (the footer's order, the palette's order)."""
-    return [entry for section in sections for entry in section.entries if isinstance(entry, Key)] + list(commands)
+    return [entry for section in KEYS for entry in section.entries if isinstance(entry, Key)] + list(COMMANDS)
 
 
-def bindings(sections: Iterable[Section] = KEYS) -> list[Binding]:
+def bindings() -> list[Binding]:
     """The main screen's bindings (the footer shows those with ``footer``)."""
     return [
         Binding(key.keys, key.binding_action, key.label, show=key.footer, key_display=key.display or None)
-        for key in all_keys(sections, ())
+        for key in all_keys()
+        if key.keys
     ]
 
 
-def help_sections(sections: Iterable[Section] = KEYS) -> list[tuple[str, list[tuple[str, str]]]]:
+def help_sections() -> list[tuple[str, list[tuple[str, str]]]]:
     """(title, [(key, what it does)]) for the help screen."""
-    return [(section.title, [(entry.shown, entry.help) for entry in section.entries]) for section in sections]
+    return [(section.title, [(entry.shown, entry.help) for entry in section.entries]) for section in KEYS]
 
 
-def palette_entries(
-    app: App[Any], sections: Iterable[Section] = KEYS, commands: Iterable[Key] = COMMANDS
-) -> list[tuple[str, str, Callable[[], Any]]]:
+def palette_entries(app: App[Any]) -> list[tuple[str, str, Callable[[], Any]]]:
     """(name, help, callback) per palette entry: the callback runs exactly what the key runs."""
     return [
         (key.palette, palette_help(key), partial(app.run_action, key.binding_action))
-        for key in all_keys(sections, commands)
+        for key in all_keys()
         if key.palette is not None
     ]
 
