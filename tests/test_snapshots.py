@@ -43,7 +43,6 @@ from orchestrator_tui.pool.handle import ServerHandle, Snapshot
 from orchestrator_tui.pool.registry import Origin, Registry
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 from orchestrator_tui.safetext import UNSAFE_ANY
-from orchestrator_tui.tui import screens as screens_module
 from orchestrator_tui.tui import session_list as session_list_module
 from orchestrator_tui.tui import widgets as widgets_module
 from orchestrator_tui.tui.app import DashboardApp
@@ -57,6 +56,9 @@ from orchestrator_tui.tui.screens import (
     RulesScreen,
     WorkersScreen,
 )
+from orchestrator_tui.tui.screens import info as info_screens
+from orchestrator_tui.tui.screens import pool as pool_screens
+from orchestrator_tui.tui.screens import table as table_screens
 from orchestrator_tui.tui.widgets import SETTLE_SECONDS
 
 #: The wall clock the dashboard sees (2026-05-28 20:26:40 UTC); fixture times are relative to it.
@@ -618,7 +620,8 @@ def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = SimpleNamespace(time=lambda: NOW, monotonic=time.monotonic)
     monkeypatch.setattr(session_list_module, "time", clock)
     monkeypatch.setattr(widgets_module, "time", clock)
-    monkeypatch.setattr(screens_module, "time", clock)
+    for module in (table_screens, pool_screens, info_screens):
+        monkeypatch.setattr(module, "time", clock)
     # Clock times ("20:26:40") read the same everywhere: the dashboard shows local time.
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.widgets import OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
@@ -23,6 +25,9 @@ from orchestrator_tui.tui.render import (
 )
 from orchestrator_tui.tui.safe import shown, visible
 from orchestrator_tui.tui.session_list import GLYPHS, Row, age
+
+if TYPE_CHECKING:
+    from orchestrator_tui.tui.keys import KeyClock
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,76 @@ class Inbox(Horizontal):
     was first drawn. New requests join at the end and never move the cursor; when the
     highlighted one leaves, the next one moves under the cursor and starts its own clock.
     """
+
+    # ------------------------------------------------------------------ its keys (tui/keys.py)
+    #
+    # Each key posts what it was pressed on, captured while the key is handled: when it was
+    # pressed, the request under the cursor, the marked ones. The app decides from that alone
+    # (SETTLE_SECONDS, answers already on their way), never from what is highlighted later.
+
+    class KeyPressed(Message):
+        """An inbox key, with what was on screen when it was pressed."""
+
+        def __init__(self, at: float, request_id: str | None, marked: tuple[str, ...]) -> None:
+            #: When the key was pressed (monotonic; now for a palette entry or a click).
+            self.at = at
+            #: The request under the cursor then (None: the inbox was empty).
+            self.request_id = request_id
+            #: The marked requests then, in inbox order.
+            self.marked = marked
+            super().__init__()
+
+    class Permission(KeyPressed):
+        """``o`` / ``a``: allow the highlighted permission (or every marked one) once or always."""
+
+        def __init__(self, reply: str, at: float, request_id: str | None, marked: tuple[str, ...]) -> None:
+            self.reply = reply
+            super().__init__(at, request_id, marked)
+
+    class Reject(KeyPressed):
+        """``r``: reject the highlighted request, or every marked permission."""
+
+    class Answer(KeyPressed):
+        """``enter`` (or a click on a listed request): answer the highlighted question."""
+
+    class ToggleMark(KeyPressed):
+        """``space``: mark or unmark the highlighted permission."""
+
+    class MarkSimilar(KeyPressed):
+        """``*``: mark every listed permission identical to the highlighted one."""
+
+    class MakeRule(KeyPressed):
+        """``m``: make a rule from the highlighted permission."""
+
+    def __init__(self, clock: KeyClock, *, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self._clock = clock
+
+    def _pressed(self) -> tuple[float, str | None, tuple[str, ...]]:
+        return self._clock.now(), self.highlighted_id, tuple(self.marked_ids)
+
+    def action_permission(self, reply: str) -> None:
+        self.post_message(self.Permission(reply, *self._pressed()))
+
+    def action_reject(self) -> None:
+        self.post_message(self.Reject(*self._pressed()))
+
+    def action_answer(self) -> None:
+        self.post_message(self.Answer(*self._pressed()))
+
+    def action_toggle_mark(self) -> None:
+        self.post_message(self.ToggleMark(*self._pressed()))
+
+    def action_mark_similar(self) -> None:
+        self.post_message(self.MarkSimilar(*self._pressed()))
+
+    def action_make_rule(self) -> None:
+        self.post_message(self.MakeRule(*self._pressed()))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        # Enter (or a click) in the focused list: the list takes the key, so answer from here.
+        event.stop()
+        self.action_answer()
 
     def compose(self) -> ComposeResult:
         yield OptionList(id="inbox-list")
