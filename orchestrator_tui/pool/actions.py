@@ -22,7 +22,13 @@ from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, Op
 from orchestrator_tui.opencode.models import Command, Session
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.registry import Origin, Registry, Rule
-from orchestrator_tui.pool.rules import apply_rules, default_rule_pattern, scope_of, suggest_rule_patterns
+from orchestrator_tui.pool.rules import (
+    RuleSuggestions,
+    apply_rules,
+    default_rule_pattern,
+    scope_of,
+    suggest_rule_patterns,
+)
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
@@ -267,11 +273,11 @@ class PoolActions:
         """The active rules, oldest (first to apply) first."""
         return self._rules_registry().rules()
 
-    def rule_patterns(self, request_id: str) -> list[tuple[str, str]]:
+    def rule_patterns(self, request_id: str) -> RuleSuggestions:
         """Patterns a rule made from this request could use, best first, each with a label.
 
-        The UI offers them when the human turns a decision into a rule; the first one is the
-        default :meth:`make_rule` uses.
+        The UI offers them when the human turns a decision into a rule, proposing the preferred
+        one; the first one is the default :meth:`make_rule` uses.
         """
         request = self.service.pool.permissions.get(request_id)
         if request is None:

@@ -144,7 +144,20 @@ def default_rule_pattern(request: PermissionRequest, scope: PathScope | None = N
     return request.patterns[0] if request.patterns else "*"
 
 
-def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -> list[tuple[str, str]]:
+class RuleSuggestions(list[tuple[str, str]]):
+    """(glob, label) pairs a rule made from a request could use, best first.
+
+    ``preferred`` is the glob the make-rule dialog proposes: "anything under this project" when
+    it is offered (the rule people mean for file permissions), else the first. A list still, so
+    that what offered the pairs before keeps working.
+    """
+
+    def __init__(self, options: Iterable[tuple[str, str]], preferred: str) -> None:
+        super().__init__(options)
+        self.preferred = preferred
+
+
+def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -> RuleSuggestions:
     """Globs a rule made from ``request`` could use, each with a label for the UI.
 
     The default (:func:`default_rule_pattern`) first; then, for file permissions, anything under
@@ -153,12 +166,15 @@ def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -
     Every suggestion after the first matches ``request`` itself, so the rule also covers the
     request it was made from.
     """
-    options: list[tuple[str, str]] = [(default_rule_pattern(request, scope), "like this request")]
+    first = default_rule_pattern(request, scope)
+    options: list[tuple[str, str]] = [(first, "like this request")]
+    project: str | None = None
     if request.permission in PATH_PERMISSIONS:
         inside = scope is not None and all(scope.inside(scope.absolute(p)) for p in request.patterns)
         if inside and request.patterns and request.permission != "external_directory":
             assert scope is not None
-            options.append((f"{scope.directory.rstrip('/')}/*", "anything under this project"))
+            project = f"{scope.directory.rstrip('/')}/*"
+            options.append((project, "anything under this project"))
         options.append(("/*", f"any {request.permission} request, anywhere"))
     else:
         if len(request.patterns) == 1:
@@ -171,7 +187,7 @@ def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -
         if glob not in seen and (n == 0 or rule_matches(rule, request, scope)):
             seen.add(glob)
             unique.append((glob, label))
-    return unique
+    return RuleSuggestions(unique, project if project is not None and project in seen else first)
 
 
 def scope_of(pool: Pool, session_id: str) -> PathScope | None:

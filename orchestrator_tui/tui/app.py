@@ -830,15 +830,13 @@ class DashboardApp(App[None]):
         except ActionError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
-        # "Always allow read under this project" is the rule people mean for file permissions.
-        preferred = next((glob for glob, label in suggestions if "this project" in label), suggestions[0][0])
         draft = await self.push_screen_wait(
             MakeRuleScreen(
                 request.permission,
                 self._session_title(request.sessionID),
                 Text(permission_summary(request)),
                 suggestions,
-                preferred,
+                suggestions.preferred,
             )
         )
         if draft is None:
