@@ -13,16 +13,16 @@ import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.models import Message, PermissionRequest, SessionStatus
+from orchestrator_tui.opencode.models import Message, PermissionRequest, QuestionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
@@ -44,6 +44,7 @@ from orchestrator_tui.pool.answers import (
     Answered,
     Answerer,
     Gone,
+    Kind,
     Refusal,
     answer,
     settled,
@@ -56,6 +57,9 @@ from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import LostRequest
 
 log = logging.getLogger(__name__)
+
+#: A pending request the agent names: a permission or a question.
+Pending = TypeVar("Pending", PermissionRequest, QuestionRequest)
 
 DEFAULT_LIST_LIMIT = 20
 RECENT_TOOL_CALLS = 10
@@ -385,15 +389,54 @@ class Orchestrator:
             return Internal(outcome.problem)
         return Internal(f"{failed}: {outcome.problem}")
 
-    def _not_pending(self, what: Answer) -> ToolError:
-        """Why a request the agent names is not pending: answered by someone, gone, or lost."""
-        return self._refusal(settled(self.service.pool, self.registry, what.request_id), what)
+    def _pending_one(
+        self,
+        kind: Kind,
+        pending: Sequence[Pending],
+        sid: str,
+        rid: str | None,
+        decision: str,
+        *,
+        complete: bool = True,
+    ) -> Pending | None:
+        """The pending request the agent means: the one with its id, else its session's only one.
 
-    def _raise_if_lost(self, session_id: str) -> None:
-        """Say so when the session's last request went away with a server that stopped."""
-        lost = self.service.pool.lost_for(session_id)
-        if lost:
-            raise InvalidInput(_lost_text(lost[-1]))
+        Refuses (with the reason) an id that is not pending or belongs to another session, and a
+        session with none or several. None only for an id missing from a list OpenCode could not
+        give whole (``complete`` False): whether to trust it is the caller's call.
+        """
+        if rid is not None:
+            req = next((r for r in pending if r.id == rid), None)
+            if req is None and not complete:
+                return None
+            if req is None:
+                settled_as = settled(self.service.pool, self.registry, rid)
+                raise self._refusal(settled_as, Answer(rid, sid, kind, decision))
+            if req.sessionID != sid:
+                raise InvalidInput(
+                    f"{kind.capitalize()} request '{rid}' belongs to session '{req.sessionID}', not '{sid}'."
+                )
+            return req
+        mine = [r for r in pending if r.sessionID == sid]
+        if not mine and not complete:
+            raise InvalidInput(
+                f"Unable to discover a pending {kind} for session '{sid}': {kind} state could not be "
+                f"listed (HTTP 400). Retry with {kind}_request_id (returned by run)."
+            )
+        if not mine:
+            lost = self.service.pool.lost_for(sid)
+            if lost:  # the session's last request went away with a server that stopped
+                raise InvalidInput(_lost_text(lost[-1]))
+            raise InvalidInput(
+                f"No pending {kind} found for session '{sid}'. The {kind} may have already been responded to."
+            )
+        if len(mine) > 1:
+            ids = ", ".join(r.id for r in mine)
+            raise InvalidInput(
+                f"Multiple pending {kind}s found for session '{sid}': {ids}. "
+                f"Please retry with {kind}_request_id (returned by run)."
+            )
+        return mine[0]
 
     async def _answer(self, what: Answer) -> None:
         """Answer through the pool's answer path; anything but success raises the tool's error."""
@@ -538,49 +581,25 @@ class Orchestrator:
             raise Internal(f"Failed to list permissions: {exc}") from exc
         pre_warnings: list[str] = []
         reply = _reply_of(inp)
-        if inp.permission_request_id is not None:
+        req = self._pending_one("permission", pending, sid, inp.permission_request_id, reply, complete=complete)
+        if req is None:
             rid = inp.permission_request_id
-            req = next((p for p in pending if p.id == rid), None)
-            if req is None and not complete:
-                # OpenCode could not list its permissions (HTTP 400) and the event stream did not
-                # show this one either: the request behind the id is unknown, so it could be any.
-                # Trust the caller's id (0.7.x) only where the policy lets the agent answer anything.
-                policy = self._current_policy()
-                blind = policy.blind_reason(reply) if policy is not None else None
-                if blind is not None:
-                    raise InvalidInput(
-                        f"Permission request '{rid}' cannot be answered by the agent: {blind}. Ask the user to "
-                        f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
-                    )
-                pre_warnings.append(
-                    f"Permission validation failed for request '{rid}' (permission state could not be listed, "
-                    "HTTP 400); submitting reply using the provided request id."
-                )
-                req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
-            if req is None:
-                raise self._not_pending(Answer(rid, sid, "permission", reply))
-            if req.sessionID != sid:
-                raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
-        else:
-            mine = [p for p in pending if p.sessionID == sid]
-            if not mine and not complete:
+            assert rid is not None
+            # OpenCode could not list its permissions (HTTP 400) and the event stream did not
+            # show this one either: the request behind the id is unknown, so it could be any.
+            # Trust the caller's id (0.7.x) only where the policy lets the agent answer anything.
+            policy = self._current_policy()
+            blind = policy.blind_reason(reply) if policy is not None else None
+            if blind is not None:
                 raise InvalidInput(
-                    f"Unable to discover a pending permission for session '{sid}': permission state could not be "
-                    "listed (HTTP 400). Retry with permission_request_id (returned by run)."
+                    f"Permission request '{rid}' cannot be answered by the agent: {blind}. Ask the user to "
+                    f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
                 )
-            if not mine:
-                self._raise_if_lost(sid)
-                raise InvalidInput(
-                    f"No pending permission found for session '{sid}'. "
-                    "The permission may have already been responded to."
-                )
-            if len(mine) > 1:
-                ids = ", ".join(p.id for p in mine)
-                raise InvalidInput(
-                    f"Multiple pending permissions found for session '{sid}': {ids}. "
-                    "Please retry with permission_request_id (returned by run)."
-                )
-            req = mine[0]
+            pre_warnings.append(
+                f"Permission validation failed for request '{rid}' (permission state could not be listed, "
+                "HTTP 400); submitting reply using the provided request id."
+            )
+            req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
         policy = self._current_policy()
         reason = policy.needs_human(req, reply) if policy is not None else None
         if reason is not None:
@@ -629,27 +648,8 @@ class Orchestrator:
             pending = await client.questions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list questions: {exc}") from exc
-        if inp.question_request_id is not None:
-            rid = inp.question_request_id
-            req = next((q for q in pending if q.id == rid), None)
-            if req is None:
-                raise self._not_pending(Answer(rid, sid, "question", action))
-            if req.sessionID != sid:
-                raise InvalidInput(f"Question request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
-        else:
-            mine = [q for q in pending if q.sessionID == sid]
-            if not mine:
-                self._raise_if_lost(sid)
-                raise InvalidInput(
-                    f"No pending question found for session '{sid}'. The question may have already been responded to."
-                )
-            if len(mine) > 1:
-                ids = ", ".join(q.id for q in mine)
-                raise InvalidInput(
-                    f"Multiple pending questions found for session '{sid}': {ids}. "
-                    "Please retry with question_request_id (returned by run)."
-                )
-            req = mine[0]
+        req = self._pending_one("question", pending, sid, inp.question_request_id, action)
+        assert req is not None  # the list is complete: an id not in it was refused
         if action == "reply" and not inp.answers:
             raise InvalidInput("answers is required when action=reply")
         await self._answer(Answer.question(req.id, inp.answers if action == "reply" else None, request=req))
