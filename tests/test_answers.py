@@ -5,10 +5,11 @@ engine (:func:`apply_rules`) all answer through :func:`orchestrator_tui.pool.ans
 which returns a typed outcome; each caller turns it into its own words. Here each failure is
 produced once for each caller:
 
-* a lost race (someone else's claim) and a request gone (answered outside the pool: OpenCode's
-  real 404) against the real OpenCode 1.18.33;
-* an OpenCode error (HTTP 500 on the reply) and a registry error (a locked database) as faults,
-  over the fake OpenCode: the real server does not fail that way on demand.
+* a lost race (two answerers at once), a request gone (answered or rejected outside the pool:
+  OpenCode's real 404) and a registry error (another process holds the registry's write lock)
+  against the real OpenCode 1.18.33;
+* an OpenCode error (HTTP 500 on the reply) over the fake OpenCode: the real server does not
+  fail that way on demand.
 
 The texts the agent gets are the tools' contract; the dashboard's carry the outcome they came
 from, so it never reads an error's text to learn what happened.
@@ -58,7 +59,7 @@ def rule_log(caplog: pytest.LogCaptureFixture, rid: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# real OpenCode: a lost race, a request gone
+# real OpenCode: a lost race, a request gone, a locked registry
 # ---------------------------------------------------------------------------------------------
 
 
@@ -87,46 +88,53 @@ async def pool(make_orchestrator: Callable[..., Orchestrator]) -> tuple[Orchestr
 async def test_a_lost_race_is_already_answered_for_every_caller(
     pool: tuple[Orchestrator, PoolActions, Registry], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Two answerers at once, three times over; each caller loses once, to a real answer."""
     orch, human, registry = pool
     caplog.set_level(logging.DEBUG, logger=RULES_LOG)
-    request = await pending_bash(orch, human, "echo raced")
-    rid, sid = request.id, request.sessionID
-
-    # The agent: another dashboard (another process) claimed the request a moment before the
-    # agent's reply; OpenCode still lists it as pending, so only the claim decides.
-    registry.claim(
-        rid, session_id=sid, decision="reject", decided_by="human", channel="dashboard", client_name="another dashboard"
-    )
-    with pytest.raises(InvalidInput) as lost:
-        await orch.respond_permission(respond(sid, rid))
-    text = str(lost.value)
-    assert text.startswith(f"invalid input: Permission request '{rid}' was already answered by human (another ")
-    assert "(another dashboard) at " in text
-    assert text.endswith(f": reject. Call run with session_id='{sid}' to follow the session.")
-    client = (await orch.service.acquire()).client
-    assert rid in {p.id for p in await client.permissions()}, "nothing was sent: it is still pending"
-
-    # That dashboard's reply never came (its claim is given back): the agent answers for real.
-    registry.release_claim(rid)
-    result = await asyncio.wait_for(orch.respond_permission(respond(sid, rid)), SLOW)
-    assert result.output.response == "Command output:\nraced"
-
-    # The dashboard, a moment later: the agent's claim, by whom, how and when.
-    refusal = await dashboard_refusal(human, rid)
-    assert isinstance(refusal.outcome, AlreadyAnswered)
-    claim = refusal.outcome.claim
-    assert (claim.decided_by, claim.channel, claim.client_name) == ("agent", "mcp", "test-agent")
-    assert claim.decision == "once"
-    assert str(refusal) == f"This request was {claim.describe()}."
-
-    # A rule that covers it, applied by a rule engine that saw it pending: the same claim wins.
     rule = registry.add_rule("bash", "echo *", "once", "human")
-    assert await apply_rules(orch.service, registry, [request], applied_by="dashboard") == []
-    assert rule_log(caplog, rid) == f"DEBUG rule #{rule.id}: {rid} was {claim.describe()}"
+    first = await pending_bash(orch, human, "echo first")
+    second = await pending_bash(orch, human, "echo second")
+    third = await pending_bash(orch, human, "echo third")
 
-    # One answer reached OpenCode, one decision is in the log: the agent's.
-    (decision,) = registry.decisions(request_id=rid)
-    assert (decision.decided_by, decision.client_name) == ("agent", "test-agent")
+    # The agent against the human: the human's press claims the request in its first step
+    # (its reply is on its way), the agent's call a moment later finds the claim.
+    pressed = asyncio.create_task(human.reply_permission(first.id, "once"))
+    await asyncio.sleep(0)
+    with pytest.raises(InvalidInput) as lost:
+        await orch.respond_permission(respond(first.sessionID, first.id))
+    await pressed
+    won = registry.claim_of(first.id)
+    assert won is not None and (won.decided_by, won.channel) == ("human", "dashboard")
+    assert str(lost.value) == (
+        f"invalid input: Permission request '{first.id}' was {won.describe()}. "
+        f"Call run with session_id='{first.sessionID}' to follow the session."
+    )
+
+    # The human against a rule engine that is answering the same request right now.
+    applying = asyncio.create_task(apply_rules(orch.service, registry, [second], applied_by="mcp"))
+    await asyncio.sleep(0)
+    refusal = await dashboard_refusal(human, second.id)
+    assert [a.request_id for a in await applying] == [second.id]
+    assert isinstance(refusal.outcome, AlreadyAnswered)
+    won = refusal.outcome.claim
+    assert (won.decided_by, won.channel, won.client_name, won.decision) == (f"rule #{rule.id}", "rule", "mcp", "once")
+    assert str(refusal) == f"This request was {won.describe()}."
+
+    # A rule engine that still sees the request pending, against the agent who answered it.
+    answering = asyncio.create_task(orch.respond_permission(respond(third.sessionID, third.id)))
+    deadline = time.monotonic() + SLOW
+    while (won := registry.claim_of(third.id)) is None:
+        assert time.monotonic() < deadline, "timed out waiting for the agent's claim"
+        await asyncio.sleep(0.01)
+    assert await apply_rules(orch.service, registry, [third], applied_by="dashboard") == []
+    assert rule_log(caplog, third.id) == f"DEBUG rule #{rule.id}: {third.id} was {won.describe()}"
+    result = await asyncio.wait_for(answering, SLOW)
+    assert result.output.response == "Command output:\nthird"
+
+    # Each request got one answer, recorded once, by its winner.
+    decisions = [d for r in (first, second, third) for d in registry.decisions(request_id=r.id)]
+    winners = [(d.decided_by, d.client_name) for d in decisions]
+    assert winners == [("human", human.client_name), (f"rule #{rule.id}", "mcp"), ("agent", "test-agent")]
 
 
 @pytest.mark.real_opencode
@@ -182,9 +190,77 @@ async def test_a_request_answered_outside_the_pool_is_gone_for_every_caller(
     assert registry.claim_of(second.id) is None and registry.decisions(request_id=second.id) == []
     assert second.id not in orch.service.pool.permissions
 
+    # A question rejected straight to OpenCode: the dashboard's answer gets OpenCode's 404, the
+    # agent finds nothing pending.
+    qsid = (await human.new_session("ASK")).id
+    deadline = time.monotonic() + SLOW
+    while (question := next((q for q in orch.service.pool.questions.values() if q.sessionID == qsid), None)) is None:
+        assert time.monotonic() < deadline, "timed out waiting for the question"
+        await asyncio.sleep(0.02)
+    await client.reject_question(question.id)
+    with pytest.raises(ActionError) as info:
+        await human.reply_question(question.id, [["blue"]])
+    assert isinstance(info.value.outcome, Gone) and isinstance(info.value.outcome.error, HttpStatusError)
+    assert str(info.value) == "This question was already answered elsewhere."
+    with pytest.raises(InvalidInput) as gone:
+        await orch.respond_question(
+            t.RespondQuestionInput(session_id=qsid, question_request_id=question.id, action="reply", answers=[["blue"]])
+        )
+    assert str(gone.value) == f"invalid input: No pending question found with id '{question.id}'. (session_id='{qsid}')"
+    assert registry.claim_of(question.id) is None and registry.decisions(request_id=question.id) == []
+
+
+@pytest.mark.real_opencode
+async def test_a_locked_registry_fails_for_every_caller_before_anything_is_sent(
+    pool: tuple[Orchestrator, PoolActions, Registry], caplog: pytest.LogCaptureFixture
+) -> None:
+    orch, human, registry = pool
+    caplog.set_level(logging.DEBUG, logger=RULES_LOG)
+    request = await pending_bash(orch, human, "echo locked")
+    rid, sid = request.id, request.sessionID
+    rule = registry.add_rule("bash", "echo *", "once", "human")
+
+    # Another process holds the registry's write lock; SQLite gives up after its busy timeout
+    # (shortened here from 10 s) with SQLITE_BUSY, "database is locked".
+    other = sqlite3.connect(registry.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    registry._db.execute("PRAGMA busy_timeout = 100")
+    fix = "wait for the other orchestrator-tui front end of this pool to finish, or stop it, then try again"
+    try:
+        # The dashboard: the problem and its fix.
+        refusal = await dashboard_refusal(human, rid)
+        assert isinstance(refusal.outcome, Failed) and refusal.outcome.cause == "registry"
+        assert isinstance(refusal.outcome.error, sqlite3.OperationalError) and refusal.outcome.fix == fix
+        assert str(refusal) == f"Could not claim the request in the pool registry (database is locked). Fix: {fix}."
+
+        # The agent: the contract's text.
+        with pytest.raises(Internal) as failed:
+            await orch.respond_permission(respond(sid, rid))
+        assert str(failed.value) == (
+            f"internal error: Failed to claim request '{rid}' in the pool registry: database is locked"
+        )
+
+        # A rule: a warning with the fix; the engine goes on with the next request.
+        assert await apply_rules(orch.service, registry, [request], applied_by="dashboard") == []
+        assert rule_log(caplog, rid) == (
+            f"WARNING rule #{rule.id} could not answer {rid} (registry): database is locked. Fix: {fix}"
+        )
+    finally:
+        other.rollback()
+        other.close()
+        registry._db.execute("PRAGMA busy_timeout = 10000")
+
+    # Without a claim nothing was sent: the request still waits, and the human can answer it.
+    client = (await orch.service.acquire()).client
+    assert rid in {p.id for p in await client.permissions()}
+    assert registry.claim_of(rid) is None and registry.decisions(request_id=rid) == []
+    await human.reply_permission(rid, "reject")
+    (decision,) = registry.decisions(request_id=rid)
+    assert (decision.decided_by, decision.decision) == ("human", "reject")
+
 
 # ---------------------------------------------------------------------------------------------
-# faults: OpenCode answers HTTP 500, the registry is locked
+# a fault: OpenCode answers HTTP 500
 # ---------------------------------------------------------------------------------------------
 
 SID = "ses_faults"
@@ -237,46 +313,3 @@ async def test_an_opencode_error_fails_for_every_caller_and_leaves_the_request_o
     # Each tried once, and each gave its claim back: the request is still anyone's to answer.
     assert reply.count == 3
     assert registry.claim_of(PID) is None and registry.decisions(request_id=PID) == []
-
-
-async def test_a_locked_registry_fails_for_every_caller_before_anything_is_sent(
-    faulty: tuple[FakeOpenCode, Orchestrator, PoolActions, Registry],
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fake, orch, human, registry = faulty
-    reply = fake.post(f"/permission/{PID}/reply", Reply(status=204))
-    caplog.set_level(logging.DEBUG, logger=RULES_LOG)
-    rule = registry.add_rule("bash", "*", "once", "human")
-
-    def locked(*args: object, **kwargs: object) -> None:
-        # What SQLite raises when another process holds the write lock past the busy timeout.
-        error = sqlite3.OperationalError("database is locked")
-        error.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
-        raise error
-
-    monkeypatch.setattr(registry, "claim", locked)
-    fix = "wait for the other orchestrator-tui front end of this pool to finish, or stop it, then try again"
-
-    # The dashboard: the problem and its fix.
-    refusal = await dashboard_refusal(human, PID)
-    assert isinstance(refusal.outcome, Failed) and refusal.outcome.cause == "registry"
-    assert isinstance(refusal.outcome.error, sqlite3.OperationalError) and refusal.outcome.fix == fix
-    assert str(refusal) == f"Could not claim the request in the pool registry (database is locked). Fix: {fix}."
-
-    # The agent: the contract's text.
-    with pytest.raises(Internal) as failed:
-        await orch.respond_permission(respond(SID, PID))
-    assert str(failed.value) == (
-        f"internal error: Failed to claim request '{PID}' in the pool registry: database is locked"
-    )
-
-    # A rule: a warning, and the next request still gets its turn.
-    assert await apply_rules(orch.service, registry, [REQUEST], applied_by="dashboard") == []
-    assert rule_log(caplog, PID) == (
-        f"WARNING rule #{rule.id} could not answer {PID} (registry): database is locked. Fix: {fix}"
-    )
-
-    # Without the claim nothing is sent: two answers must never both reach OpenCode.
-    assert reply.count == 0 and registry.decisions(request_id=PID) == []
-
