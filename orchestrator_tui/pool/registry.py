@@ -381,7 +381,12 @@ def _setup_lock(path: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
+                    # SQLite's own word for it, with its code: database_problem tells errors
+                    # apart by the code, and says who holds the lock and what to do.
+                    busy = sqlite3.OperationalError("database is locked")
+                    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+                    busy.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
+                    raise busy from None
                 time.sleep(0.02)
         yield
     finally:
