@@ -281,6 +281,7 @@ def test_default_and_suggested_rule_patterns() -> None:
         ("echo hi", "exactly this"),
         ("*", "any bash request"),
     ]
+    assert suggest_rule_patterns(bash, GIT).preferred == "echo *"
     # files: the absolute path, the project as an absolute glob, then any path at all
     edit = request("edit", "tmp/x/proj/src/a.py", always=("*",))
     assert suggest_rule_patterns(edit, PLAIN) == [
@@ -288,9 +289,12 @@ def test_default_and_suggested_rule_patterns() -> None:
         ("/tmp/x/proj/*", "anything under this project"),
         ("/*", "any edit request, anywhere"),
     ]
+    # the make-rule dialog proposes the project for a file: the rule people mean
+    assert suggest_rule_patterns(edit, PLAIN).preferred == "/tmp/x/proj/*"
     # a file outside the project is never offered as "under this project"
     outside = request("read", "etc/passwd", always=("*",))
     assert [p for p, _ in suggest_rule_patterns(outside, PLAIN)] == ["/etc/passwd", "/*"]
+    assert suggest_rule_patterns(outside, PLAIN).preferred == "/etc/passwd"
     external = request("external_directory", "/srv/other/*", always=("/srv/other/*",))
     assert [p for p, _ in suggest_rule_patterns(external, GIT)] == ["/srv/other/*", "/*"]
     assert default_rule_pattern(request("bash", "a", "b")) == "a"
@@ -406,7 +410,7 @@ async def test_human_and_agent_answer_the_same_permission_once(
     results = await human.reply_permissions([r.id for r in reqs] + [answered], "once")
     assert [rid for rid, _ in results] == [reqs[0].id, reqs[1].id, answered]
     assert results[0][1] is None and results[1][1] is None
-    assert results[2][1] is not None and "already answered by" in results[2][1]
+    assert results[2][1] is not None and "already answered by" in str(results[2][1])
     for r in reqs:
         assert sent[r.id] == 1 and len(registry.decisions(request_id=r.id)) == 1
     assert all(count == 1 for count in sent.values()), sent

@@ -892,13 +892,9 @@ async def test_already_answered_is_a_clear_notice(
         sid = await start_quietly(rig, "BASH echo raced", title="raced session")
         request = await until(pilot, lambda: pending_permission(app, sid), "the permission")
         await until(pilot, lambda: app.inbox.highlighted_id == request.id, "the permission highlighted")
-        # The agent's claim wins just before the human's key press: what PoolActions then raises.
+        # The agent's claim wins just before the human's key press (every claim finds it there).
         won = Claim(request.id, sid, "once", "agent", "mcp", "claude-code", time.time())
-
-        async def lost(*args: object, **kwargs: object) -> None:
-            raise ActionError(won.describe())
-
-        monkeypatch.setattr(rig.actions, "reply_permission", lost)
+        monkeypatch.setattr(rig.registry, "claim", lambda *args, **kwargs: won)
         await looked_at(pilot, app, request.id)
         await pilot.press("o")
         note = await until(pilot, lambda: next((n for n in rig.notes if n.title == "Already answered"), None), "notice")
@@ -909,10 +905,6 @@ async def test_already_answered_is_a_clear_notice(
         assert not any(n.title == "Not sent" for n in rig.notes)
 
         # The same in a batch: the summary names the session and who won.
-        async def lost_batch(ids: list[str], reply: str, message: str | None = None) -> list[tuple[str, str | None]]:
-            return [(rid, won.describe()) for rid in ids]
-
-        monkeypatch.setattr(rig.actions, "reply_permissions", lost_batch, raising=False)
         await pilot.press("space", "o")
         note = await until(
             pilot, lambda: next((n for n in rig.notes if n.title == "1 not sent — already answered"), None), "batch"

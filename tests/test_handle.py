@@ -129,7 +129,7 @@ async def test_start_fails_after_exactly_two_attempts_with_the_last_error(
 
 
 async def test_recursion_guard_only_blocks_real_starts(fake: FakeOpenCode, clients: list[OpenCodeClient]) -> None:
-    def guard() -> str | None:
+    def guard() -> ServerUnavailable | None:
         return recursion_guard({"OPENCODE_ORCHESTRATOR_MANAGED": "1"})
 
     start = Starter(lambda: snapshot_at(clients, fake.url))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import queue
@@ -23,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator_tui.pool import registry as registry_module
 from orchestrator_tui.pool.discovery import PoolFolder
-from orchestrator_tui.pool.registry import Registry, pid_alive
+from orchestrator_tui.pool.registry import PoolStateError, Registry, pid_alive
 
 MEMBER = Path(__file__).with_name("pool_member.py")
 
@@ -232,3 +234,25 @@ def test_front_ends_opening_and_closing_the_registry_together_all_get_in(tmp_pat
         assert registry._db.execute("SELECT COUNT(*) FROM launches").fetchone()[0] == 6 * 25
     finally:
         registry.close()
+
+
+def test_a_registry_whose_setup_stays_locked_is_refused_with_who_holds_it_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the setup lock's timeout the user is told another front end holds the registry, not
+    that it is damaged: the error carries SQLite's BUSY code, which is what tells them apart."""
+    folder = tmp_path / "pool"
+    folder.mkdir(mode=0o700)
+    path = folder / "registry.sqlite3"
+    Registry(path).close()
+    monkeypatch.setattr(registry_module, "SETUP_LOCK_TIMEOUT", 0.2)
+    holder = os.open(path.with_name(path.name + ".setup-lock"), os.O_RDWR)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX)  # another front end in the middle of its setup
+        with pytest.raises(PoolStateError) as refused:
+            Registry(path)
+    finally:
+        os.close(holder)
+    assert f"the pool's registry {path} is locked by another process (database is locked)" in str(refused.value)
+    assert refused.value.fix.startswith("wait for the other orchestrator-tui front end of this pool to finish")
+    assert sorted(p.name for p in folder.iterdir()) == ["registry.sqlite3", "registry.sqlite3.setup-lock"]

@@ -74,10 +74,12 @@ NPM_MISSING_TEXT = (
     "Install Node.js and npm (e.g. apt-get install nodejs npm), "
     f"or set OPENCODE_BINARY to an opencode {PINNED_VERSION} binary."
 )
-_ALTERNATIVES = (
-    f"Fix the problem and run `orchestrator-tui opencode install` again, "
-    f"or set OPENCODE_BINARY to an opencode {PINNED_VERSION} binary."
+#: The fix of a failed install (its error texts end with it too, as :data:`_ALTERNATIVES`).
+INSTALL_FIX = (
+    f"fix the problem and run `orchestrator-tui opencode install` again, "
+    f"or set OPENCODE_BINARY to an opencode {PINNED_VERSION} binary"
 )
+_ALTERNATIVES = f"{INSTALL_FIX[0].upper()}{INSTALL_FIX[1:]}."
 
 _INSTALL_DIR_NAME = f"opencode-{PINNED_VERSION}"
 _NPM_TIMEOUT = 15 * 60.0
@@ -86,7 +88,12 @@ _TICK_SECONDS = 3.0
 
 
 class LauncherError(Exception):
-    """Resolving or installing OpenCode failed; ``str(exc)`` is the text to show the user."""
+    """Resolving or installing OpenCode failed; ``str(exc)`` is the text to show the user, ``fix``
+    what to do about it (shown apart, where the text is cut short)."""
+
+    def __init__(self, text: str, fix: str) -> None:
+        super().__init__(text)
+        self.fix = fix
 
 
 class VersionMismatch(Exception):
@@ -225,7 +232,9 @@ def resolve_launcher(
         if binary is None:
             return Launcher("opencode", launcher_args)
         if not binary:
-            raise LauncherError(BLANK_BINARY_TEXT)
+            raise LauncherError(
+                BLANK_BINARY_TEXT, "set OPENCODE_BINARY to the launcher command, or unset OPENCODE_BINARY_ARGS"
+            )
         return Launcher(binary, launcher_args)
 
     if binary:
@@ -235,7 +244,11 @@ def resolve_launcher(
         try:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError):
-            raise LauncherError(f"OPENCODE_BINARY points to missing path: {binary}") from None
+            raise LauncherError(
+                f"OPENCODE_BINARY points to missing path: {binary}",
+                f"point OPENCODE_BINARY at an existing opencode {PINNED_VERSION} binary, or unset it to use the "
+                "pinned copy",
+            ) from None
         return Launcher(str(resolved))
 
     local = repo_local_binary_path(cwd)
@@ -262,7 +275,9 @@ def resolve_launcher(
     raise LauncherError(
         f"OpenCode {PINNED_VERSION} is not installed: {cached} does not exist and {found}.\n"
         f"Run `orchestrator-tui opencode install` (needs npm once), "
-        f"or set OPENCODE_BINARY to an opencode {PINNED_VERSION} binary."
+        f"or set OPENCODE_BINARY to an opencode {PINNED_VERSION} binary.",
+        f"run `orchestrator-tui opencode install` (needs npm once), or set OPENCODE_BINARY to an opencode "
+        f"{PINNED_VERSION} binary",
     )
 
 
@@ -347,7 +362,11 @@ def install_pinned(
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LauncherError(f"Cannot create the OpenCode cache directory {root}: {exc}") from None
+        raise LauncherError(
+            f"Cannot create the OpenCode cache directory {root}: {exc}",
+            f"make {root.parent} a folder you can write (or set XDG_CACHE_HOME to one), or set OPENCODE_BINARY "
+            f"to an opencode {PINNED_VERSION} binary",
+        ) from None
 
     with _install_lock(root, progress):
         if _is_executable_file(binary):  # a concurrent installer finished while we waited
@@ -356,7 +375,10 @@ def install_pinned(
         _remove_leftovers(root, target)
         npm = shutil.which("npm", path=env.get("PATH"))
         if npm is None:
-            raise LauncherError(NPM_MISSING_TEXT)
+            raise LauncherError(
+                NPM_MISSING_TEXT,
+                f"install Node.js and npm (used once to install OpenCode {PINNED_VERSION}), or set OPENCODE_BINARY",
+            )
         started = time.monotonic()
         staging = Path(tempfile.mkdtemp(prefix=f".{_INSTALL_DIR_NAME}.tmp-", dir=root))
         try:
@@ -368,7 +390,8 @@ def install_pinned(
             if version is None or normalize_version(version) != PINNED_VERSION:
                 raise LauncherError(
                     f"npm installed {NPM_SPEC}, but {staged_binary} --version reports "
-                    f"{version or 'nothing (it does not run)'} instead of {PINNED_VERSION}.\n{_ALTERNATIVES}"
+                    f"{version or 'nothing (it does not run)'} instead of {PINNED_VERSION}.\n{_ALTERNATIVES}",
+                    INSTALL_FIX,
                 )
             os.rename(staging, target)
         except BaseException:
@@ -407,7 +430,7 @@ def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO |
                 start_new_session=True,
             )
         except OSError as exc:
-            raise LauncherError(f"Could not run npm ({npm}): {exc}\n{_ALTERNATIVES}") from None
+            raise LauncherError(f"Could not run npm ({npm}): {exc}\n{_ALTERNATIVES}", INSTALL_FIX) from None
         try:
             while True:
                 try:
@@ -419,7 +442,8 @@ def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO |
                         _kill_group(proc)
                         raise LauncherError(
                             f"npm install {NPM_SPEC} did not finish within {int(_NPM_TIMEOUT)} s.\n"
-                            f"{_ALTERNATIVES}"
+                            f"{_ALTERNATIVES}",
+                            INSTALL_FIX,
                         ) from None
                     _say(progress, f"{elapsed:.0f}s ", end="")
         except BaseException:
@@ -429,7 +453,7 @@ def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO |
             err.seek(0)
             tail = deque(err.read().decode(errors="replace").splitlines(), maxlen=15)
             detail = "\n".join(line for line in tail if line.strip()) or "(npm printed nothing on stderr)"
-            raise LauncherError(f"npm install {NPM_SPEC} failed (exit {rc}):\n{detail}\n{_ALTERNATIVES}")
+            raise LauncherError(f"npm install {NPM_SPEC} failed (exit {rc}):\n{detail}\n{_ALTERNATIVES}", INSTALL_FIX)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

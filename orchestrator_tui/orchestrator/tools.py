@@ -17,16 +17,16 @@ import os
 import sqlite3
 import sys
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.models import Message, PermissionRequest, SessionStatus
+from orchestrator_tui.opencode.models import Message, PermissionRequest, QuestionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
@@ -44,13 +44,28 @@ from orchestrator_tui.orchestrator.run import (
     interrupted_reply,
 )
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
+from orchestrator_tui.pool.answers import (
+    AlreadyAnswered,
+    Answer,
+    Answered,
+    Answerer,
+    Gone,
+    Kind,
+    Refusal,
+    answer,
+    settled,
+)
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
 from orchestrator_tui.pool.policy import ApprovalPolicy
-from orchestrator_tui.pool.registry import Claim, Origin, Registry
+from orchestrator_tui.pool.registry import Origin, Registry
 from orchestrator_tui.pool.rules import first_matching_rule, scope_of
 from orchestrator_tui.pool.service import PoolService
+from orchestrator_tui.pool.state import LostRequest
 
 log = logging.getLogger(__name__)
+
+#: A pending request the agent names: a permission or a question.
+Pending = TypeVar("Pending", PermissionRequest, QuestionRequest)
 
 RECENT_TOOL_CALLS = 10
 #: Seconds a run waits for a matching rule to be applied (by any front end's rule engine)
@@ -146,6 +161,22 @@ def tool_calls_of(
             if len(calls) >= limit:
                 return calls
     return calls
+
+
+def _lost_text(lost: LostRequest) -> str:
+    """What the agent is told of a request that went away with a server that stopped.
+
+    OpenCode keeps pending requests in memory only: after a restart they are gone, and the
+    tool call that asked is interrupted. "Not found, may have been answered" would be a lie.
+    """
+    when = datetime.fromtimestamp(lost.lost_at / 1000).strftime("%H:%M:%S")
+    what = lost.describe()
+    return (
+        f"{what[0].upper()}{what[1:]} was lost: the OpenCode server that held it stopped (noticed at {when}) and was "
+        "restarted, and the tool call that asked for it was interrupted, so nothing is waiting for an answer. Call "
+        f"run with session_id='{lost.request.sessionID}' and a message to continue (for example, ask it to retry the "
+        "last step)."
+    )
 
 
 class Orchestrator:
@@ -329,55 +360,94 @@ class Orchestrator:
             f"inbox, then call run with session_id='{request.sessionID}' to continue."
         )
 
-    def _claim(self, request_id: str, session_id: str, decision: str) -> Claim | None:
-        """Claim the right to answer; the winning claim of someone else, or None when we won."""
-        if self.registry is None:
-            return None
-        try:
-            return self.registry.claim(
-                request_id,
-                session_id=session_id,
-                decision=decision,
-                decided_by=self.origin,
-                channel=self.channel,
-                client_name=self.client_info.name,
-            )
-        except sqlite3.Error as exc:
-            raise Internal(f"Failed to claim request '{request_id}' in the pool registry: {exc}") from exc
+    @property
+    def answerer(self) -> Answerer:
+        """Who the claims and the decision log say answered: the agent, by its MCP client's name."""
+        return Answerer(self.origin, self.channel, self.client_info.name)
 
-    def _release(self, request_id: str) -> None:
-        if self.registry is not None:
-            self.registry.release_claim(request_id)
+    def _refusal(self, outcome: Refusal, what: Answer) -> ToolError:
+        """The agent's words for an answer that did not go through (the one place they are made).
 
-    def _raise_if_lost(self, request_id: str | None, session_id: str) -> None:
-        """Say so when the request the agent answers went away with a server that stopped.
-
-        OpenCode keeps pending requests in memory only: after a restart they are gone, and the
-        tool call that asked is interrupted. "Not found, may have been answered" would be a lie.
+        These texts are the tools' contract: a lost race names the winner, a request gone with a
+        server that stopped says so (and how to go on), OpenCode's own errors are quoted.
         """
-        pool = self.service.pool
-        if request_id is not None:
-            lost = pool.lost.get(request_id)
+        rid, sid = what.request_id, what.session_id
+        kind = "Permission" if what.kind == "permission" else "Question"
+        if what.kind == "permission":
+            failed = "Failed to reply to permission"
         else:
-            mine = pool.lost_for(session_id)
-            lost = mine[-1] if mine else None
-        if lost is None:
-            return
-        when = datetime.fromtimestamp(lost.lost_at / 1000).strftime("%H:%M:%S")
-        raise InvalidInput(
-            f"{lost.describe()[0].upper()}{lost.describe()[1:]} was lost: the OpenCode server that held it stopped "
-            f"(noticed at {when}) and was restarted, and the tool call that asked for it was interrupted, so nothing "
-            f"is waiting for an answer. Call run with session_id='{lost.request.sessionID}' and a message to "
-            "continue (for example, ask it to retry the last step)."
-        )
+            failed = "Failed to reply to question" if what.decision == "reply" else "Failed to reject question"
+        if isinstance(outcome, AlreadyAnswered):
+            return InvalidInput(
+                f"{kind} request '{rid}' was {outcome.claim.describe()}. "
+                f"Call run with session_id='{sid}' to follow the session."
+            )
+        if isinstance(outcome, Gone):
+            if outcome.lost is not None:
+                return InvalidInput(_lost_text(outcome.lost))
+            if outcome.error is not None:
+                return Internal(f"{failed}: {outcome.error}")
+            return InvalidInput(f"No pending {what.kind} found with id '{rid}'. (session_id='{sid}')")
+        if outcome.cause == "registry":
+            return Internal(f"Failed to claim request '{rid}' in the pool registry: {outcome.problem}")
+        if outcome.cause == "server":
+            return Internal(outcome.problem)
+        return Internal(f"{failed}: {outcome.problem}")
 
-    def _answered_elsewhere(self, request_id: str) -> Claim | None:
-        if self.registry is None:
-            return None
-        try:
-            return self.registry.claim_of(request_id)
-        except sqlite3.Error:
-            return None
+    def _pending_one(
+        self,
+        kind: Kind,
+        pending: Sequence[Pending],
+        sid: str,
+        rid: str | None,
+        decision: str,
+        *,
+        complete: bool = True,
+    ) -> Pending | None:
+        """The pending request the agent means: the one with its id, else its session's only one.
+
+        Refuses (with the reason) an id that is not pending or belongs to another session, and a
+        session with none or several. None only for an id missing from a list OpenCode could not
+        give whole (``complete`` False): whether to trust it is the caller's call.
+        """
+        if rid is not None:
+            req = next((r for r in pending if r.id == rid), None)
+            if req is None and not complete:
+                return None
+            if req is None:
+                settled_as = settled(self.service.pool, self.registry, rid)
+                raise self._refusal(settled_as, Answer(rid, sid, kind, decision))
+            if req.sessionID != sid:
+                raise InvalidInput(
+                    f"{kind.capitalize()} request '{rid}' belongs to session '{req.sessionID}', not '{sid}'."
+                )
+            return req
+        mine = [r for r in pending if r.sessionID == sid]
+        if not mine and not complete:
+            raise InvalidInput(
+                f"Unable to discover a pending {kind} for session '{sid}': {kind} state could not be "
+                f"listed (HTTP 400). Retry with {kind}_request_id (returned by run)."
+            )
+        if not mine:
+            lost = self.service.pool.lost_for(sid)
+            if lost:  # the session's last request went away with a server that stopped
+                raise InvalidInput(_lost_text(lost[-1]))
+            raise InvalidInput(
+                f"No pending {kind} found for session '{sid}'. The {kind} may have already been responded to."
+            )
+        if len(mine) > 1:
+            ids = ", ".join(r.id for r in mine)
+            raise InvalidInput(
+                f"Multiple pending {kind}s found for session '{sid}': {ids}. "
+                f"Please retry with {kind}_request_id (returned by run)."
+            )
+        return mine[0]
+
+    async def _answer(self, what: Answer) -> None:
+        """Answer through the pool's answer path; anything but success raises the tool's error."""
+        outcome = await answer(self.service, self.registry, what, self.answerer)
+        if not isinstance(outcome, Answered):
+            raise self._refusal(outcome, what)
 
     async def call(
         self, name: str, arguments: object, progress: Progress | None = None
@@ -515,57 +585,26 @@ class Orchestrator:
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
         pre_warnings: list[str] = []
-        if inp.permission_request_id is not None:
-            rid = inp.permission_request_id
-            req = next((p for p in pending if p.id == rid), None)
-            if req is None and not complete:
-                # OpenCode could not list its permissions (HTTP 400) and the event stream did not
-                # show this one either: the request behind the id is unknown, so it could be any.
-                # Trust the caller's id (0.7.x) only where the policy lets the agent answer anything.
-                policy = self._current_policy()
-                blind = policy.blind_reason(_reply_of(inp)) if policy is not None else None
-                if blind is not None:
-                    raise InvalidInput(
-                        f"Permission request '{rid}' cannot be answered by the agent: {blind}. Ask the user to "
-                        f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
-                    )
-                pre_warnings.append(
-                    f"Permission validation failed for request '{rid}' (permission state could not be listed, "
-                    "HTTP 400); submitting reply using the provided request id."
-                )
-                req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
-            if req is None:
-                winner = self._answered_elsewhere(rid)
-                if winner is not None:
-                    raise InvalidInput(
-                        f"Permission request '{rid}' was {winner.describe()}. "
-                        f"Call run with session_id='{sid}' to follow the session."
-                    )
-                self._raise_if_lost(rid, sid)
-                raise InvalidInput(f"No pending permission found with id '{rid}'. (session_id='{sid}')")
-            if req.sessionID != sid:
-                raise InvalidInput(f"Permission request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
-        else:
-            mine = [p for p in pending if p.sessionID == sid]
-            if not mine and not complete:
-                raise InvalidInput(
-                    f"Unable to discover a pending permission for session '{sid}': permission state could not be "
-                    "listed (HTTP 400). Retry with permission_request_id (returned by run)."
-                )
-            if not mine:
-                self._raise_if_lost(None, sid)
-                raise InvalidInput(
-                    f"No pending permission found for session '{sid}'. "
-                    "The permission may have already been responded to."
-                )
-            if len(mine) > 1:
-                ids = ", ".join(p.id for p in mine)
-                raise InvalidInput(
-                    f"Multiple pending permissions found for session '{sid}': {ids}. "
-                    "Please retry with permission_request_id (returned by run)."
-                )
-            req = mine[0]
         reply = _reply_of(inp)
+        req = self._pending_one("permission", pending, sid, inp.permission_request_id, reply, complete=complete)
+        if req is None:
+            rid = inp.permission_request_id
+            assert rid is not None
+            # OpenCode could not list its permissions (HTTP 400) and the event stream did not
+            # show this one either: the request behind the id is unknown, so it could be any.
+            # Trust the caller's id (0.7.x) only where the policy lets the agent answer anything.
+            policy = self._current_policy()
+            blind = policy.blind_reason(reply) if policy is not None else None
+            if blind is not None:
+                raise InvalidInput(
+                    f"Permission request '{rid}' cannot be answered by the agent: {blind}. Ask the user to "
+                    f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
+                )
+            pre_warnings.append(
+                f"Permission validation failed for request '{rid}' (permission state could not be listed, "
+                "HTTP 400); submitting reply using the provided request id."
+            )
+            req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
         policy = self._current_policy()
         reason = policy.needs_human(req, reply) if policy is not None else None
         if reason is not None:
@@ -586,23 +625,7 @@ class Orchestrator:
                 baseline = extract_response(await client.messages(sid))
             except OpenCodeError as exc:
                 pre_warnings.append(f"Failed to fetch baseline messages: {exc}")
-        winner = self._claim(req.id, sid, reply)
-        if winner is not None:
-            raise InvalidInput(
-                f"Permission request '{req.id}' was {winner.describe()}. "
-                f"Call run with session_id='{sid}' to follow the session."
-            )
-        try:
-            await client.reply_permission(req.id, reply, inp.message)
-        except BaseException as exc:
-            self._release(req.id)
-            if isinstance(exc, OpenCodeError):
-                raise Internal(f"Failed to reply to permission: {exc}") from exc
-            raise
-        self.service.pool.resolve_request(req.id)
-        self._record_decision(
-            req.id, sid, "permission", reply, {"permission": req.permission, "patterns": req.patterns}
-        )
+        await self._answer(Answer.permission(req.id, reply, inp.message, request=req))
         result = await self.run(
             t.RunInput(session_id=sid, wait_for_activity=True if reply != "reject" else None), progress
         )
@@ -625,81 +648,18 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
+        action = inp.action.value if hasattr(inp.action, "value") else str(inp.action)
         try:
             pending = await client.questions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list questions: {exc}") from exc
-        if inp.question_request_id is not None:
-            rid = inp.question_request_id
-            req = next((q for q in pending if q.id == rid), None)
-            if req is None:
-                winner = self._answered_elsewhere(rid)
-                if winner is not None:
-                    raise InvalidInput(
-                        f"Question request '{rid}' was {winner.describe()}. "
-                        f"Call run with session_id='{sid}' to follow the session."
-                    )
-                self._raise_if_lost(rid, sid)
-                raise InvalidInput(f"No pending question found with id '{rid}'. (session_id='{sid}')")
-            if req.sessionID != sid:
-                raise InvalidInput(f"Question request '{rid}' belongs to session '{req.sessionID}', not '{sid}'.")
-        else:
-            mine = [q for q in pending if q.sessionID == sid]
-            if not mine:
-                self._raise_if_lost(None, sid)
-                raise InvalidInput(
-                    f"No pending question found for session '{sid}'. The question may have already been responded to."
-                )
-            if len(mine) > 1:
-                ids = ", ".join(q.id for q in mine)
-                raise InvalidInput(
-                    f"Multiple pending questions found for session '{sid}': {ids}. "
-                    "Please retry with question_request_id (returned by run)."
-                )
-            req = mine[0]
-        action = inp.action.value if hasattr(inp.action, "value") else str(inp.action)
+        req = self._pending_one("question", pending, sid, inp.question_request_id, action)
+        assert req is not None  # the list is complete: an id not in it was refused
         if action == "reply" and not inp.answers:
             raise InvalidInput("answers is required when action=reply")
-        winner = self._claim(req.id, sid, action)
-        if winner is not None:
-            raise InvalidInput(
-                f"Question request '{req.id}' was {winner.describe()}. "
-                f"Call run with session_id='{sid}' to follow the session."
-            )
+        await self._answer(Answer.question(req.id, inp.answers if action == "reply" else None, request=req))
         wait: bool | None = True if action == "reply" else None
-        try:
-            if action == "reply":
-                await client.reply_question(req.id, inp.answers or [])
-            else:
-                await client.reject_question(req.id)
-        except BaseException as exc:
-            self._release(req.id)
-            if isinstance(exc, OpenCodeError):
-                verb = "reply to" if action == "reply" else "reject"
-                raise Internal(f"Failed to {verb} question: {exc}") from exc
-            raise
-        self.service.pool.resolve_request(req.id)
-        self._record_decision(req.id, sid, "question", action, {"answers": inp.answers} if action == "reply" else None)
         return await self.run(t.RunInput(session_id=sid, wait_for_activity=wait), progress)
-
-    def _record_decision(
-        self, request_id: str, session_id: str, kind: str, decision: str, detail: Mapping[str, Any] | None
-    ) -> None:
-        if self.registry is None:
-            return
-        try:
-            self.registry.record_decision(
-                request_id=request_id,
-                session_id=session_id,
-                kind=kind,
-                decision=decision,
-                decided_by=self.origin,
-                channel=self.channel,
-                detail=detail,
-                client_name=self.client_info.name,
-            )
-        except Exception:  # the audit trail must never fail the reply that already happened
-            log.exception("could not record decision for %s", request_id)
 
     # ---------------------------------------------------------------- list / state
 

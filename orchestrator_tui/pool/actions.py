@@ -7,7 +7,8 @@ it is sent, so when the agent or a rule answers the same request at the same mom
 reply reaches OpenCode and the loser is told who answered, how and when.
 
 Errors come back as :class:`ActionError` with a sentence a person can act on; nothing here
-raises anything else for an OpenCode failure.
+raises anything else for an OpenCode failure. An answer to a request takes the pool's one answer
+path (:mod:`~orchestrator_tui.pool.answers`), whose typed outcome the error carries.
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeError
 from orchestrator_tui.opencode.models import Command, Session
+from orchestrator_tui.pool.answers import AlreadyAnswered, Answer, Answered, Answerer, Gone, Refusal, answer
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.registry import Origin, Registry, Rule
-from orchestrator_tui.pool.rules import apply_rules, default_rule_pattern, scope_of, suggest_rule_patterns
+from orchestrator_tui.pool.rules import (
+    RuleSuggestions,
+    apply_rules,
+    default_rule_pattern,
+    scope_of,
+    suggest_rule_patterns,
+)
 from orchestrator_tui.pool.service import PoolService
 
 log = logging.getLogger(__name__)
@@ -33,7 +41,48 @@ REPLIES = ("once", "always", "reject")
 
 
 class ActionError(Exception):
-    """An action failed; ``str()`` says what happened and what to do."""
+    """An action failed; ``str()`` says what happened and what to do.
+
+    ``outcome``: when an answer to a request did not go through, what happened to it (a lost
+    race, a request gone, a failure), for the dashboard to choose its notice by; None otherwise.
+    """
+
+    def __init__(self, text: str, outcome: Refusal | None = None) -> None:
+        super().__init__(text)
+        self.outcome = outcome
+
+
+def _with_fix(text: str, fix: str | None) -> str:
+    return text if fix is None else f"{text}. Fix: {fix}" + ("" if fix.endswith(".") else ".")
+
+
+def _words(what: Answer) -> tuple[str, str, str]:
+    """(what the request is, what was sent, the verb) in the dashboard's words."""
+    if what.kind == "permission":
+        return "request", "reply", "reply"
+    if what.decision == "reject":
+        return "question", "rejection", "reject"
+    return "question", "answer", "answer"
+
+
+def refusal_text(outcome: Refusal, what: Answer) -> str:
+    """The dashboard's words for an answer that did not go through (the one place they are made)."""
+    noun, sent, verb = _words(what)
+    if isinstance(outcome, AlreadyAnswered):
+        return f"This {noun} was {outcome.claim.describe()}."
+    if isinstance(outcome, Gone):
+        if outcome.lost is not None:
+            return f"This {noun} was lost: the OpenCode server that held it stopped, so nothing waits for an answer."
+        return f"This {noun} was already answered elsewhere."
+    if outcome.cause == "registry":
+        problem = f"Could not claim the {noun} in the pool registry ({outcome.problem})"
+    elif outcome.cause == "server":
+        problem = f"OpenCode server unavailable: {outcome.problem}"
+    elif isinstance(outcome.error, HttpStatusError):
+        problem = f"OpenCode refused the {sent}: {outcome.problem}"
+    else:
+        problem = f"Could not reach OpenCode to {verb}: {outcome.problem}"
+    return _with_fix(problem, outcome.fix)
 
 
 class PoolActions:
@@ -51,88 +100,20 @@ class PoolActions:
         self.origin: Origin = origin
         self.launcher_id = launcher_id
         self.client_name = client_name
+        #: Who the claims and the decision log say answered.
+        self.answerer = Answerer(origin, DASHBOARD_CHANNEL, client_name)
 
     async def _client(self) -> Any:
         try:
             return (await self.service.acquire()).client
         except ServerUnavailable as exc:
-            raise ActionError(f"OpenCode server unavailable: {exc}") from exc
+            raise ActionError(_with_fix(f"OpenCode server unavailable: {exc}", exc.fix)) from exc
 
-    def _claim(self, request_id: str, session_id: str, decision: str, noun: str) -> None:
-        """Claim the right to answer, or say who already did (one answer per request, any process)."""
-        if self.registry is None:
-            return
-        try:
-            winner = self.registry.claim(
-                request_id,
-                session_id=session_id,
-                decision=decision,
-                decided_by=self.origin,
-                channel=DASHBOARD_CHANNEL,
-                client_name=self.client_name,
-            )
-        except sqlite3.Error as exc:
-            raise ActionError(f"Could not claim the {noun} in the pool registry ({exc}); try again.") from exc
-        if winner is not None:
-            raise ActionError(f"This {noun} was {winner.describe()}.")
-
-    def _release(self, request_id: str) -> None:
-        if self.registry is not None:
-            self.registry.release_claim(request_id)
-
-    def _decided(self, request_id: str, session_id: str, kind: str, decision: str, detail: dict[str, Any]) -> None:
-        if self.registry is None:
-            return
-        try:
-            self.registry.record_decision(
-                request_id=request_id,
-                session_id=session_id,
-                kind=kind,
-                decision=decision,
-                decided_by=self.origin,
-                channel=DASHBOARD_CHANNEL,
-                detail=detail,
-                client_name=self.client_name,
-            )
-        except Exception:
-            log.exception("could not record decision for %s", request_id)
-
-    async def _answer(
-        self,
-        request_id: str,
-        session_id: str,
-        *,
-        kind: str,
-        decision: str,
-        detail: dict[str, Any],
-        send: Callable[[OpenCodeClient], Awaitable[object]],
-        noun: str,
-        what: str,
-        verb: str,
-    ) -> None:
-        """Claim, send, then record: the single path of every human answer.
-
-        The claim comes first so that when the agent (or a rule) answers the same request at
-        the same moment only one reply reaches OpenCode; a reply that fails gives it back.
-        """
-        self._claim(request_id, session_id, decision, noun)
-        try:
-            client = await self._client()
-            await send(client)
-        except HttpStatusError as exc:
-            self._release(request_id)
-            if exc.status == 404:
-                self.service.pool.resolve_request(request_id)
-                raise ActionError(f"This {noun} was already answered elsewhere.") from exc
-            raise ActionError(f"OpenCode refused the {what}: {exc}") from exc
-        except OpenCodeError as exc:
-            self._release(request_id)
-            raise ActionError(f"Could not reach OpenCode to {verb}: {exc}") from exc
-        except BaseException:
-            self._release(request_id)
-            raise
-        self.service.pool.resolve_request(request_id)
-        self._decided(request_id, session_id, kind, decision, detail)
+    async def _answer(self, what: Answer) -> None:
+        """Answer through the pool's answer path; anything but success raises :class:`ActionError`."""
+        outcome = await answer(self.service, self.registry, what, self.answerer)
+        if not isinstance(outcome, Answered):
+            raise ActionError(refusal_text(outcome, what), outcome)
 
     # ------------------------------------------------------------------ requests
 
@@ -141,70 +122,33 @@ class PoolActions:
         if reply not in REPLIES:
             raise ActionError(f"unknown reply {reply!r}: use once, always or reject")
         request = self.service.pool.permissions.get(request_id)
-        detail: dict[str, Any] = {}
-        if request is not None:
-            detail = {"permission": request.permission, "patterns": request.patterns}
-            if reply == "always":
-                detail["always"] = request.always
-        if message:
-            detail["message"] = message
-        await self._answer(
-            request_id,
-            request.sessionID if request else "",
-            kind="permission",
-            decision=reply,
-            detail=detail,
-            send=lambda client: client.reply_permission(request_id, reply, message or None),
-            noun="request",
-            what="reply",
-            verb="reply",
-        )
+        await self._answer(Answer.permission(request_id, reply, message, request=request))
 
     async def reply_permissions(
         self, request_ids: Sequence[str], reply: str, message: str | None = None
-    ) -> list[tuple[str, str | None]]:
+    ) -> list[tuple[str, ActionError | None]]:
         """Answer several permissions alike (the inbox's batch); per id, None or why it failed.
 
         Each one is claimed and sent on its own, so one already answered elsewhere does not
         stop the others.
         """
 
-        async def one(request_id: str) -> tuple[str, str | None]:
+        async def one(request_id: str) -> tuple[str, ActionError | None]:
             try:
                 await self.reply_permission(request_id, reply, message)
             except ActionError as exc:
-                return request_id, str(exc)
+                return request_id, exc
             return request_id, None
 
         return list(await asyncio.gather(*(one(rid) for rid in request_ids)))
 
     async def reply_question(self, request_id: str, answers: Sequence[Sequence[str]]) -> None:
         request = self.service.pool.questions.get(request_id)
-        await self._answer(
-            request_id,
-            request.sessionID if request else "",
-            kind="question",
-            decision="reply",
-            detail={"answers": [list(a) for a in answers]},
-            send=lambda client: client.reply_question(request_id, answers),
-            noun="question",
-            what="answer",
-            verb="answer",
-        )
+        await self._answer(Answer.question(request_id, answers, request=request))
 
     async def reject_question(self, request_id: str) -> None:
         request = self.service.pool.questions.get(request_id)
-        await self._answer(
-            request_id,
-            request.sessionID if request else "",
-            kind="question",
-            decision="reject",
-            detail={},
-            send=lambda client: client.reject_question(request_id),
-            noun="question",
-            what="rejection",
-            verb="reject",
-        )
+        await self._answer(Answer.question(request_id, None, request=request))
 
     # ------------------------------------------------------------------ rules
 
@@ -267,11 +211,11 @@ class PoolActions:
         """The active rules, oldest (first to apply) first."""
         return self._rules_registry().rules()
 
-    def rule_patterns(self, request_id: str) -> list[tuple[str, str]]:
+    def rule_patterns(self, request_id: str) -> RuleSuggestions:
         """Patterns a rule made from this request could use, best first, each with a label.
 
-        The UI offers them when the human turns a decision into a rule; the first one is the
-        default :meth:`make_rule` uses.
+        The UI offers them when the human turns a decision into a rule, proposing the preferred
+        one; the first one is the default :meth:`make_rule` uses.
         """
         request = self.service.pool.permissions.get(request_id)
         if request is None:

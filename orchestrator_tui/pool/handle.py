@@ -39,8 +39,24 @@ Mode = Literal["managed", "external"]
 _generation = itertools.count(1)
 
 
+#: What to do when an attached server does not answer.
+ATTACH_FIX = "check the --attach URL, and that the server is running (opencode serve)"
+
+
 class ServerUnavailable(Exception):
-    """The server could not be started or reached; ``str()`` is the user-facing text."""
+    """The server could not be started or reached; ``str()`` is the user-facing text.
+
+    ``fix`` says what the user can do about it, where the cause is known (a wrong password, a
+    missing binary); None when waiting may be all it takes (a server still starting).
+    """
+
+    def __init__(self, text: str, fix: str | None = None) -> None:
+        super().__init__(text)
+        self.fix = fix
+
+    def again(self) -> ServerUnavailable:
+        """The same failure, raised afresh (a stored exception re-raised would grow its traceback)."""
+        return ServerUnavailable(str(self), self.fix)
 
 
 @dataclass(eq=False)
@@ -103,7 +119,8 @@ class _State:
     kind: Literal["empty", "ready", "failed"]
     snapshot: Snapshot | None = None
     mode: Mode = "managed"
-    error: str = ""
+    #: Why it failed (raised again to every caller until the next attempt).
+    error: ServerUnavailable | None = None
     base_url: str | None = None
     #: Loop time of the failure (an attached server is probed again after REPROBE_INTERVAL).
     failed_at: float = 0.0
@@ -120,7 +137,7 @@ class ServerHandle:
         self,
         start: Starter,
         *,
-        guard: Callable[[], str | None] | None = None,
+        guard: Callable[[], ServerUnavailable | None] | None = None,
         health_timeout: float = HEALTH_TIMEOUT,
         on_replace: Callable[[Snapshot | None, Snapshot], Awaitable[None]] | None = None,
         mode: Mode = "managed",
@@ -159,7 +176,8 @@ class ServerHandle:
                     return await self._start_locked(None)
                 if state.kind == "failed":
                     if state.mode == "external" and _now() - state.failed_at < REPROBE_INTERVAL:
-                        raise ServerUnavailable(state.error)
+                        assert state.error is not None
+                        raise state.error.again()
                     # A managed server is started again; an attached one is probed again, and
                     # used again if it came back (restarted on its address, a network blip).
                     return await self._start_locked(None)
@@ -174,9 +192,9 @@ class ServerHandle:
                     return snapshot
                 log.warning("OpenCode server at %s needs recovery: %s", snapshot.base_url, problem)
                 if snapshot.mode == "external":
-                    error = _external_text(snapshot.base_url, problem)
+                    error = ServerUnavailable(_external_text(snapshot.base_url, problem), ATTACH_FIX)
                     self._state = _State("failed", None, "external", error, snapshot.base_url, _now())
-                    raise ServerUnavailable(error)
+                    raise error
                 return await self._start_locked(snapshot)
 
     async def validate(self, snapshot: Snapshot) -> str | None:
@@ -200,8 +218,8 @@ class ServerHandle:
     async def _start_locked(self, stale: Snapshot | None) -> Snapshot:
         if self._guard is not None and (blocked := self._guard()):
             self._state = _State("failed", None, "managed", blocked)
-            raise ServerUnavailable(blocked)
-        error = "unknown error"
+            raise blocked
+        error = ServerUnavailable("unknown error")
         # Probing an attached server twice in a row tells nothing new.
         for _attempt in range(1 if self.mode == "external" else START_ATTEMPTS):
             self.starts += 1
@@ -209,13 +227,13 @@ class ServerHandle:
                 snapshot = await self._start()
                 break
             except ServerUnavailable as exc:
-                error = str(exc)
+                error = exc
             except Exception as exc:  # never let a start failure escape untyped
                 log.exception("server start failed")
-                error = str(exc) or type(exc).__name__
+                error = ServerUnavailable(str(exc) or type(exc).__name__)
         else:
             self._state = _State("failed", None, self.mode, error, stale.base_url if stale else None, _now())
-            raise ServerUnavailable(error)
+            raise error
         self._state = _State("ready", snapshot, snapshot.mode, base_url=snapshot.base_url)
         if stale is not None and stale.managed is not None:
             if stale.managed.pid == snapshot.pid:

@@ -189,17 +189,28 @@ def _move_aside(path: Path) -> str:
 
 
 def database_problem(path: Path, exc: sqlite3.Error) -> PoolStateError:
-    """What a database error opening or joining the registry means for the user, with the fix."""
+    """What a database error on the registry means for the user, with the fix.
+
+    Decided by SQLite's result code, never by the message: an error without one did not come
+    from SQLite itself (a connection closed under us), and says so.
+    """
     text = str(exc)
-    if "locked" in text or "busy" in text:
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None  # extended codes keep the primary one below
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return PoolStateError(
             f"the pool's registry {path} is locked by another process ({text})",
             "wait for the other orchestrator-tui front end of this pool to finish, or stop it, then try again",
         )
-    if isinstance(exc, sqlite3.OperationalError) and ("unable to open" in text or "readonly" in text):
+    if primary in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM):
         return PoolStateError(
             f"the pool's registry {path} cannot be opened for writing ({text})",
             f"make {path} and {path.parent} yours and writable (chmod 700 {path.parent}; chmod 600 {path})",
+        )
+    if primary is None:
+        return PoolStateError(
+            f"the pool's registry {path} cannot be used ({text})",
+            "try again; if it keeps failing, restart orchestrator-tui",
         )
     return PoolStateError(f"the pool's registry {path} is damaged or not a registry ({text})", _move_aside(path))
 
@@ -373,7 +384,12 @@ def _setup_lock(path: Path) -> Iterator[None]:
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
-                    raise sqlite3.OperationalError("database is locked") from None
+                    # SQLite's own word for it, with its code: database_problem tells errors
+                    # apart by the code, and says who holds the lock and what to do.
+                    busy = sqlite3.OperationalError("database is locked")
+                    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+                    busy.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
+                    raise busy from None
                 time.sleep(0.02)
         yield
     finally:

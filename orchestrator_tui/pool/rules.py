@@ -19,10 +19,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeError
 from orchestrator_tui.opencode.models import PermissionRequest
 from orchestrator_tui.pool import globs
-from orchestrator_tui.pool.handle import ServerUnavailable
+from orchestrator_tui.pool.answers import AlreadyAnswered, Answer, Answered, Answerer, Gone, Outcome, answer
 from orchestrator_tui.pool.registry import Registry, Rule
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes, Pool
@@ -144,7 +143,20 @@ def default_rule_pattern(request: PermissionRequest, scope: PathScope | None = N
     return request.patterns[0] if request.patterns else "*"
 
 
-def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -> list[tuple[str, str]]:
+class RuleSuggestions(list[tuple[str, str]]):
+    """(glob, label) pairs a rule made from a request could use, best first.
+
+    ``preferred`` is the glob the make-rule dialog proposes: "anything under this project" when
+    it is offered (the rule people mean for file permissions), else the first. A list still, so
+    that what offered the pairs before keeps working.
+    """
+
+    def __init__(self, options: Iterable[tuple[str, str]], preferred: str) -> None:
+        super().__init__(options)
+        self.preferred = preferred
+
+
+def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -> RuleSuggestions:
     """Globs a rule made from ``request`` could use, each with a label for the UI.
 
     The default (:func:`default_rule_pattern`) first; then, for file permissions, anything under
@@ -153,12 +165,15 @@ def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -
     Every suggestion after the first matches ``request`` itself, so the rule also covers the
     request it was made from.
     """
-    options: list[tuple[str, str]] = [(default_rule_pattern(request, scope), "like this request")]
+    first = default_rule_pattern(request, scope)
+    options: list[tuple[str, str]] = [(first, "like this request")]
+    project: str | None = None
     if request.permission in PATH_PERMISSIONS:
         inside = scope is not None and all(scope.inside(scope.absolute(p)) for p in request.patterns)
         if inside and request.patterns and request.permission != "external_directory":
             assert scope is not None
-            options.append((f"{scope.directory.rstrip('/')}/*", "anything under this project"))
+            project = f"{scope.directory.rstrip('/')}/*"
+            options.append((project, "anything under this project"))
         options.append(("/*", f"any {request.permission} request, anywhere"))
     else:
         if len(request.patterns) == 1:
@@ -171,7 +186,7 @@ def suggest_rule_patterns(request: PermissionRequest, scope: PathScope | None) -
         if glob not in seen and (n == 0 or rule_matches(rule, request, scope)):
             seen.add(glob)
             unique.append((glob, label))
-    return unique
+    return RuleSuggestions(unique, project if project is not None and project in seen else first)
 
 
 def scope_of(pool: Pool, session_id: str) -> PathScope | None:
@@ -210,8 +225,9 @@ async def apply_rules(
 ) -> list[Applied]:
     """Answer each of ``requests`` that an active rule covers; the one way rules are applied.
 
-    Claims first (another engine may be applying the same rule right now), replies, then
-    records the decision under ``rule #N``. ``applied_by`` names the front end that did it.
+    Each answer takes the pool's answer path (:func:`~orchestrator_tui.pool.answers.answer`):
+    another engine may be applying the same rule right now, and exactly one of them answers,
+    recorded under ``rule #N``. ``applied_by`` names the front end that did it.
     """
     active = registry.rules() if rules is None else rules
     if not active:
@@ -220,53 +236,36 @@ async def apply_rules(
     done: list[Applied] = []
     for request in list(requests):
         rule = first_matching_rule(active, request, scope_of(pool, request.sessionID))
-        if rule is None or registry.claim_of(request.id) is not None:
+        if rule is None:
             continue
-        reply = sent_reply(rule)
-        lost = registry.claim(
-            request.id,
-            session_id=request.sessionID,
-            decision=reply,
-            decided_by=rule.decider,
-            channel=RULE_CHANNEL,
-            client_name=applied_by,
+        what = Answer.permission(
+            request.id, sent_reply(rule), request=request, extra={"rule": rule.id, "glob": rule.pattern}
         )
-        if lost is not None:
-            continue
-        try:
-            client = (await service.acquire()).client
-            await client.reply_permission(request.id, reply, None)
-        except HttpStatusError as exc:
-            registry.release_claim(request.id)
-            if exc.status == 404:  # answered outside the pool's claims (or the session is gone)
-                pool.resolve_request(request.id)
-            else:
-                log.warning("rule #%s could not answer %s: %s", rule.id, request.id, exc)
-            continue
-        except (OpenCodeError, ServerUnavailable) as exc:
-            registry.release_claim(request.id)
-            log.warning("rule #%s could not answer %s: %s", rule.id, request.id, exc)
-            continue
-        except BaseException:  # cancelled mid-reply: give the claim back, someone may retry
-            registry.release_claim(request.id)
-            raise
-        pool.resolve_request(request.id)
-        detail = {"permission": request.permission, "patterns": request.patterns, "rule": rule.id, "glob": rule.pattern}
-        try:
-            registry.record_decision(
-                request_id=request.id,
-                session_id=request.sessionID,
-                kind="permission",
-                decision=reply,
-                decided_by=rule.decider,
-                channel=RULE_CHANNEL,
-                detail=detail,
-                client_name=applied_by,
-            )
-        except Exception:  # the reply already happened; the audit trail must not undo it
-            log.exception("could not record the decision of rule #%s for %s", rule.id, request.id)
-        done.append(Applied(request.id, request.sessionID, rule))
+        outcome = await answer(service, registry, what, Answerer(rule.decider, RULE_CHANNEL, applied_by))
+        _log_outcome(rule, request, outcome)
+        if isinstance(outcome, Answered):
+            done.append(Applied(request.id, request.sessionID, rule))
     return done
+
+
+def _log_outcome(rule: Rule, request: PermissionRequest, outcome: Outcome) -> None:
+    """What a rule engine says of an answer that did not go through (the rule's own words)."""
+    if isinstance(outcome, Answered):
+        return
+    if isinstance(outcome, AlreadyAnswered):  # another engine or a person was first: as it should be
+        log.debug("rule #%s: %s was %s", rule.id, request.id, outcome.claim.describe())
+    elif isinstance(outcome, Gone):
+        why = "lost with the server that stopped" if outcome.lost is not None else "no longer pending"
+        log.info("rule #%s did not answer %s: %s", rule.id, request.id, why)
+    else:
+        log.warning(
+            "rule #%s could not answer %s (%s): %s. Fix: %s",
+            rule.id,
+            request.id,
+            outcome.cause,
+            outcome.problem,
+            outcome.fix,
+        )
 
 
 class RuleEngine:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.events import EventStream, StreamStatus
 from orchestrator_tui.opencode.keeper import KeeperSpec
 from orchestrator_tui.opencode.secret import Secret
@@ -29,7 +29,7 @@ from orchestrator_tui.pool.discovery import (
     ServerRecord,
     stop_recorded_server,
 )
-from orchestrator_tui.pool.handle import ServerHandle, ServerUnavailable, Snapshot
+from orchestrator_tui.pool.handle import ATTACH_FIX, ServerHandle, ServerUnavailable, Snapshot
 from orchestrator_tui.pool.state import Pool
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 ATTACH_ENV = "ORCHESTRATOR_TUI_ATTACH"
 #: Sessions the resync reads; OpenCode's default page is only 100 (docs/opencode-behaviour.md).
 RESYNC_SESSION_LIMIT = 10_000
+#: What to do when an attached server refuses our password (HTTP 401).
+PASSWORD_FIX = "set OPENCODE_SERVER_PASSWORD to the attached server's password"
+#: What to do when we run inside a session OpenCode manages (the recursion guard).
+GUARD_FIX = "you are inside an orchestrated session; run orchestrator-tui from a normal shell"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ async def start_managed(
     try:
         launcher = await asyncio.to_thread(binary.resolve_launcher, spec.cwd, env)
     except binary.LauncherError as exc:
-        raise ServerUnavailable(f"{binary.RESOLVE_FAILED}: {exc}") from exc
+        raise ServerUnavailable(f"{binary.RESOLVE_FAILED}: {exc}", exc.fix) from exc
     try:
         server = await ManagedServer.start(
             launcher=launcher,
@@ -249,12 +253,13 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
         health = await client.health(timeout=5.0)
     except OpenCodeError as exc:
         await client.aclose()
-        hint = ""
-        if "401" in str(exc):
-            hint = " (wrong or missing password: set OPENCODE_SERVER_PASSWORD to the server's password)"
-        raise ServerUnavailable(
-            f"External OpenCode server unavailable (base_url={client.base_url}): {exc}{hint}"
-        ) from exc
+        text = f"External OpenCode server unavailable (base_url={client.base_url}): {exc}"
+        if isinstance(exc, HttpStatusError) and exc.status == 401:
+            raise ServerUnavailable(
+                f"{text} (wrong or missing password: set OPENCODE_SERVER_PASSWORD to the server's password)",
+                PASSWORD_FIX,
+            ) from exc
+        raise ServerUnavailable(text, ATTACH_FIX) from exc
     if not binary.attach_version_supported(health.version):
         await client.aclose()
         raise ServerUnavailable(
@@ -266,11 +271,12 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
     return snapshot
 
 
-def recursion_guard(env: Mapping[str, str] | None = None) -> str | None:
+def recursion_guard(env: Mapping[str, str] | None = None) -> ServerUnavailable | None:
+    """Why no server may be started from here (we run inside a session OpenCode manages), or None."""
     from orchestrator_tui.opencode import binary
 
     if binary.managed_guard_enabled(env if env is not None else os.environ):
-        return binary.RECURSION_GUARD_TEXT
+        return ServerUnavailable(binary.RECURSION_GUARD_TEXT, GUARD_FIX)
     return None
 
 

@@ -19,6 +19,7 @@ from textual.app import App
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import ActionError
+from orchestrator_tui.pool.answers import AlreadyAnswered, Gone
 from orchestrator_tui.tui.render import (
     permission_summary,
     permission_title,
@@ -147,12 +148,11 @@ class Answering(App[None]):
         else:
             self._reply_permission(requests[0], "always", None)
 
-    def _not_sent(self, what: str, session_id: str, error: str) -> None:
+    def _not_sent(self, what: str, session_id: str, exc: ActionError) -> None:
         """Say why an answer did not go through; losing a race to another answer is not an error."""
         where = f"{what} · {self._session_title(session_id)}"
-        error = visible(error, multiline=True)
-        if "already answered" in error.lower():
-            # "already answered by agent (claude-code) at 12:03:04: once": who won, how, when.
+        error = visible(_refusal_line(exc), multiline=True)
+        if _raced(exc):
             self.notify(
                 f"{where}\n{error[0].upper()}{error[1:]}",
                 title="Already answered",
@@ -173,7 +173,7 @@ class Answering(App[None]):
             await self.actions_.reply_permission(request.id, reply, message)
         except ActionError as exc:
             self._answering.discard(request.id)
-            self._not_sent(permission_title(request), request.sessionID, str(exc))
+            self._not_sent(permission_title(request), request.sessionID, exc)
             return
         self.notify(f"{REPLY_WORDS[reply]}: {permission_title(request)}", timeout=3, markup=False)
 
@@ -189,7 +189,7 @@ class Answering(App[None]):
         try:
             results = list(await self.actions_.reply_permissions(ids, reply, message))
         except ActionError as exc:
-            results = [(rid, str(exc)) for rid in ids]
+            results = [(rid, exc) for rid in ids]
         done = [rid for rid, error in results if error is None]
         failed = [(rid, error) for rid, error in results if error is not None]
         self._answering.difference_update(rid for rid, _ in failed)
@@ -202,8 +202,8 @@ class Answering(App[None]):
             for rid, error in failed:
                 request = by_id.get(rid)
                 who = self._session_title(request.sessionID) if request else rid
-                lines.append(f"• {who}: {visible(error or '', multiline=True)}")
-            races = all("already answered" in (error or "").lower() for _, error in failed)
+                lines.append(f"• {who}: {visible(_refusal_line(error), multiline=True)}")
+            races = all(_raced(error) for _, error in failed)
             self.notify(
                 "\n".join(lines),
                 title=f"{len(failed)} not sent" + (" — already answered" if races else ""),
@@ -320,15 +320,13 @@ class Answering(App[None]):
         except ActionError as exc:
             self.notify(str(exc), severity="warning", markup=False)
             return
-        # "Always allow read under this project" is the rule people mean for file permissions.
-        preferred = next((glob for glob, label in suggestions if "this project" in label), suggestions[0][0])
         draft = await self.push_screen_wait(
             MakeRuleScreen(
                 request.permission,
                 self._session_title(request.sessionID),
                 Text(permission_summary(request)),
                 suggestions,
-                preferred,
+                suggestions.preferred,
             )
         )
         if draft is None:
@@ -340,8 +338,8 @@ class Answering(App[None]):
     async def _make_rule(self, request: PermissionRequest, reply: str, pattern: str) -> None:
         try:
             rule = await self.actions_.make_rule(request.id, reply, pattern=pattern)
-        except (ActionError, ValueError) as exc:
-            self._not_sent("Rule", request.sessionID, str(exc))
+        except ActionError as exc:
+            self._not_sent("Rule", request.sessionID, exc)
             return
         words = {"once": "allow", "always": "allow", "reject": "reject"}.get(reply, reply)
         self.notify(
@@ -378,6 +376,22 @@ class Answering(App[None]):
                 await self.actions_.reject_question(request.id)
         except ActionError as exc:
             self._answering.discard(request.id)
-            self._not_sent("Question", request.sessionID, str(exc))
+            self._not_sent("Question", request.sessionID, exc)
             return
         self.notify("Answer sent" if action == "reply" else "Question rejected", timeout=3)
+
+
+def _raced(exc: ActionError) -> bool:
+    """Whether the answer lost to another one (or to an answer outside the pool): not an error."""
+    return isinstance(exc.outcome, AlreadyAnswered) or (isinstance(exc.outcome, Gone) and exc.outcome.lost is None)
+
+
+def _refusal_line(exc: ActionError) -> str:
+    """What a notice says of an answer that did not go through.
+
+    A lost race names the winner as the claim describes it ("already answered by agent
+    (claude-code) at 12:03:04: once"): who won, how, when.
+    """
+    if isinstance(exc.outcome, AlreadyAnswered):
+        return exc.outcome.claim.describe()
+    return str(exc)

@@ -62,7 +62,7 @@ class Connection(App[None]):
             try:
                 snapshot = await self.service.acquire()
             except ServerUnavailable as exc:
-                self._server_down(str(exc), delay)
+                self._server_down(exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
@@ -88,10 +88,14 @@ class Connection(App[None]):
                         await result
             return
 
-    def _server_down(self, error: str, retry_in: float) -> None:
+    def _server_down(self, exc: ServerUnavailable, retry_in: float) -> None:
         if not self.is_running:  # shutting down: the panes may already be gone
             return
-        fix = _fix_for(error)
+        error = str(exc)
+        if exc.fix is None:
+            fix = "The dashboard keeps retrying; it will connect as soon as OpenCode answers."
+        else:
+            fix = f"Fix: {exc.fix}" + ("" if exc.fix.endswith(".") else ".")
         # "retrying in" first: the status line cuts long errors (the detail pane has them whole).
         self.server_state = ServerState(
             stream="down", detail=f"retrying in {retry_in:.0f}s · {error.splitlines()[0][:160]}"
@@ -111,7 +115,7 @@ class Connection(App[None]):
         try:
             snapshot = await self.service.acquire()
         except ServerUnavailable as exc:
-            self._server_down(str(exc), HEALTH_INTERVAL)
+            self._server_down(exc, HEALTH_INTERVAL)
             return
         if snapshot.base_url != self.server_state.url or self.server_state.stream == "down":
             self.server_state = ServerState(
@@ -130,17 +134,3 @@ class Connection(App[None]):
         except ActionError as exc:
             log.warning("could not load commands: %s", str(exc))
 
-
-def _fix_for(error: str) -> str:
-    lowered = error.lower()
-    if "opencode_binary points to missing path" in lowered:
-        return "Fix: point OPENCODE_BINARY at an existing opencode 1.18.33 binary, or unset it to use the pinned copy."
-    if "npm was not found" in lowered or "opencode_binary" in lowered:
-        return "Fix: install Node.js and npm (used once to install OpenCode 1.18.33), or set OPENCODE_BINARY."
-    if "401" in lowered or "password" in lowered:
-        return "Fix: set OPENCODE_SERVER_PASSWORD to the attached server's password."
-    if "external opencode server unavailable" in lowered:
-        return "Fix: check the --attach URL, and that the server is running (opencode serve)."
-    if "orchestrator_managed" in lowered:
-        return "Fix: you are inside an orchestrated session; run the dashboard from a normal shell."
-    return "The dashboard keeps retrying; it will connect as soon as OpenCode answers."
