@@ -42,6 +42,7 @@ import math
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator_tui.opencode import ids
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
@@ -161,6 +162,12 @@ def interrupted_reply(messages: list[Message]) -> Message | None:
             info = message.info
             return message if info.time.completed is None and not info.error else None
     return None
+
+
+def session_error_text(error: dict[str, Any] | None) -> str:
+    """What the agent is told when its turn ended in an error (an abort, a provider failure)."""
+    text = json.dumps(error, ensure_ascii=False) if error is not None else "Unknown error"
+    return f"Session error: {text}"
 
 
 def _created(info: MessageInfo) -> tuple[int, str]:
@@ -660,9 +667,7 @@ class RunMachine:
                             busy_seen = True
                             activity()
                     elif isinstance(event, SessionError):
-                        err = event.properties.error
-                        text = json.dumps(err, ensure_ascii=False) if err is not None else "Unknown error"
-                        raise Internal(f"Session error: {text}")
+                        raise Internal(session_error_text(event.properties.error))
                     elif isinstance(event, SessionIdle) and self.holding is None:
                         result = await accept_idle()
                         if result is not None:
@@ -778,6 +783,10 @@ class RunMachine:
         """The completed result. With ``turn`` (work we sent), the response is that turn's answer:
         from ``transcript`` when the caller just read it, else the pool or OpenCode."""
         warnings = list(warnings)
+        if turn is not None and turn.answer is not None and turn.answer.error:
+            # The turn ended in an error whose session.error event came after the idle we act on
+            # (seen under load with an abort): the same answer as if the event had come first.
+            raise Internal(session_error_text(turn.answer.error))
         if turn is not None and transcript is not None:
             response = turn.answer_text(transcript)[1]
         elif turn is not None:
@@ -823,6 +832,8 @@ class RunMachine:
             sid, lambda messages: not turn.complete or Turn.from_transcript(turn.message_id, messages).complete
         )
         seen = Turn.from_transcript(turn.message_id, messages)
+        if seen.answer is not None and seen.answer.error:
+            raise Internal(session_error_text(seen.answer.error))
         if seen.complete:
             return seen.answer_text(messages)[1], None
         if not turn.complete:
