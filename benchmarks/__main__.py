@@ -3,7 +3,8 @@
     python -m benchmarks [NAME ...]      (./dev bench)
 
 NAME is any of ``cold_start``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
-and, when present, ``dashboard`` (the human-side budgets; default: all, in that order). Each module
+and, when present, ``dashboard``, then ``pty_keys`` (the human-side budgets; default: all, in that
+order). Each module
 has ``run() -> list[Figure]``. These are measurements, not tests: the exit status is 0 even when a
 budget is missed (the table says MISSED); it is 1 only when a benchmark could not run at all.
 """
@@ -27,6 +28,7 @@ BENCHMARKS = {
 }
 if (BENCH_DIR / "dashboard.py").exists():
     BENCHMARKS["dashboard"] = "dashboard at scale (10,000 sessions, 1,000 events/s; headless Textual)"
+BENCHMARKS["pty_keys"] = "key → screen in a real pty (160×48, 10,000 sessions, 1,000 events/s)"
 
 
 def main(argv: list[str] | None = None) -> int:
