@@ -53,6 +53,8 @@ COLUMNS, LINES = 160, 48
 SESSIONS = 10_000
 EVENT_RATE = 1_000
 PRESSES = 60
+#: Rounds of opening and closing the three screens (idle, then under load).
+ROUNDS = 4
 
 KEYS = {"down": b"\x1b[B", "up": b"\x1b[A", "escape": b"\x1b", "enter": b"\r", "backspace": b"\x7f"}
 #: Each screen: its key and the title it draws (what tells it is open).
@@ -184,6 +186,9 @@ class Latencies:
         if not self.values:
             return "no samples"
         return f"p50 {self.p(50):.0f} · p99 {self.p(99):.0f} · max {max(self.values):.0f} ms (n={len(self.values)})"
+
+    def each(self) -> str:
+        return " ".join(f"{v:.0f}" for v in self.values)
 
 
 class Bench:
@@ -389,27 +394,37 @@ def measure(sessions: int, rate: int, presses: int, keep_screen: bool = False) -
         bench.learn_cursor()
         results["rss_mb"] = bench.rss_mb()
 
+        def cpu_ms(action: Callable[[], object]) -> tuple[float, float]:
+            """The app's CPU time (ms) during ``action``, and the wall time it took (s)."""
+            cpu0, wall0 = bench.cpu_seconds(), time.monotonic()
+            action()
+            return (bench.cpu_seconds() - cpu0) * 1000, time.monotonic() - wall0
+
         # Idle.
+        cpu, wall = cpu_ms(lambda: term.pump(3.0))
+        results["cpu_idle_percent"] = cpu / wall / 10
         idle_row, idle_detail = Latencies(), Latencies()
-        cpu0, wall0 = bench.cpu_seconds(), time.monotonic()
-        bench.walk(max(20, presses // 2), idle_row, idle_detail)
-        results["cpu_idle_percent"] = 100 * (bench.cpu_seconds() - cpu0) / (time.monotonic() - wall0)
+        idle_presses = max(20, presses // 2)
+        cpu, _ = cpu_ms(lambda: bench.walk(idle_presses, idle_row, idle_detail))
+        results["cpu_per_key_idle_ms"] = cpu / idle_presses
         results["filter"] = bench.filter_keystrokes()
         idle_open, idle_close, idle_esc = Latencies(), Latencies(), Latencies()
-        bench.screens(4, idle_open, idle_close, idle_esc)
+        cpu, _ = cpu_ms(lambda: bench.screens(ROUNDS, idle_open, idle_close, idle_esc))
+        results["cpu_per_screen_idle_ms"] = cpu / (ROUNDS * len(SCREENS))
 
         # Under load.
         on = bench.load(True)
-        term.pump(1.5)
+        term.pump(1.0)
+        cpu, wall = cpu_ms(lambda: term.pump(5.0))
+        results["cpu_load_percent"] = cpu / wall / 10
         load_row, load_detail = Latencies(), Latencies()
-        cpu0, wall0 = bench.cpu_seconds(), time.monotonic()
-        bench.walk(presses, load_row, load_detail)
-        cpu1, wall1 = bench.cpu_seconds(), time.monotonic()
+        cpu, wall = cpu_ms(lambda: bench.walk(presses, load_row, load_detail))
+        results["cpu_walk_load_percent"] = cpu / wall / 10
         load_open, load_close, load_esc = Latencies(), Latencies(), Latencies()
-        bench.screens(4, load_open, load_close, load_esc)
+        cpu, wall = cpu_ms(lambda: bench.screens(ROUNDS, load_open, load_close, load_esc))
+        results["cpu_screens_load_percent"] = cpu / wall / 10
         off = bench.load(False)
         results["events_per_s"] = (off["events"] - on["events"]) / (off["t"] - on["t"])
-        results["cpu_load_percent"] = 100 * (cpu1 - cpu0) / (wall1 - wall0)
         results["rss_after_load_mb"] = bench.rss_mb()
         results["bytes_read"] = term.bytes_read
         if keep_screen:
@@ -455,11 +470,16 @@ def run(
         ("screen close (escape), loaded", "load_esc"),
     ):
         print(f"   {label:32} {r[key].summary()}", flush=True)
+        if key in ("filter", "load_row"):
+            print(f"   {'':32} each: {r[key].each()}", flush=True)
     print(
-        f"   CPU idle {r['cpu_idle_percent']:.1f} %, loaded {r['cpu_load_percent']:.1f} % of a core; "
-        f"RSS {r['rss_mb']:.0f} MB, after load {r['rss_after_load_mb']:.0f} MB",
+        f"   CPU of the app: idle {r['cpu_idle_percent']:.1f} %, fed {r['cpu_load_percent']:.1f} % of a core "
+        f"({r['cpu_walk_load_percent']:.0f} % while moving the cursor, {r['cpu_screens_load_percent']:.0f} % "
+        f"while opening screens); idle, per cursor move {r['cpu_per_key_idle_ms']:.1f} ms, per screen opened "
+        f"and closed {r['cpu_per_screen_idle_ms']:.0f} ms",
         flush=True,
     )
+    print(f"   RSS {r['rss_mb']:.0f} MB, after load {r['rss_after_load_mb']:.0f} MB", flush=True)
     row, filt = r["load_row"], r["filter"]
     opened = Latencies(r["idle_open"].values + r["load_open"].values)
     closed = Latencies(r["idle_close"].values + r["load_close"].values)
