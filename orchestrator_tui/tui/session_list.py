@@ -216,7 +216,7 @@ class SessionList(ScrollView, can_focus=True):
 
         Under a stream of events a handful of sessions change per refresh: they are moved to
         their new places in the order (a binary search each) instead of sorting all 10,000
-        again, and only the lines that show something else afterwards are repainted.
+        again.
         """
         moved: dict[str, Row | None] = {}  # id → its row before (None: new)
         refilter = False
@@ -298,7 +298,6 @@ class SessionList(ScrollView, can_focus=True):
     def _apply_filter(self, candidates: list[str] | None = None) -> None:
         """Show the rows of the order that match the filter (``candidates``: only these can)."""
         keep = self.selected_id
-        before = self.shown
         needle = self.filter_text
         if needle:
             rows = self.rows
@@ -309,19 +308,7 @@ class SessionList(ScrollView, can_focus=True):
         index = self.shown.index(keep) if keep is not None and keep in self.shown else self.cursor
         index = min(index, len(self.shown) - 1)
         self._set_cursor(max(0, index), announce=keep != (self.shown[index] if self.shown else None))
-        self._repaint_window(before)
-
-    def _repaint_window(self, before: list[str]) -> None:
-        """Repaint the visible lines that show another session than they did in ``before``."""
-        top = self.scroll_offset.y
-        height = self.size.height
-        old, new = before[top : top + height], self.shown[top : top + height]
-        if len(old) != len(new) or not new:
-            self.refresh()
-            return
-        for y, (a, b) in enumerate(zip(old, new, strict=True)):
-            if a != b:
-                self.refresh_line(y + 1 + top)
+        self.refresh()
 
     def _drop_cache(self, ids: set[str]) -> None:
         if len(self._cache) > 4 * max(len(self.shown), 100):
@@ -359,10 +346,7 @@ class SessionList(ScrollView, can_focus=True):
         self.cursor = index
         if old != index:
             self._drop_cache({sid for sid in (self._id_at(old), self._id_at(index)) if sid})
-            top = self.scroll_offset.y
-            for line in (old, index):
-                if top <= line < top + self.size.height:
-                    self.refresh_line(line + 1)
+            self.refresh()
         self.scroll_to_region_of(index)
         # The cursor follows its session when the order changes: the app hears of a move only
         # when another session is under it (the detail pane would be rebuilt for nothing).
