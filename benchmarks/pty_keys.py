@@ -231,14 +231,26 @@ class Bench:
                 return True
             return False
 
-        row.add(self.term.wait(f"{key}: the cursor row", row_moved) - t0)
+        marks = [(index, self.term.row_bg(y, 3) == self.cursor_bg) for y, _, index in self.term.rows()]
+        try:
+            row.add(self.term.wait(f"{key}: the cursor row", row_moved) - t0)
+        except TimeoutError:
+            after = [(index, self.term.row_bg(y, 3) == self.cursor_bg) for y, _, index in self.term.rows()]
+            raise TimeoutError(f"{key} from {before}: rows before {marks}, after {after}") from None
         target = moved["to"]
         detail.add(self.term.wait(f"{key}: the detail pane", lambda: self.term.detail_id() == target) - t0)
 
     def walk(self, presses: int, row: Latencies, detail: Latencies, gap: float = 0.15) -> None:
         """``presses`` cursor moves, down then back up in runs of 10, a short gap between them."""
         for i in range(presses):
-            self.key_to_screen("down" if (i // 10) % 2 == 0 else "up", row, detail)
+            key = "down" if (i // 10) % 2 == 0 else "up"
+            # Under load the selected session can float to the top (its row follows it), where
+            # `up` would move nothing: then down.
+            rows = list(self.term.rows())
+            at = [y for y, _, _ in rows if self.term.row_bg(y, 3) == self.cursor_bg]
+            if rows and at and at[0] == rows[0][0]:
+                key = "down"
+            self.key_to_screen(key, row, detail)
             self.term.pump(gap)
 
     # ------------------------------------------------------------------ filter
