@@ -9,7 +9,7 @@ terminal emulator (pyte), answering the app's query for synchronized output as a
 does. A clock starts just before a key's bytes are written and stops when the bytes that put its
 effect on the emulated screen have been read:
 
-- key → screen: ``down``/``up`` → the highlighted (cursor) row of the session list shows the next
+- key → screen: ``down`` → the highlighted (cursor) row of the session list shows the next
   session; also reported: → the detail pane's ``Id`` line names it. Idle, and while the app is fed
   1,000 events/s (the recorded real stream replayed in the app's process; see `_pty_app`);
 - filter keystroke: ``/`` then ``module 12`` typed one key at a time → the input shows the text
@@ -56,7 +56,7 @@ PRESSES = 60
 #: Rounds of opening and closing the three screens (idle, then under load).
 ROUNDS = 4
 
-KEYS = {"down": b"\x1b[B", "up": b"\x1b[A", "escape": b"\x1b", "enter": b"\r", "backspace": b"\x7f"}
+KEYS = {"down": b"\x1b[B", "up": b"\x1b[A", "home": b"\x1b[H", "escape": b"\x1b", "enter": b"\r", "backspace": b"\x7f"}
 #: Each screen: its key and the title it draws (what tells it is open).
 SCREENS = {"help": ("?", "orchestrator-tui — keys"), "log": ("L", "Decision log"), "policy": ("P", "Approval policy")}
 FILTER_TEXT = "module 12"
@@ -241,17 +241,22 @@ class Bench:
         detail.add(self.term.wait(f"{key}: the detail pane", lambda: self.term.detail_id() == target) - t0)
 
     def walk(self, presses: int, row: Latencies, detail: Latencies, gap: float = 0.15) -> None:
-        """``presses`` cursor moves, down then back up in runs of 10, a short gap between them."""
+        """``presses`` timed ``down`` moves in runs of 10 from the top (``home``, untimed).
+
+        Only ``down``: under load the selected session floats to the top whenever it is updated
+        (its row follows it), and an ``up`` pressed just then would move nothing.
+        """
         for i in range(presses):
-            key = "down" if (i // 10) % 2 == 0 else "up"
-            # Under load the selected session can float to the top (its row follows it), where
-            # `up` would move nothing: then down.
-            rows = list(self.term.rows())
-            at = [y for y, _, _ in rows if self.term.row_bg(y, 3) == self.cursor_bg]
-            if rows and at and at[0] == rows[0][0]:
-                key = "down"
-            self.key_to_screen(key, row, detail)
+            if i % 10 == 0:
+                self.term.press("home")
+                self.term.wait("home", lambda: self._highlighted_at_top())
+                self.term.pump(gap)
+            self.key_to_screen("down", row, detail)
             self.term.pump(gap)
+
+    def _highlighted_at_top(self) -> bool:
+        """The cursor near the top (once there, sessions floating up may push it down a little)."""
+        return any(self.term.row_bg(y, 3) == self.cursor_bg for y, _, _ in list(self.term.rows())[:5])
 
     # ------------------------------------------------------------------ filter
 
