@@ -3,7 +3,7 @@
     python -m benchmarks [NAME ...]      (./dev bench)
 
 NAME is any of ``cold_start``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
-and, when present, ``dashboard`` (the human-side budgets; default: all, in that order). Each module
+and ``pty_keys`` (the dashboard: the human-side budgets; default: all, in that order). Each module
 has ``run() -> list[Figure]``. These are measurements, not tests: the exit status is 0 even when a
 budget is missed (the table says MISSED); it is 1 only when a benchmark could not run at all.
 """
@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 
-from benchmarks._common import BENCH_DIR, Figure, Interrupted, print_figures, print_table
+from benchmarks._common import Figure, Interrupted, print_figures, print_table
 
 BENCHMARKS = {
     "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
@@ -24,9 +24,8 @@ BENCHMARKS = {
     "concurrent_runs": "concurrent runs (200 run calls at once on one worker, every response checked)",
     "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
     "recovery": "shared pool recovery (the pool's OpenCode SIGKILLed under two front ends → both working)",
+    "pty_keys": "dashboard key → screen in a real pty (160×48, 10,000 sessions, 1,000 events/s)",
 }
-if (BENCH_DIR / "dashboard.py").exists():
-    BENCHMARKS["dashboard"] = "dashboard at scale (10,000 sessions, 1,000 events/s; headless Textual)"
 
 
 def main(argv: list[str] | None = None) -> int:

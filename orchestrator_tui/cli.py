@@ -74,7 +74,7 @@ def freeze_dashboard_imports() -> None:
 
     The modules, classes and functions of Textual, Rich and pydantic live as long as the process,
     yet a full (generation 2) collection walks them all, and it runs on the event loop, so it is a
-    pause the person at the keyboard feels. Measured with ``benchmarks/dashboard.py`` (10,000
+    pause the person at the keyboard feels. Measured in the dashboard under load (10,000
     sessions, 1,000 events/s, on a loaded 2-core machine): the full collections during the load
     took 200-270 ms each with this freeze and 280-530 ms without it. Called once, here where the
     dashboard process starts, never from the app: a freeze is process-wide and cannot be undone

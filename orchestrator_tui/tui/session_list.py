@@ -8,6 +8,9 @@ Filtering and ordering work on a list of ids, not on widgets.
 
 from __future__ import annotations
 
+import bisect
+import functools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -120,15 +123,17 @@ def age(ms: int | None, now: float | None = None) -> str:
 
 def fuzzy_match(needle: str, haystack: str) -> bool:
     """Substring, or every character of the needle in order (``fzf``-style)."""
-    if needle in haystack:
-        return True
-    pos = 0
-    for char in needle:
-        pos = haystack.find(char, pos)
-        if pos < 0:
-            return False
-        pos += 1
-    return True
+    return needle in haystack or _in_order(needle).match(haystack) is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _in_order(needle: str) -> re.Pattern[str]:
+    """``needle``'s characters in order, as a regex that never backtracks ("a", not-b's, "b"...).
+
+    A keystroke filters 10,000 rows: one C-level match per row instead of a Python loop.
+    """
+    parts = [f"[^{re.escape(char)}]*{re.escape(char)}" for char in needle]
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def compact_number(n: int) -> str:
@@ -182,6 +187,13 @@ class SessionList(ScrollView, can_focus=True):
         self.placeholder = EMPTY_PLACEHOLDER
         self._cache: dict[tuple[str, int, bool], Strip] = {}
         self._now = time.time()
+        #: The order's sort keys, kept beside it (see :meth:`_key`); ``_seq`` numbers the rows
+        #: in the order they were added, which breaks ties between equal times.
+        self._keys: list[tuple[int, int]] = []
+        self._seq: dict[str, int] = {}
+        self._next_seq = 0
+        #: The session the app was last told is highlighted.
+        self._announced: str | None = None
 
     # ------------------------------------------------------------------ data
 
@@ -194,23 +206,41 @@ class SessionList(ScrollView, can_focus=True):
     def set_rows(self, rows: dict[str, Row]) -> None:
         """Replace the whole data set (first load, resync)."""
         self.rows = rows
+        self._seq = {sid: i for i, sid in enumerate(rows)}
+        self._next_seq = len(rows)
         self._cache.clear()
         self._reorder()
 
     def update_rows(self, changed: dict[str, Row], removed: set[str]) -> None:
-        """Apply a diff by key; repaint only what is needed."""
-        reorder = bool(removed)
+        """Apply a diff by key; repaint only what is needed.
+
+        Under a stream of events a handful of sessions change per refresh: they are moved to
+        their new places in the order (a binary search each) instead of sorting all 10,000
+        again.
+        """
+        moved: dict[str, Row | None] = {}  # id → its row before (None: new)
+        refilter = False
         for sid in removed:
-            self.rows.pop(sid, None)
+            old = self.rows.pop(sid, None)
+            if old is not None:
+                moved[sid] = old
         for sid, row in changed.items():
             old = self.rows.get(sid)
             self.rows[sid] = row
-            if old is None or old.updated != row.updated or (self.filter_text and old.haystack != row.haystack):
-                reorder = True
+            if old is None:
+                self._seq[sid] = self._next_seq
+                self._next_seq += 1
+                moved[sid] = None
+            elif old.updated != row.updated:
+                moved[sid] = old
+            elif self.filter_text and old.haystack != row.haystack:
+                refilter = True
         if changed or removed:
             self._drop_cache(set(changed) | removed)
-        if reorder:
-            self._reorder()
+        if moved:
+            self._move(moved)
+        if moved or refilter:
+            self._apply_filter()
         else:
             self._repaint_ids(set(changed))
 
@@ -223,20 +253,55 @@ class SessionList(ScrollView, can_focus=True):
                 self.refresh()
 
     def set_filter(self, text: str) -> None:
+        before = self.filter_text
         self.filter_text = text.strip().casefold()
-        self._apply_filter()
+        # A longer needle only narrows: what matched before is all that can match now.
+        narrowing = bool(before) and self.filter_text.startswith(before)
+        self._apply_filter(self.shown if narrowing else None)
+
+    def _key(self, sid: str, row: Row) -> tuple[int, int]:
+        """Newest first; equal times keep the order the sessions were added in."""
+        return (-(row.updated or 0), self._seq[sid])
 
     def _reorder(self) -> None:
         rows = self.rows
-        self.order = sorted(rows, key=lambda sid: rows[sid].updated or 0, reverse=True)
+        self._keys = sorted(self._key(sid, row) for sid, row in rows.items())
+        by_seq = {seq: sid for sid, seq in self._seq.items() if sid in rows}
+        self.order = [by_seq[seq] for _, seq in self._keys]
         self._apply_filter()
 
-    def _apply_filter(self) -> None:
+    def _move(self, moved: dict[str, Row | None]) -> None:
+        """Take the moved rows out of the order and put them back where they now belong."""
+        if len(moved) > 64:  # a resync-sized change: sorting once is cheaper
+            rows = self.rows
+            for sid in [sid for sid in self._seq if sid not in rows]:
+                del self._seq[sid]
+            self._keys = sorted(self._key(sid, row) for sid, row in rows.items())
+            by_seq = {seq: sid for sid, seq in self._seq.items()}
+            self.order = [by_seq[seq] for _, seq in self._keys]
+            return
+        keys, order = self._keys, self.order
+        for sid, old in moved.items():
+            if old is not None:
+                i = bisect.bisect_left(keys, self._key(sid, old))
+                if i < len(order) and order[i] == sid:
+                    del keys[i], order[i]
+            row = self.rows.get(sid)
+            if row is None:
+                self._seq.pop(sid, None)
+                continue
+            key = self._key(sid, row)
+            i = bisect.bisect_left(keys, key)
+            keys.insert(i, key)
+            order.insert(i, sid)
+
+    def _apply_filter(self, candidates: list[str] | None = None) -> None:
+        """Show the rows of the order that match the filter (``candidates``: only these can)."""
         keep = self.selected_id
         needle = self.filter_text
         if needle:
             rows = self.rows
-            self.shown = [sid for sid in self.order if rows[sid].matches(needle)]
+            self.shown = [sid for sid in (candidates or self.order) if rows[sid].matches(needle)]
         else:
             self.shown = list(self.order)
         self.virtual_size = Size(self.size.width, len(self.shown) + 1)
@@ -283,7 +348,10 @@ class SessionList(ScrollView, can_focus=True):
             self._drop_cache({sid for sid in (self._id_at(old), self._id_at(index)) if sid})
             self.refresh()
         self.scroll_to_region_of(index)
-        if announce or old != index:
+        # The cursor follows its session when the order changes: the app hears of a move only
+        # when another session is under it (the detail pane would be rebuilt for nothing).
+        if announce or self.selected_id != self._announced:
+            self._announced = self.selected_id
             self.post_message(self.Highlighted(self.selected_id))
 
     def _id_at(self, index: int) -> str | None:

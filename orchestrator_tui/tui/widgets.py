@@ -129,6 +129,10 @@ class DetailPane(Vertical):
         #: The model's text as received (the pane shows it with control characters escaped).
         self._raw_text = ""
         self._follow_pending = False
+        #: What the facts and the tool timeline show now (see :meth:`show`).
+        self._info_key: tuple[object, ...] | None = None
+        self._tool_lines: list[tuple[str, str, str, str]] | None = None
+        self._facts_shown: Table | None = None
         self.query_one("#detail-output", TextArea).border_title = "Output"
         self.query_one("#detail-tools", Static).border_title = "Tool calls"
         self.show(None, None, [])
@@ -147,10 +151,49 @@ class DetailPane(Vertical):
         # Without a session the info (or a connection error) gets the whole pane.
         self.set_class(view is None or row is None, "-empty")
         if view is None or row is None:
+            self._info_key = self._tool_lines = None
             info.update(Text("No session selected.\n\nPress n to start one, ? for help.", style="dim"), layout=False)
             tools.update("", layout=False)
             self._set_text(None, "", "")
             return
+        last = view.last_activity or row.updated
+        activity = "—" if not last else "just now" if age(last) == "now" else f"{age(last)} ago"
+        error = view.last_error if row.state == "error" else None
+        retry = (view.retry.attempt, view.retry.message) if view.retry is not None else None
+        # While a session streams, this runs on every screen refresh; the facts rarely change,
+        # and rendering the table is the expensive part: only when what it says changed.
+        info_key = (view.id, view.directory, row, retry, tuple(pending), client_version, activity)
+        # (Something else may have written into the pane meanwhile: the connection error does.)
+        if info_key != self._info_key or error is not None or info.content is not self._facts_shown:
+            self._info_key = info_key
+            self._facts_shown = self._facts(view, row, pending, client_version, activity)
+            info.update(self._facts_shown, layout=False)
+        calls = list(view.tool_calls.values())[-6:]  # what fits in the pane's fixed height
+        lines = [(call.status, call.tool, (call.title or _tool_input(call))[:80], _duration(call)) for call in calls]
+        if lines != self._tool_lines:
+            self._tool_lines = lines
+            if lines:
+                timeline = Table.grid(padding=(0, 1))
+                for status, tool, label, took in reversed(lines):
+                    timeline.add_row(
+                        shown(status, TOOL_STATE_STYLE.get(status, "")),
+                        shown(tool, "bold"),
+                        shown(label, "dim"),
+                        Text(took, style="dim"),
+                    )
+                tools.update(timeline, layout=False)
+            else:
+                tools.update(Text("no tool calls yet", style="dim"), layout=False)
+        self._set_text(view.id, view.text_message_id or "", view.text)
+
+    def _facts(
+        self,
+        view: SessionView,
+        row: Row,
+        pending: list[str],
+        client_version: str | None,
+        activity: str,
+    ) -> Table:
         table = Table.grid(padding=(0, 1))
         table.add_column(style="dim", no_wrap=True)
         table.add_column()
@@ -173,8 +216,7 @@ class DetailPane(Vertical):
             "Pending",
             Text("◆ " + ", ".join(pending), style="bold magenta") if pending else Text("nothing", style="dim"),
         )
-        last = view.last_activity or row.updated
-        table.add_row("Activity", "—" if not last else "just now" if age(last) == "now" else f"{age(last)} ago")
+        table.add_row("Activity", activity)
         if row.tokens:
             table.add_row("Usage", f"{row.tokens:,} tokens · ${row.cost:.4f}")
         if view.last_error and row.state == "error":
@@ -182,24 +224,7 @@ class DetailPane(Vertical):
             data = error.get("data") if isinstance(error.get("data"), dict) else {}
             message = data.get("message") if isinstance(data, dict) else None
             table.add_row("Error", shown(f"{error.get('name', 'error')}: {message or ''}", "red"))
-        # Both panes have fixed heights (styles/app.tcss), so updates skip the layout pass:
-        # moving the cursor through 10,000 sessions must not re-layout the screen each time.
-        info.update(table, layout=False)
-        calls = list(view.tool_calls.values())[-6:]  # what fits in the pane's fixed height
-        if calls:
-            timeline = Table.grid(padding=(0, 1))
-            for call in reversed(calls):
-                label = call.title or _tool_input(call)
-                timeline.add_row(
-                    shown(call.status, TOOL_STATE_STYLE.get(call.status, "")),
-                    shown(call.tool, "bold"),
-                    shown(label[:80], "dim"),
-                    Text(_duration(call), style="dim"),
-                )
-            tools.update(timeline, layout=False)
-        else:
-            tools.update(Text("no tool calls yet", style="dim"), layout=False)
-        self._set_text(view.id, view.text_message_id or "", view.text)
+        return table
 
     def _set_text(self, session_id: str | None, message_id: str, text: str) -> None:
         """Append only what is new; start over when the session or message changes.
