@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -938,7 +939,11 @@ async def test_workers_screen_shows_attached_agent(make_rig: Callable[..., Rig])
         line = next(line for line in text.splitlines() if "test-agent" in line)
         assert "agent" in line.split() and str(os.getpid()) in line, line
         # The call's duration counts up while the screen is open (it refreshes every second).
-        await on_screen(pilot, "run “watched by an agent” 2s", timeout=5)
+        def counted() -> bool:
+            shown = re.search(r"run “watched by an agent” (\d+)s", screen_text(app))
+            return shown is not None and int(shown.group(1)) >= 2
+
+        await until(pilot, counted, "the call's duration to count up", timeout=20)
 
         # The call ends, then the worker leaves: the open screen and the status line follow.
         rig.registry.update_member(member, in_flight=None)

@@ -568,15 +568,17 @@ def test_the_dashboard_shows_a_broken_pool_state_and_fails_closed(
     problem, fix = _damage(folder, env, damage)
     app = shlex.quote(console_script())
     terminal.start(f"sh -c 'cd {shlex.quote(str(project_dir))} && {app}; echo EXITED=$?; exec sleep 600'", env)
-    screen = terminal.wait(lambda s: "Pool state unavailable" in s, "the pool-state notice")
+    # The status line says so for as long as it lasts (a toast says it too, for a while).
+    screen = terminal.wait(
+        lambda s: "pool state unavailable: everything needs you (P)" in s.splitlines()[0], "the pool-state notice"
+    )
     assert "Traceback" not in screen, screen
-    assert "pool state unavailable: everything needs you (P)" in screen.splitlines()[0], screen  # it stays there
     # The policy screen says which policy is in force (everything needs a human) and the fix.
     terminal.wait(lambda s: "live" in s, "the connection to OpenCode")
     terminal.keys("P")
     screen = terminal.wait(lambda s: "What is wrong" in s, "the policy screen")
-    assert "every permission needs a human" in screen and "What is in force until it is fixed" in screen, screen
-    flat = " ".join(screen.split())  # the problem and the fix, wrapped over several lines
+    flat = " ".join(screen.split())  # wrapped over several lines (the toast may cover the right half)
+    assert "every permission needs a" in flat and "What is in force" in flat, screen
     assert problem.split()[0] in flat and "Fix:" in flat and f"{fix.split()[0]} " in flat, screen
     terminal.keys("Escape")
     terminal.wait(lambda s: "What is wrong" not in s, "the policy screen to close")

@@ -58,13 +58,18 @@ def _runtime_imports_of(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
 
 
 @cache
-def _graph() -> dict[str, frozenset[str]]:
-    """Module → the modules it imports: ``orchestrator_tui.*`` names and the top-level names of others."""
+def _graph(*, own_parents: bool = True) -> dict[str, frozenset[str]]:
+    """Module → the modules it imports: ``orchestrator_tui.*`` names and the top-level names of others.
+
+    ``own_parents``: a module also depends on the packages it sits in (they run before it). Left
+    out for finding cycles: a package's ``__init__`` importing its own submodules is no cycle.
+    """
     paths = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
     graph: dict[str, frozenset[str]] = {}
     for name, path in paths.items():
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         targets: set[str] = set()
+        own = set(_with_parents(name))
         for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.Import):
                 modules = [alias.name for alias in node.names]
@@ -77,10 +82,14 @@ def _graph() -> dict[str, frozenset[str]]:
                 modules = [module, *(f"{module}.{alias.name}" for alias in node.names)]
             for module in modules:
                 if module in paths:
-                    targets.update(_with_parents(module))
+                    targets.add(module)
+                    # Its parents run first, except the ones this module is already inside:
+                    # a package's __init__ importing its own submodules is no cycle.
+                    targets.update(p for p in _with_parents(module) if p not in own)
                 elif not module.startswith("orchestrator_tui"):
                     targets.add(module.split(".")[0])
-        targets.update(_with_parents(name))
+        if own_parents:
+            targets.update(own)
         targets.discard(name)
         graph[name] = frozenset(targets)
     return graph
@@ -118,7 +127,7 @@ def test_the_walk_sees_lazy_imports_and_skips_type_checking_ones() -> None:
 
 
 def test_no_module_of_the_package_imports_itself_back() -> None:
-    graph = _graph()
+    graph = _graph(own_parents=False)
     internal = {name: {t for t in targets if t in graph} for name, targets in graph.items()}
     cycles = []
     for name in sorted(internal):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
@@ -13,15 +13,15 @@ from textual.markup import escape as escape_markup
 from orchestrator_tui.tui.keys import palette_entries
 from orchestrator_tui.tui.safe import visible
 
+if TYPE_CHECKING:
+    from orchestrator_tui.tui.app import DashboardApp  # the app imports this module
+
 
 class DashboardCommands(Provider):
     """Command-palette entries for every dashboard action, plus one per OpenCode command."""
 
     def _entries(self) -> list[tuple[str, str, Callable[[], Any]]]:
-        from orchestrator_tui.tui.app import DashboardApp  # the app imports this module
-
-        app = self.app
-        assert isinstance(app, DashboardApp)
+        app = cast("DashboardApp", self.app)  # the only app this provider is registered with
         entries = palette_entries(app)
         for command in app.known_commands:
             # Names and descriptions come from the project's files: escaped, and never markup
