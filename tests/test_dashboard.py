@@ -940,7 +940,7 @@ async def test_workers_screen_shows_attached_agent(make_rig: Callable[..., Rig])
         assert "agent" in line.split() and str(os.getpid()) in line, line
         # The call's duration counts up while the screen is open (it refreshes every second).
         def counted() -> bool:
-            shown = re.search(r"run “watched by an agent” (\d+)s", screen_text(app))
+            shown = re.search(r"run “watched by an agent”\s+(\d+)s", screen_text(app))
             return shown is not None and int(shown.group(1)) >= 2
 
         await until(pilot, counted, "the call's duration to count up", timeout=20)

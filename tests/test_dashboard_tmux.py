@@ -84,7 +84,10 @@ class Terminal:
         return result.stdout
 
     def start(self, command: str, env: dict[str, str]) -> None:
-        # The first command starts the server, which hands its environment to the pane.
+        # The first command starts the server, which hands its environment to the pane. Without
+        # COLUMNS and LINES: Textual takes them over the terminal's size, and pytest-xdist's
+        # workers have them set (80x24).
+        env = {name: value for name, value in env.items() if name not in ("COLUMNS", "LINES")}
         self.tmux("new-session", "-d", "-s", self.session, "-x", str(COLUMNS), "-y", str(ROWS), command, env=env)
 
     def size(self) -> tuple[int, int]:

@@ -73,7 +73,11 @@ async def agent_worker(env: dict[str, str], cwd: Path, log_dir: Path) -> AsyncIt
     try:
         with stderr_path.open("w") as errlog:
             async with stdio_client(params, errlog=errlog) as (read, write):
-                pids = [p for p in _children(os.getpid()) if "mcp" in p[1]]
+                # The child may not have exec'd the worker yet (seen under load): look until it has.
+                deadline = time.monotonic() + 30
+                while not (pids := [p for p in _children(os.getpid()) if "mcp" in p[1]]):
+                    assert time.monotonic() < deadline, "the MCP worker never started"
+                    await anyio.sleep(0.05)
                 pid = pids[-1][0]
                 guard.track(pid)
                 async with ClientSession(read, write, client_info=AGENT) as session:
