@@ -482,7 +482,7 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
     make_orchestrator: Callable[..., Orchestrator], token_file: tuple[Path, str], project_dir: Path
 ) -> None:
     # A short inactivity timeout: waiting for the human must not count as inactivity.
-    (project_dir / "agentic.toml").write_text("[orchestrator]\ninactivity_timeout_secs = 2\n")
+    (project_dir / "agentic.toml").write_text("[orchestrator]\ninactivity_timeout_secs = 5\n")
     orch = agent(make_orchestrator(permission={"bash": "ask", "external_directory": "ask"}))
     registry = orch.registry
     assert registry is not None
@@ -513,8 +513,12 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
         sid = (await (await orch.acquire()).client.create_session()).id
         prompt = f'There is a text file at "{file}". Use the `read` tool to read it and reply with its contents.'
         run = asyncio.ensure_future(orch.run(t.RunInput(session_id=sid, message=prompt), report))
-        await until(lambda: waiting.format("external_directory") in progress, "progress: waiting for the human")
-        await asyncio.sleep(0.3)
+        await until(
+            lambda: waiting.format("external_directory") in progress or run.done(), "progress: waiting for the human"
+        )
+        assert not run.done(), run.result().output
+        # The human takes longer than the inactivity timeout: the run still waits.
+        await asyncio.sleep(6)
         assert not run.done() and pending(orch, sid) is not None
         approver = asyncio.ensure_future(human_approves(sid))
         try:
@@ -531,7 +535,7 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
         progress.clear()
         answer = asyncio.ensure_future(orch.respond_permission(respond(sid2, req.id), report))
         await until(lambda: waiting.format("bash") in progress, "progress: waiting for the human (respond)")
-        await asyncio.sleep(3.0)  # longer than the inactivity timeout
+        await asyncio.sleep(6.0)  # longer than the inactivity timeout
         assert not answer.done() and registry.decisions(request_id=req.id) == []
         await human.reply_permission(req.id, "once")
         result2 = await asyncio.wait_for(answer, SLOW)
