@@ -211,7 +211,8 @@ async def test_managed_server_rebuilds_after_forced_stop(orchestrator: Any) -> N
     await initial.managed.stop()
     recovered = await asyncio.wait_for(orchestrator.acquire(), 30)
     assert recovered is not initial
-    assert recovered.base_url != initial.base_url
+    # A new server (the OS may hand it the old one's port again: that is no proof of anything).
+    assert recovered.managed is not None and recovered.managed.pid != initial.managed.pid
     commands = await asyncio.wait_for(orchestrator.list_commands(t.ListCommandsInput()), 30)
     assert commands.commands, "expected commands to load after recovery"
 
