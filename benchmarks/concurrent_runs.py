@@ -133,7 +133,7 @@ async def _measure_in(root: Path, model_url: str, opencode: str, runs: int) -> d
         launcher=Launcher(opencode), cwd=project, env=env, config_content=opencode_config_json(model_url)
     )
     try:
-        worker_env = dict(env, OPENCODE_SERVER_PASSWORD=server.password)
+        worker_env = dict(env, OPENCODE_SERVER_PASSWORD=server.password.reveal())
         command = worker_command()
         params = StdioServerParameters(
             command=command[0],
