@@ -81,6 +81,9 @@ PERMISSION_LIST_WARNING = (
     "malformed; pending permissions may be stale or undiscoverable."
 )
 FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
+#: The same, longer, for a turn's answer still open when its session went idle (an abort being
+#: written): about 3 s in all, and only in that case.
+SETTLE_BACKOFF = (*FINALIZE_BACKOFF, 0.8, 1.6)
 #: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
 POLL_REQUEST_TIMEOUT = 10.0
 #: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
@@ -828,9 +831,17 @@ class RunMachine:
             known, text = self.pool.final_text(sid, turn.answer.id)
             if known:
                 return text, None
-        messages = await self._read_transcript(
-            sid, lambda messages: not turn.complete or Turn.from_transcript(turn.message_id, messages).complete
-        )
+
+        def settled(messages: list[Message]) -> bool:
+            seen = Turn.from_transcript(turn.message_id, messages)
+            if seen.answer is None:
+                return not turn.complete
+            # An answer neither finished nor failed while the session is idle: OpenCode marks the
+            # session idle as soon as a turn is aborted, and writes the abort error into the
+            # answer a moment later (later still under load). Wait for it to settle.
+            return seen.complete or bool(seen.answer.error)
+
+        messages = await self._read_transcript(sid, settled, backoff=SETTLE_BACKOFF)
         seen = Turn.from_transcript(turn.message_id, messages)
         if seen.answer is not None and seen.answer.error:
             raise Internal(session_error_text(seen.answer.error))
@@ -899,12 +910,14 @@ class RunMachine:
         )
         return extract_response(messages), messages
 
-    async def _read_transcript(self, sid: str, enough: Callable[[list[Message]], bool]) -> list[Message]:
+    async def _read_transcript(
+        self, sid: str, enough: Callable[[list[Message]], bool], backoff: tuple[float, ...] = FINALIZE_BACKOFF
+    ) -> list[Message]:
         """The session's transcript, read again after each pause of :data:`FINALIZE_BACKOFF` until
         ``enough`` says it holds what the caller needs: OpenCode may announce the end of a turn a
         moment before the last message is stored. Returns the last read either way."""
         messages: list[Message] = []
-        for delay in FINALIZE_BACKOFF:
+        for delay in backoff:
             if delay:
                 await asyncio.sleep(delay)
             try:
