@@ -836,9 +836,9 @@ class RunMachine:
             seen = Turn.from_transcript(turn.message_id, messages)
             if seen.answer is None:
                 return not turn.complete
-            # An answer neither finished nor failed while the session is idle: OpenCode marks the
-            # session idle as soon as a turn is aborted, and writes the abort error into the
-            # answer a moment later (later still under load). Wait for it to settle.
+            # An answer neither finished nor failed while the session is idle: seen under load
+            # when a turn is aborted, the idle coming before the abort error is written into the
+            # answer. Wait a little for it to settle.
             return seen.complete or bool(seen.answer.error)
 
         messages = await self._read_transcript(sid, settled, backoff=SETTLE_BACKOFF)
