@@ -231,7 +231,11 @@ async def sdk_worker(env: dict[str, str], cwd: Path, log_dir: Path, guard: Proce
     params = StdioServerParameters(command=str(WORKER), args=["mcp"], env=env, cwd=str(cwd))
     with stderr_path.open("w") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):
-            new = _children_named("orchestrator-tui") - before
+            # The child may not have exec'd the worker yet (seen under load): look until it has.
+            for _ in range(600):  # up to 30 s
+                if new := _children_named("orchestrator-tui") - before:
+                    break
+                await anyio.sleep(0.05)
             assert len(new) == 1, f"expected exactly one new worker process, found {new}"
             pid = new.pop()
             guard.track(pid)
