@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from orchestrator_tui.pool.actions import PoolActions
+    from orchestrator_tui.pool.handle import Snapshot
     from orchestrator_tui.pool.rules import RuleEngine
     from orchestrator_tui.pool.service import PoolService
     from orchestrator_tui.pool.state import Pool
@@ -66,14 +67,7 @@ class Connection(App[None]):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
                 continue
-            self.server_state = ServerState(
-                mode="managed" if snapshot.managed is not None else "attached",
-                url=snapshot.base_url,
-                version=snapshot.version or "",
-                stream=self.pool.connection_state,
-            )
-            self._status_dirty = True
-            self._schedule_flush()
+            self._server_up(snapshot)
             await self.service.wait_stream(10)
             await self.service.resync()
             self._full_reload()
@@ -118,14 +112,18 @@ class Connection(App[None]):
             self._server_down(exc, HEALTH_INTERVAL)
             return
         if snapshot.base_url != self.server_state.url or self.server_state.stream == "down":
-            self.server_state = ServerState(
-                mode="managed" if snapshot.managed is not None else "attached",
-                url=snapshot.base_url,
-                version=snapshot.version or "",
-                stream=self.pool.connection_state,
-            )
-            self._status_dirty = True
-            self._schedule_flush()
+            self._server_up(snapshot)
+
+    def _server_up(self, snapshot: Snapshot) -> None:
+        """Show the server the pool uses now: after connecting, or when the health check finds another."""
+        self.server_state = ServerState(
+            mode="managed" if snapshot.managed is not None else "attached",
+            url=snapshot.base_url,
+            version=snapshot.version or "",
+            stream=self.pool.connection_state,
+        )
+        self._status_dirty = True
+        self._schedule_flush()
 
     @work(group="commands")
     async def _load_commands(self) -> None:
