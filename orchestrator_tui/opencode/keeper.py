@@ -49,7 +49,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,6 +94,23 @@ def open_lock(path: Path) -> int:
     return os.open(path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
 
 
+def flock_within(
+    fd: int, timeout: float, *, shared: bool = False, pause: float = 0.02, give_up: Callable[[], bool] | None = None
+) -> bool:
+    """Take a ``flock`` on ``fd``, polling until ``timeout`` seconds have passed (or ``give_up``
+    says there is no point waiting); False when it was not had. Polled, never blocking, so a
+    holder that hangs costs a bounded wait and a signal still gets through."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline or (give_up is not None and give_up()):
+                return False
+            time.sleep(pause)
+
+
 def hold_alive(folder: Path, timeout: float) -> int:
     """Take the shared front-end lock of ``folder``; returns the fd to keep open for life.
 
@@ -101,16 +118,10 @@ def hold_alive(folder: Path, timeout: float) -> int:
     server, and a front end joining now must find it gone, not half-stopped. Raises
     TimeoutError after ``timeout`` seconds."""
     fd = open_lock(folder / ALIVE_LOCK)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                raise TimeoutError(f"{folder / ALIVE_LOCK} stayed locked for {timeout:.0f}s") from None
-            time.sleep(0.05)
+    if flock_within(fd, timeout, shared=True, pause=0.05):
+        return fd
+    os.close(fd)
+    raise TimeoutError(f"{folder / ALIVE_LOCK} stayed locked for {timeout:.0f}s")
 
 
 def server_kept(folder: Path) -> bool:
@@ -219,17 +230,7 @@ class Keeper:
         assert self.record_lock is not None
         fd = open_lock(self.record_lock)
         try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        yield False
-                        return
-                    time.sleep(0.02)
-            yield True
+            yield flock_within(fd, timeout)
         finally:
             os.close(fd)
 
@@ -319,17 +320,10 @@ class Keeper:
             self.remove_private_folder()
             return 1
         server_lock = open_lock(self.folder / SERVER_ALIVE_LOCK)
-        deadline = time.monotonic() + SERVER_LOCK_WAIT
-        while True:
-            try:
-                fcntl.flock(server_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline or not self.server_alive():
-                    # Never ready: whoever started us stops a server it just spawned itself.
-                    self.log("another keeper holds the server lock; leaving")
-                    return 1
-                time.sleep(0.02)
+        if not flock_within(server_lock, SERVER_LOCK_WAIT, give_up=lambda: not self.server_alive()):
+            # Never ready: whoever started us stops a server it just spawned itself.
+            self.log("another keeper holds the server lock; leaving")
+            return 1
         with contextlib.suppress(OSError):
             os.ftruncate(server_lock, 0)
             os.write(server_lock, f"{os.getpid()}\n".encode())

@@ -21,7 +21,6 @@ checking and migrating it; split by table, each part would need all of that agai
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from orchestrator_tui.opencode.keeper import flock_within
 
 log = logging.getLogger(__name__)
 
@@ -377,20 +378,13 @@ def _setup_lock(path: Path) -> Iterator[None]:
     fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         check_private_file(lock_path, os.fstat(fd))
-        deadline = time.monotonic() + SETUP_LOCK_TIMEOUT
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    # SQLite's own word for it, with its code: database_problem tells errors
-                    # apart by the code, and says who holds the lock and what to do.
-                    busy = sqlite3.OperationalError("database is locked")
-                    busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
-                    busy.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
-                    raise busy from None
-                time.sleep(0.02)
+        if not flock_within(fd, SETUP_LOCK_TIMEOUT):
+            # SQLite's own word for it, with its code: database_problem tells errors apart by
+            # the code, and says who holds the lock and what to do.
+            busy = sqlite3.OperationalError("database is locked")
+            busy.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+            busy.sqlite_errorname = "SQLITE_BUSY"  # type: ignore[attr-defined]
+            raise busy
         yield
     finally:
         os.close(fd)
