@@ -159,9 +159,13 @@ def main() -> None:
     parser.add_argument("--busy", type=int, default=60, help="sessions the feed streams into")
     args = parser.parse_args()
 
-    from orchestrator_tui.cli import freeze_dashboard_imports
+    from orchestrator_tui.cli import tune_dashboard_collector
 
-    freeze_dashboard_imports()  # as `orchestrator-tui` does, before its pool fills
+    if os.environ.get("BENCH_TRACE"):
+        from benchmarks._trace import install
+
+        install(Path(os.environ["BENCH_TRACE"]))
+    tune_dashboard_collector()  # as `orchestrator-tui` does, before its pool fills
     from orchestrator_tui.opencode.models import parse_event
     from orchestrator_tui.pool.actions import PoolActions
     from orchestrator_tui.pool.registry import Registry

@@ -34,6 +34,7 @@ import contextlib
 import fcntl
 import json
 import os
+import queue
 import re
 import select
 import signal
@@ -41,6 +42,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -69,7 +71,16 @@ _QUERIES = re.compile(rb"\x1b\[\?\d+\$p|\x1b\[[<>=]\d*u")
 
 
 class Terminal:
-    """The terminal side of the pty: an emulated screen fed by everything the app writes."""
+    """The terminal side of the pty: an emulated screen fed by everything the app writes.
+
+    A reader thread takes the app's output off the pty the moment it is written and stamps
+    each chunk with its arrival time; the main thread feeds the chunks to the emulator and
+    checks the screen. So a slow emulator (pyte parses a full 160×48 repaint in about 10 ms,
+    a real terminal in well under 1) neither holds the app's writes back nor counts in a
+    figure: a key's time ends when the chunk that completed its effect arrived. As a terminal
+    with synchronized output does, the screen is only looked at between frames (after a
+    frame's end-of-update mark), never half drawn.
+    """
 
     def __init__(self, master: int, report: int) -> None:
         import pyte
@@ -82,6 +93,27 @@ class Terminal:
         self._report_buffer = b""
         self._returned: set[int] = set()
         self.bytes_read = 0
+        self._chunks: queue.Queue[tuple[float, bytes | None]] = queue.Queue()
+        self._in_frame = False
+        # The reader must get the interpreter as soon as the pty has data, not after the
+        # emulator's 5 ms time slice (the default switch interval).
+        sys.setswitchinterval(0.0002)
+        threading.Thread(target=self._read, name="pty-reader", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 1 << 16)
+            except OSError:  # the app is gone (EIO on the master side), or the pty is closed
+                data = b""
+            at = time.monotonic()
+            if b"\x1b[?2026$p" in data:
+                # Yes, synchronized output (mode 2026) is supported: frames arrive whole.
+                with contextlib.suppress(OSError):
+                    os.write(self.master, b"\x1b[?2026;2$y")
+            self._chunks.put((at, data or None))
+            if not data:
+                return
 
     def press(self, key: str) -> float:
         """Write one key's bytes; the time just before, on the monotonic clock."""
@@ -91,30 +123,29 @@ class Terminal:
         return t0
 
     def pump(self, timeout: float, until: Callable[[], bool] | None = None) -> float | None:
-        """Read and emulate for ``timeout`` s, or until ``until()`` holds: then the read's time."""
+        """Emulate for ``timeout`` s, or until ``until()`` holds: then the arrival time of the
+        chunk that made it hold."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            ready, _, _ = select.select([self.master, self.report_fd], [], [], remaining)
-            now = time.monotonic()
-            if self.report_fd in ready:
+            ready, _, _ = select.select([self.report_fd], [], [], 0)
+            if ready:
                 self._read_reports()
-            if self.master in ready:
-                try:
-                    data = os.read(self.master, 1 << 16)
-                except OSError:  # the app is gone (EIO on the master side)
-                    raise RuntimeError("the dashboard exited; its last screen:\n" + self.text()) from None
-                if not data:
-                    raise RuntimeError("the dashboard closed its terminal")
-                self.bytes_read += len(data)
-                if b"\x1b[?2026$p" in data:
-                    # Yes, synchronized output (mode 2026) is supported: frames arrive whole.
-                    os.write(self.master, b"\x1b[?2026;2$y")
-                self.stream.feed(_QUERIES.sub(b"", data))
-                if until is not None and until():
-                    return now
+            try:
+                at, data = self._chunks.get(timeout=min(remaining, 0.01))
+            except queue.Empty:
+                continue
+            if data is None:
+                raise RuntimeError("the dashboard exited or closed its terminal; its last screen:\n" + self.text())
+            self.bytes_read += len(data)
+            self.stream.feed(_QUERIES.sub(b"", data))
+            begin, end = data.rfind(b"\x1b[?2026h"), data.rfind(b"\x1b[?2026l")
+            if begin != -1 or end != -1:
+                self._in_frame = begin > end
+            if until is not None and not self._in_frame and until():
+                return at
 
     def wait(self, what: str, until: Callable[[], bool], timeout: float = 10.0) -> float:
         if until():
@@ -175,9 +206,13 @@ class Terminal:
 @dataclass
 class Latencies:
     values: list[float] = field(default_factory=list)
+    #: When each key was written (monotonic clock), for ``--trace``.
+    starts: list[float] = field(default_factory=list)
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, start: float | None = None) -> None:
         self.values.append(seconds * 1000)
+        if start is not None:
+            self.starts.append(start)
 
     def p(self, q: float) -> float:
         return percentile(self.values, q)
@@ -233,12 +268,12 @@ class Bench:
 
         marks = [(index, self.term.row_bg(y, 3) == self.cursor_bg) for y, _, index in self.term.rows()]
         try:
-            row.add(self.term.wait(f"{key}: the cursor row", row_moved) - t0)
+            row.add(self.term.wait(f"{key}: the cursor row", row_moved) - t0, t0)
         except TimeoutError:
             after = [(index, self.term.row_bg(y, 3) == self.cursor_bg) for y, _, index in self.term.rows()]
             raise TimeoutError(f"{key} from {before}: rows before {marks}, after {after}") from None
         target = moved["to"]
-        detail.add(self.term.wait(f"{key}: the detail pane", lambda: self.term.detail_id() == target) - t0)
+        detail.add(self.term.wait(f"{key}: the detail pane", lambda: self.term.detail_id() == target) - t0, t0)
 
     def walk(self, presses: int, row: Latencies, detail: Latencies, gap: float = 0.15) -> None:
         """``presses`` timed ``down`` moves in runs of 10 from the top (``home``, untimed).
@@ -310,7 +345,7 @@ class Bench:
                 shown = [index for _, _, index in self.term.rows()]
                 return bool(shown) and shown == expected[: len(shown)]
 
-            latencies.add(self.term.wait(f"filter {typed!r}", filtered) - t0)
+            latencies.add(self.term.wait(f"filter {typed!r}", filtered) - t0, t0)
             self.term.pump(0.15)
         for _ in FILTER_TEXT:
             self.term.press("backspace")
@@ -326,12 +361,12 @@ class Bench:
         for i in range(rounds):
             for key, title in SCREENS.values():
                 t0 = self.term.press(key)
-                opened.add(self.term.wait(f"{key}: {title}", lambda title=title: self.term.showing(title)) - t0)
+                opened.add(self.term.wait(f"{key}: {title}", lambda title=title: self.term.showing(title)) - t0, t0)
                 self.term.pump(0.2)
                 close = "escape" if i % 2 else "q"
                 t0 = self.term.press(close)
                 at = self.term.wait(f"{close}: {title} closed", lambda title=title: not self.term.showing(title))
-                (closed_esc if close == "escape" else closed).add(at - t0)
+                (closed_esc if close == "escape" else closed).add(at - t0, t0)
                 self.term.pump(0.2)
 
     # ------------------------------------------------------------------ process figures
@@ -359,11 +394,15 @@ def _title(i: int) -> str:
 
 
 @contextlib.contextmanager
-def dashboard_in_pty(sessions: int, rate: int) -> Iterator[tuple[Terminal, subprocess.Popen[bytes]]]:
+def dashboard_in_pty(
+    sessions: int, rate: int, trace: Path | None = None
+) -> Iterator[tuple[Terminal, subprocess.Popen[bytes]]]:
     with temp_root("pty") as root:
         env = isolated_env(root)
         env.update(TERM="xterm-256color", COLORTERM="truecolor", COLUMNS=str(COLUMNS), LINES=str(LINES))
         env.pop("TEXTUAL", None)
+        if trace is not None:
+            env["BENCH_TRACE"] = str(trace.resolve())
         master, slave = os.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", LINES, COLUMNS, 0, 0))
         report_r, report_w = os.pipe()
@@ -399,9 +438,11 @@ def dashboard_in_pty(sessions: int, rate: int) -> Iterator[tuple[Terminal, subpr
             os.close(report_r)
 
 
-def measure(sessions: int, rate: int, presses: int, keep_screen: bool = False) -> dict[str, Any]:
+def measure(
+    sessions: int, rate: int, presses: int, keep_screen: bool = False, trace: Path | None = None
+) -> dict[str, Any]:
     results: dict[str, Any] = {"load_note_before": load_note()}
-    with dashboard_in_pty(sessions, rate) as (term, proc):
+    with dashboard_in_pty(sessions, rate, trace) as (term, proc):
         bench = Bench(term, proc, sessions)
         started = term.report("start")["t"]
         first = term.wait("the first row", lambda: any(index == 0 for _, _, index in term.rows()), timeout=60)
@@ -463,11 +504,17 @@ def measure(sessions: int, rate: int, presses: int, keep_screen: bool = False) -
 
 
 def run(
-    sessions: int = SESSIONS, rate: int = EVENT_RATE, presses: int = PRESSES, keep_screen: bool = False
+    sessions: int = SESSIONS,
+    rate: int = EVENT_RATE,
+    presses: int = PRESSES,
+    keep_screen: bool = False,
+    trace: Path | None = None,
 ) -> list[Figure]:
-    r = measure(sessions, rate, presses, keep_screen)
+    r = measure(sessions, rate, presses, keep_screen, trace)
     if keep_screen:
         print(r["screen"])
+    if trace is not None:
+        _write_presses(trace, r)
     print(
         f"   {sessions:,} sessions in a {COLUMNS}×{LINES} pty; feed {r['events_per_s']:.0f} events/s; "
         f"{r['load_note_before']} before, {r['load_note_after'].split(' on ')[0]} after",
@@ -513,14 +560,31 @@ def run(
     ]
 
 
+def _write_presses(trace: Path, r: dict[str, Any]) -> None:
+    lines = []
+    for name, value in r.items():
+        if isinstance(value, Latencies):
+            lines += [
+                json.dumps({"what": name, "t": t, "ms": ms}) for t, ms in zip(value.starts, value.values, strict=True)
+            ]
+    trace.with_name(trace.name + ".presses").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pty_keys", description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=SESSIONS)
     parser.add_argument("--rate", type=int, default=EVENT_RATE, help="events per second while loaded")
     parser.add_argument("--presses", type=int, default=PRESSES, help="cursor moves under load (half as many idle)")
     parser.add_argument("--keep-screen", action="store_true", help="print the last screen (debugging)")
+    parser.add_argument(
+        "--trace",
+        type=Path,
+        metavar="FILE",
+        help="write the app's timeline (keys, frames, slow loop callbacks, GC; see benchmarks._trace) to FILE "
+        "and each timed key to FILE.presses, to find where a slow key's time went",
+    )
     args = parser.parse_args()
-    print_figures(run(args.sessions, args.rate, args.presses, args.keep_screen))
+    print_figures(run(args.sessions, args.rate, args.presses, args.keep_screen, args.trace))
 
 
 if __name__ == "__main__":
