@@ -377,4 +377,4 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
     # ------------------------------------------------------------------ help
 
     def action_help(self) -> None:
-        self.push_screen(HelpScreen(help_sections()))
+        self.open_page("help", lambda: HelpScreen(help_sections()))

@@ -29,7 +29,7 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__(classes="dialog-screen page-screen")
         self._sections = sections
 
     def compose(self) -> ComposeResult:

@@ -165,14 +165,15 @@ class RulesScreen(TableScreen):
 class PolicyScreen(ModalScreen[None]):
     """The approval policy: where it lives, what it says in plain words, how to change it.
 
-    ``load`` renders the policy afresh (the file may have been edited meanwhile), so `r`
-    re-reads it: the way to check an edit without restarting anything.
+    ``load`` renders the policy afresh (the file may have been edited meanwhile): at every
+    opening (the dashboard keeps the page once built), and on `r`, the way to check an edit
+    without restarting anything.
     """
 
     BINDINGS = [Binding("escape,q", "close", "Close"), Binding("r", "reload", "Re-read")]
 
     def __init__(self, load: Callable[[], RenderableType]) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__(classes="dialog-screen page-screen")
         self._load = load
 
     def compose(self) -> ComposeResult:
@@ -183,8 +184,11 @@ class PolicyScreen(ModalScreen[None]):
             yield Static("r re-read the file · Esc to close", classes="dialog-hint")
 
     def on_mount(self) -> None:
-        self.action_reload()
         self.query_one(VerticalScroll).focus()
+
+    def on_screen_resume(self) -> None:
+        self.action_reload()
+        self.query_one(VerticalScroll).scroll_home(animate=False)
 
     def action_reload(self) -> None:
         try:

@@ -13,6 +13,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import (
     DataTable,
     Label,
@@ -63,11 +64,13 @@ def rule_reply_text(reply: str) -> Text:
 
 
 class TableScreen(ModalScreen[None]):
-    """A full-height dialog around one table: the look every pool screen shares.
+    """A full-height page around one table: the look every pool screen shares.
 
     Subclasses say what the rows are (:meth:`load_rows`); with ``refresh_every`` the rows are
     reloaded on a timer while the screen is open (only repainted when they changed), so a
-    screen left open keeps telling the truth about other processes.
+    screen left open keeps telling the truth about other processes. The dashboard keeps each
+    page once it has been built (see ``PoolScreens.open_page``): every opening reads the rows
+    again and starts at the top, as a new screen would, and the timer sleeps while it is closed.
     """
 
     BINDINGS = [Binding("escape,q", "close", "Close")]
@@ -79,8 +82,9 @@ class TableScreen(ModalScreen[None]):
     refresh_every: float | None = None
 
     def __init__(self) -> None:
-        super().__init__(classes="dialog-screen")
+        super().__init__(classes="dialog-screen page-screen")
         self._shown: list[tuple[str, tuple[RenderableType, ...]]] | None = None
+        self._timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog table-dialog"):
@@ -94,10 +98,21 @@ class TableScreen(ModalScreen[None]):
         table = self.query_one(DataTable)
         for column in self.COLUMNS:
             table.add_column(column, key=column)
-        self.reload()
         if self.refresh_every:
-            self.set_interval(self.refresh_every, self.reload)
+            self._timer = self.set_interval(self.refresh_every, self.reload, pause=True)
         table.focus()
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+        table = self.query_one(DataTable)
+        if table.row_count:
+            table.move_cursor(row=0, animate=False)
+        if self._timer is not None:
+            self._timer.resume()
+
+    def on_screen_suspend(self) -> None:
+        if self._timer is not None:
+            self._timer.pause()
 
     def load_rows(self) -> list[tuple[str, tuple[RenderableType, ...]]]:
         """(key, cells) per row, in display order."""
