@@ -45,6 +45,7 @@ from orchestrator_tui.tui.screens import (
     DecisionLogScreen,
     HelpScreen,
     MakeRuleScreen,
+    PolicyScreen,
     QuestionScreen,
     RulesScreen,
     TextPromptScreen,
@@ -865,13 +866,22 @@ async def test_batch_allow_once_of_marked_requests(make_rig: Callable[..., Rig])
             assert (decision.decision, decision.decided_by, decision.channel) == ("once", "human", "dashboard")
         assert requests[other].id in app.pool.permissions
 
+        # The decision log lists the two answers so far. (It is built once and kept: opened again
+        # below, it must read the decisions afresh.)
+        app.clear_notifications()
+        await pilot.press("L")
+        await until(pilot, lambda: isinstance(app.screen, DecisionLogScreen), "the decision log")
+        await on_screen(pilot, "Decision log", "2 decisions", "batch one", "batch two")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, DecisionLogScreen), "the log to close")
+
         # With nothing marked, `o` is back to the highlighted request alone.
         app.inbox.select(requests[other].id)
         await looked_at(pilot, app, requests[other].id)
         await pilot.press("o")
         await until(pilot, lambda: is_idle(app, other), "the third session to finish")
 
-        # The decision log (L) lists the three answers, newest first, with who and how.
+        # Opened again, the decision log lists the three answers, newest first, with who and how.
         app.clear_notifications()  # toasts would cover the table's right-hand columns
         await pilot.press("L")
         await until(pilot, lambda: isinstance(app.screen, DecisionLogScreen), "the decision log")
@@ -882,6 +892,34 @@ async def test_batch_allow_once_of_marked_requests(make_rig: Callable[..., Rig])
         assert "bash · echo batch-same" in squash_spaces(text)
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, DecisionLogScreen), "the log to close")
+        assert rig.problems() == []
+
+
+async def test_a_page_opened_again_shows_what_changed_meanwhile(make_rig: Callable[..., Rig]) -> None:
+    """Pages are built once and kept, so that they open fast; each opening still reads afresh.
+
+    The policy file edited while its page was closed: the page opened again says what the new
+    file says, not what it said the first time.
+    """
+    rig = make_rig()
+    app = rig.app
+    policy = Path(rig.env["ORCHESTRATOR_TUI_STATE_DIR"]) / "default" / "policy.toml"
+    policy.unlink(missing_ok=True)
+    async with rig.running() as pilot:
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, PolicyScreen), "the policy screen")
+        await on_screen(pilot, "Approval policy", "not there yet")
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, PolicyScreen), "the policy screen to close")
+
+        policy.write_text(
+            'default = "human"\n\n[[rule]]\npermission = "bash"\npattern = "git status*"\nanswer = "agent"\n'
+        )
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, PolicyScreen), "the policy screen again")
+        text = await on_screen(pilot, "Approval policy", "in use", "git status*")
+        assert "not there yet" not in text
+        await pilot.press("escape")
         assert rig.problems() == []
 
 
