@@ -26,7 +26,7 @@ from textual.binding import BindingType
 from textual.command import Provider
 from textual.containers import Horizontal, Vertical
 from textual.filter import LineFilter
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import PoolActions
@@ -44,7 +44,8 @@ from orchestrator_tui.tui.safe import ControlFilter, visible
 from orchestrator_tui.tui.screens import HelpScreen
 from orchestrator_tui.tui.session_actions import SessionActions
 from orchestrator_tui.tui.session_list import Row, SessionList, row_state
-from orchestrator_tui.tui.widgets import DetailPane, Inbox, ServerState, StatusLine
+from orchestrator_tui.tui.steady import SteadyInput
+from orchestrator_tui.tui.widgets import DetailPane, Inbox, KeyFooter, ServerState, StatusLine
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +143,11 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         yield StatusLine(id="status-line")
         with Horizontal(id="main"):
             with Vertical(id="sessions-pane"):
-                yield Input(placeholder="filter: fuzzy match on title, path, id, origin, status", id="filter")
+                yield SteadyInput(placeholder="filter: fuzzy match on title, path, id, origin, status", id="filter")
                 yield SessionList(id="sessions")
             yield DetailPane(id="detail")
         yield Inbox(self.key_clock, id="inbox")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         # Keep references: while a dialog is open, App.query_one looks at the dialog's screen.

@@ -3,7 +3,8 @@
 With 10,000 sessions a widget per row (or a DataTable rebuilt on every change) is far too slow,
 so this follows Toolong: only visible lines are rendered (the Line API), each row's rendering
 is cached by (session, version, width, selected), and a change to one session repaints one line.
-Filtering and ordering work on a list of ids, not on widgets.
+Filtering and ordering work on a list of ids, not on widgets, and a filter that changes how
+many rows there are does not lay out the screen (:mod:`orchestrator_tui.tui.steady`).
 """
 
 from __future__ import annotations
@@ -21,11 +22,11 @@ from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from orchestrator_tui.pool.state import SessionView, Status
 from orchestrator_tui.safetext import visible
+from orchestrator_tui.tui.steady import SteadyScrollView
 
 #: Status glyphs, with the word used for filtering and the help screen.
 GLYPHS: dict[str, str] = {
@@ -144,7 +145,7 @@ def compact_number(n: int) -> str:
     return str(n)
 
 
-class SessionList(ScrollView, can_focus=True):
+class SessionList(SteadyScrollView, can_focus=True):
     """Keyboard-driven list of sessions; posts :class:`SessionList.Highlighted` on moves."""
 
     COMPONENT_CLASSES = {
@@ -492,7 +493,7 @@ class SessionList(ScrollView, can_focus=True):
 
 
 def _squeeze(label: str, width: int) -> str:
-    """"agent · claude-code" → "agent·claude-code" when the column is a little too narrow."""
+    """ "agent · claude-code" → "agent·claude-code" when the column is a little too narrow."""
     return label if len(label) <= width else label.replace(" · ", "·")
 
 

@@ -12,7 +12,8 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import OptionList, Static, TextArea
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
@@ -25,9 +26,36 @@ from orchestrator_tui.tui.render import (
 )
 from orchestrator_tui.tui.safe import shown, visible
 from orchestrator_tui.tui.session_list import GLYPHS, Row, age
+from orchestrator_tui.tui.steady import SteadyTextArea
 
 if TYPE_CHECKING:
     from orchestrator_tui.tui.keys import KeyClock
+
+
+class KeyFooter(Footer):
+    """Textual's footer, rebuilt only when the keys it shows change.
+
+    Textual's footer rebuilds itself (a widget per key, each laid out) whenever its screen says
+    its bindings were updated: on every focus change, and twice for each page opened and
+    closed, though the same keys come back. Traced through a pty, that was 6 layouts of the
+    screen per page opened, a good part of the 50 ms the page has to appear.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._shown_keys: tuple[object, ...] | None = None
+
+    def bindings_changed(self, screen: Screen[object]) -> None:
+        if screen.app.app_focus and self.is_attached and screen is self.screen:
+            keys = tuple(
+                (binding.key, binding.description, binding.action, enabled, tooltip)
+                for _, binding, enabled, tooltip in screen.active_bindings.values()
+                if binding.show or binding.key == screen.app.COMMAND_PALETTE_BINDING
+            )
+            if keys == self._shown_keys:
+                return
+            self._shown_keys = keys
+        super().bindings_changed(screen)
 
 
 @dataclass(frozen=True)
@@ -115,7 +143,7 @@ class DetailPane(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(id="detail-info")
         yield Static(id="detail-tools")
-        yield TextArea(
+        yield SteadyTextArea(
             id="detail-output",
             read_only=True,
             soft_wrap=True,
