@@ -11,8 +11,8 @@ through a pty (`benchmarks.pty_keys --trace`), those layouts were most of a filt
 
 :class:`SteadyScrollView` is mixed in after a widget's own class (Textual takes a widget's
 stylesheet and component classes from its first base only): a change of the virtual size then
-updates the scrollbars in place and repaints the widget, and lays out only when a scrollbar
-appears or goes (which does change the widget's content area).
+updates the scrollbars in place and repaints the widget; the screen is laid out only when a
+scrollbar appears or goes (which does change the widget's content area).
 """
 
 from __future__ import annotations
@@ -28,14 +28,11 @@ class SteadyScrollView(ScrollView):
 
     virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
 
-    def watch_virtual_size(self, old: Size, new: Size) -> None:
-        if not self.is_mounted:
-            return
-        width, height = self.container_size
-        if (old.height > height) != (new.height > height) or (old.width > width) != (new.width > width):
-            self.refresh(layout=True)
-        else:
-            # Private to Textual (pinned below 9 in pyproject): the same update a layout makes.
+    def watch_virtual_size(self, new: Size) -> None:
+        if self.is_mounted:
+            # What a layout would do for this widget (private to Textual, pinned below 9 in
+            # pyproject): the scrollbars' sizes and the scroll position checked. A scrollbar that
+            # appears or goes still lays out the screen: that is a reactive of its own.
             self._scroll_update(new)
 
 
