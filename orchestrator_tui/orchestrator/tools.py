@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.models import Message, PermissionRequest, QuestionRequest, SessionStatus
+from orchestrator_tui.opencode.models import Message, PermissionRequest, QuestionRequest, Session, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
@@ -528,7 +528,7 @@ class Orchestrator:
             await self._check_command(client, inp.command, message or "")
         if inp.session_id is not None:
             sid = inp.session_id
-            await self._ensure_session(
+            await self._existing_session(
                 client,
                 sid,
                 f"Session '{sid}' not found. Use list_sessions to discover sessions, "
@@ -561,11 +561,12 @@ class Orchestrator:
         command = next((c for c in commands if c.name == name), None)
         check_command_run(command, arguments, paths, self._current_policy())
 
-    async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
+    async def _existing_session(self, client: OpenCodeClient, sid: str, not_found: str) -> Session:
+        """The session ``sid``; ``not_found`` (the tool's own hint) when there is no such session."""
         if not _looks_like_session_id(sid):
             raise InvalidInput(not_found)
         try:
-            await client.get_session(sid)
+            return await client.get_session(sid)
         except HttpStatusError as exc:
             if exc.status in (404, 400):
                 raise InvalidInput(not_found) from exc
@@ -706,17 +707,9 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
-        not_found = f"Session '{sid}' not found. Use list_sessions to discover available sessions."
-        if not _looks_like_session_id(sid):
-            raise InvalidInput(not_found)
-        try:
-            session = await client.get_session(sid)
-        except HttpStatusError as exc:
-            if exc.status in (404, 400):
-                raise InvalidInput(not_found) from exc
-            raise Internal(f"Failed to get session: {exc}") from exc
-        except OpenCodeError as exc:
-            raise Internal(f"Failed to get session: {exc}") from exc
+        session = await self._existing_session(
+            client, sid, f"Session '{sid}' not found. Use list_sessions to discover available sessions."
+        )
         try:
             statuses = await client.session_status()
         except OpenCodeError as exc:
