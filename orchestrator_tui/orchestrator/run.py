@@ -868,10 +868,8 @@ class RunMachine:
         ending go unanswered). Waiting longer would only end in the inactivity timeout, so the
         run completes without a response and says why: never a silent empty ``completed``.
         """
-        try:
-            messages = await self.client.messages(sid)
-        except OpenCodeError as exc:
-            log.warning("reading the transcript for the answer failed: %s", exc)
+        messages = await self._transcript_or_none(sid)
+        if messages is None:
             return None
         seen = Turn.from_transcript(turn.message_id, messages)
         if not seen.complete and not turn_ran:
@@ -886,10 +884,8 @@ class RunMachine:
             return None
         if not seen.complete:
             # Idle is established now; an answer written before it is in a transcript read after it.
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                log.warning("reading the transcript for the answer failed: %s", exc)
+            messages = await self._transcript_or_none(sid)
+            if messages is None:
                 return None
             seen = Turn.from_transcript(turn.message_id, messages)
             if not seen.complete and self.server_replaced:
@@ -902,6 +898,14 @@ class RunMachine:
                 )
                 return await self.finalize(sid, tracker, [*warnings, warning], turn=seen, transcript=messages)
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
+
+    async def _transcript_or_none(self, sid: str) -> list[Message] | None:
+        """The transcript, or None (logged) when it cannot be read: the caller looks again later."""
+        try:
+            return await self.client.messages(sid)
+        except OpenCodeError as exc:
+            log.warning("reading the transcript for the answer failed: %s", exc)
+            return None
 
     async def _fetch_response(self, sid: str) -> tuple[str | None, list[Message]]:
         """The transcript's final text, read until it is visible (or the reply was interrupted)."""
