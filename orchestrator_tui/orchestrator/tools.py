@@ -40,10 +40,9 @@ from orchestrator_tui.orchestrator.run import (
     RunMachine,
     RunPlan,
     RunResult,
-    extract_response,
-    interrupted_reply,
 )
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
+from orchestrator_tui.orchestrator.transcript import extract_response, interrupted_reply
 from orchestrator_tui.pool.answers import (
     AlreadyAnswered,
     Answer,
