@@ -30,7 +30,8 @@ inactivity timeout is suspended while a hold lasts; the hold has its own timeout
 Over 600 lines, nearly all of them :class:`RunMachine`: its states share the watch, the poll, the
 turn and the deadlines, so splitting the class would pass all of them back and forth. What is a
 concern of its own lives beside it: reading the transcript (:mod:`.transcript`: :class:`Turn`,
-the answer's text) and the shared REST poll (:mod:`.poll`).
+the answer's text), the shared REST poll (:mod:`.poll`), and OpenCode's requests as the run's
+outputs (:mod:`.views`).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ from orchestrator_tui.opencode.models import (
     PermissionReplied,
     PermissionRequest,
     QuestionAsked,
-    QuestionRequest,
     SessionError,
     SessionIdle,
     SessionStatusEvent,
@@ -69,12 +69,8 @@ from orchestrator_tui.orchestrator.transcript import (
     transcript_or_none,
     turn_response,
 )
-from orchestrator_tui.orchestrator.types import (
-    QuestionInfoView,
-    QuestionOptionView,
-    RunOutput,
-    RunStatus,
-)
+from orchestrator_tui.orchestrator.types import RunOutput, RunStatus
+from orchestrator_tui.orchestrator.views import permission_output, question_output
 from orchestrator_tui.pool.state import Pool
 
 log = logging.getLogger(__name__)
@@ -134,38 +130,6 @@ def feed_tracker(tracker: TokenTracker, event: object) -> None:
         isinstance(event, PartUpdated) and event.properties.part.type == "step-finish"
     ):
         tracker.observe_event(event.type, event.properties.model_dump(exclude_none=True))
-
-
-def permission_output(session_id: str, req: PermissionRequest, partial: str = "", warnings=()) -> RunOutput:
-    return RunOutput(
-        session_id=session_id,
-        status=RunStatus.PERMISSION_REQUIRED,
-        permission_request_id=req.id,
-        permission_type=req.permission,
-        permission_patterns=list(req.patterns),
-        partial_response=partial or None,
-        warnings=list(warnings),
-    )
-
-
-def question_output(session_id: str, req: QuestionRequest, partial: str = "", warnings=()) -> RunOutput:
-    return RunOutput(
-        session_id=session_id,
-        status=RunStatus.QUESTION_REQUIRED,
-        question_request_id=req.id,
-        questions=[
-            QuestionInfoView(
-                question=q.question,
-                header=q.header or "",
-                options=[QuestionOptionView(label=o.label, description=o.description or "") for o in q.options],
-                multiple=bool(q.multiple),
-                custom=True if q.custom is None else bool(q.custom),
-            )
-            for q in req.questions
-        ],
-        partial_response=partial or None,
-        warnings=list(warnings),
-    )
 
 
 class RunMachine:
