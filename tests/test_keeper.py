@@ -21,9 +21,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator_tui.opencode import keeper
-from orchestrator_tui.opencode.keeper import KeeperSpec
+from orchestrator_tui.opencode.keeper import KeeperSpec, pid_alive
 from orchestrator_tui.opencode.process import ServerStartError, start_keeper
-from orchestrator_tui.pool.registry import pid_alive
 
 RECORD, RECORD_LOCK = "server.json", "server.lock"
 

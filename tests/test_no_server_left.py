@@ -42,8 +42,8 @@ from test_mcp_protocol import WORKER, RawWorker
 from test_shared_pool import Member
 
 from orchestrator_tui.opencode.client import OpenCodeClient
+from orchestrator_tui.opencode.keeper import pid_alive
 from orchestrator_tui.pool.discovery import PoolFolder
-from orchestrator_tui.pool.registry import pid_alive
 from orchestrator_tui.scripted_model.server import ScriptedModelServer, opencode_config
 
 pytestmark = pytest.mark.real_opencode

@@ -192,7 +192,7 @@ async def test_pool_follows_a_real_session_live(service: PoolService, tmp_path: 
     assert calls and calls[-1].tool == "read" and calls[-1].status == "completed"
     # `run` answers from the pool when it saw the whole final message: it must be exactly what
     # the REST extraction gives.
-    from orchestrator_tui.orchestrator.run import extract_response
+    from orchestrator_tui.orchestrator.transcript import extract_response
 
     await wait_until(lambda: service.pool.final_text(created.id)[0])
     known, text = service.pool.final_text(created.id)

@@ -41,6 +41,7 @@ from fake_opencode import FakeOpenCode
 from orchestrator_tui.opencode import binary
 from orchestrator_tui.opencode.binary import ATTACH_VERSIONS, PINNED_VERSION, PROJECT_BINARY_ENV
 from orchestrator_tui.opencode.client import OpenCodeClient
+from orchestrator_tui.opencode.keeper import pid_alive
 from orchestrator_tui.opencode.process import ChildEnvironment, child_environment
 from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.orchestrator import types as t
@@ -52,7 +53,7 @@ from orchestrator_tui.pool.discovery import (
     stop_recorded_server,
 )
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
-from orchestrator_tui.pool.registry import PoolStateError, Registry, UnsafePoolPath, pid_alive, pool_dir
+from orchestrator_tui.pool.registry import PoolStateError, Registry, UnsafePoolPath, pool_dir
 from orchestrator_tui.pool.service import PoolService, ServerSpec, start_managed, start_shared
 
 PASSWORD = "pool-password-Zq8xW3vN1kE5rT7y"

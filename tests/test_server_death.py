@@ -21,7 +21,8 @@ import pytest
 from orchestrator_tui.opencode.models import PermissionRequest, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.errors import Internal, InvalidInput
-from orchestrator_tui.orchestrator.tools import INTERRUPTED_TOOL, Orchestrator
+from orchestrator_tui.orchestrator.tools import Orchestrator
+from orchestrator_tui.orchestrator.views import INTERRUPTED_TOOL
 from orchestrator_tui.pool.policy import load_policy, policy_path
 from orchestrator_tui.pool.state import Pool
 

@@ -24,9 +24,10 @@ from typing import Any
 
 import pytest
 
+from orchestrator_tui.opencode.keeper import pid_alive
 from orchestrator_tui.pool import registry as registry_module
 from orchestrator_tui.pool.discovery import PoolFolder
-from orchestrator_tui.pool.registry import PoolStateError, Registry, pid_alive
+from orchestrator_tui.pool.registry import PoolStateError, Registry
 
 MEMBER = Path(__file__).with_name("pool_member.py")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from orchestrator_tui.opencode import ids
 from orchestrator_tui.opencode.models import Message, MessageInfo
-from orchestrator_tui.orchestrator.run import Turn
+from orchestrator_tui.orchestrator.transcript import Turn
 
 OURS = "msg_ours"
 

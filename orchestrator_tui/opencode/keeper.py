@@ -159,6 +159,30 @@ def start_time_of(pid: int) -> int | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a live process of ours has this pid. A zombie counts as gone, and so does another
+    user's process: a pid read from a file may have been reused by anyone. The one test of a
+    recorded pid for the front ends (members, the server record) and the keeper alike."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but we may not signal it: not ours
+        return False
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != os.geteuid():  # root may signal anyone: look at the owner
+            return False
+        # a zombie (exited, not yet reaped) answers kill(0) but is gone for our purposes
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return not os.path.isdir("/proc/self")  # gone meanwhile; without procfs, kill(0) is all we know
+    except OSError:
+        return True
+
+
 # ------------------------------------------------------------------------------------------------
 # the keeper process
 
@@ -270,7 +294,7 @@ class Keeper:
                 return
             if self.known_record is None:
                 return
-            if raw is not None and pid is not None and _pid_exists(pid):
+            if raw is not None and pid is not None and pid_alive(pid):
                 return  # it names another live process: not ours to overwrite
             self.log("the pool's server record was damaged or removed; restoring it")
             tmp = self.record.with_name(self.record.name + ".keeper")
@@ -361,18 +385,6 @@ class Keeper:
     def remove_private_folder(self) -> None:
         if self.private:
             shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _pid_exists(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _detach_stdout() -> None:

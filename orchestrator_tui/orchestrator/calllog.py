@@ -178,63 +178,52 @@ class CallLogger:
         token_usage: TokenUsage | None,
     ) -> None:
         """Log one finished call. ``error`` is the error display text (``None`` = success);
-        ``result_text`` is the text rendering of a successful result. Never raises."""
+        ``result_text`` is the text rendering of a successful result. Never raises: a call log
+        that cannot be written is a warning, never a failed tool call."""
         try:
-            self._record(tool, request, started, completed, result_text, error, token_usage)
+            env = self._env if self._env is not None else os.environ
+            log_dir = resolve_log_dir(env)
+            if log_dir is None or logging_disabled(env):
+                return
+
+            import json
+            import uuid
+
+            started_utc, completed_utc = _utc(started), _utc(completed)
+            call_id = str(uuid.uuid4())
+            bucket = f"tool_logs_{completed_utc:%Y-%m-%d}_{process_session_id()}"
+
+            log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            response_file = None
+            if error is None and result_text is not None and tool in MARKDOWN_TOOLS:
+                response_file = self._write_markdown(log_dir / bucket, f"{call_id}.md", result_text)
+
+            duration_ms = max(0, (completed_utc - started_utc) // _MILLISECOND)
+            record: dict[str, Any] = {
+                "call_id": call_id,
+                "server": self._server,
+                "tool": tool,
+                "started_at": rfc3339(started_utc),
+                "completed_at": rfc3339(completed_utc),
+                "duration_ms": duration_ms,
+                "request": _jsonable(request),
+            }
+            if response_file is not None:
+                record["response_file"] = response_file
+            record["success"] = error is None
+            if error is not None:
+                record["error"] = error
+                record["failure_kind"] = failure_kind(error)
+            if token_usage is not None:
+                usage, saturated = token_usage.to_record()
+                record["token_usage"] = usage
+                if saturated:
+                    record["summary"] = {"token_usage_saturated": True}
+
+            line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
+            self._append_locked(log_dir / f"{bucket}.jsonl", line)
         except Exception as exc:
             _logger.warning("failed to write orchestrator call log: %s", exc)
-
-    def _record(
-        self,
-        tool: str,
-        request: dict[str, Any],
-        started: datetime,
-        completed: datetime,
-        result_text: str | None,
-        error: str | None,
-        token_usage: TokenUsage | None,
-    ) -> None:
-        env = self._env if self._env is not None else os.environ
-        log_dir = resolve_log_dir(env)
-        if log_dir is None or logging_disabled(env):
-            return
-
-        import json
-        import uuid
-
-        started_utc, completed_utc = _utc(started), _utc(completed)
-        call_id = str(uuid.uuid4())
-        bucket = f"tool_logs_{completed_utc:%Y-%m-%d}_{process_session_id()}"
-
-        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        response_file = None
-        if error is None and result_text is not None and tool in MARKDOWN_TOOLS:
-            response_file = self._write_markdown(log_dir / bucket, f"{call_id}.md", result_text)
-
-        duration_ms = max(0, (completed_utc - started_utc) // _MILLISECOND)
-        record: dict[str, Any] = {
-            "call_id": call_id,
-            "server": self._server,
-            "tool": tool,
-            "started_at": rfc3339(started_utc),
-            "completed_at": rfc3339(completed_utc),
-            "duration_ms": duration_ms,
-            "request": _jsonable(request),
-        }
-        if response_file is not None:
-            record["response_file"] = response_file
-        record["success"] = error is None
-        if error is not None:
-            record["error"] = error
-            record["failure_kind"] = failure_kind(error)
-        if token_usage is not None:
-            usage, saturated = token_usage.to_record()
-            record["token_usage"] = usage
-            if saturated:
-                record["summary"] = {"token_usage_saturated": True}
-
-        line = (json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
-        self._append_locked(log_dir / f"{bucket}.jsonl", line)
 
     @staticmethod
     def _append_locked(path: Path, line: bytes) -> None:

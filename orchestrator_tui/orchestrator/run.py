@@ -27,28 +27,25 @@ approval policy reserves it for, with the dashboard attached; a standing rule), 
 waiting, reports progress, and goes on with the turn once the request is answered. The
 inactivity timeout is suspended while a hold lasts; the hold has its own timeout.
 
-About 900 lines, most of them :class:`RunMachine`: its states share the watch, the poll, the turn
-and the deadlines, so splitting the class would pass all of them back and forth. What reads the
-transcript (:class:`Turn`, :func:`extract_response`, :func:`interrupted_reply`, ~200 lines) is a
-concern of its own and the natural next module to move out.
+Over 600 lines, nearly all of them :class:`RunMachine`: its states share the watch, the poll, the
+turn and the deadlines, so splitting the class would pass all of them back and forth. What is a
+concern of its own lives beside it: reading the transcript (:mod:`.transcript`: :class:`Turn`,
+the answer's text), the shared REST poll (:mod:`.poll`), and OpenCode's requests as the run's
+outputs (:mod:`.views`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
-import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from orchestrator_tui.opencode import ids
-from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.models import (
     Message,
-    MessageInfo,
     MessageUpdated,
     PartDelta,
     PartUpdated,
@@ -56,36 +53,32 @@ from orchestrator_tui.opencode.models import (
     PermissionReplied,
     PermissionRequest,
     QuestionAsked,
-    QuestionRequest,
     SessionError,
     SessionIdle,
-    SessionStatus,
     SessionStatusEvent,
 )
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal
+from orchestrator_tui.orchestrator.poll import POLL_INTERVAL, POLL_REQUEST_TIMEOUT, SharedPoll, list_permissions
 from orchestrator_tui.orchestrator.tokens import TokenTracker
-from orchestrator_tui.orchestrator.types import (
-    QuestionInfoView,
-    QuestionOptionView,
-    RunOutput,
-    RunStatus,
+from orchestrator_tui.orchestrator.transcript import (
+    Turn,
+    final_response,
+    interrupted_reply,
+    session_error_text,
+    transcript_or_none,
+    turn_response,
 )
+from orchestrator_tui.orchestrator.types import RunOutput, RunStatus
+from orchestrator_tui.orchestrator.views import permission_output, question_output
 from orchestrator_tui.pool.state import Pool
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 1.0
 PERMISSION_LIST_WARNING = (
     "Permission state could not be listed during preflight (HTTP 400). Permission state may be stale or "
     "malformed; pending permissions may be stale or undiscoverable."
 )
-FINALIZE_BACKOFF = (0.0, 0.05, 0.1, 0.2, 0.4)
-#: The same, longer, for a turn's answer still open when its session went idle (an abort being
-#: written): about 3 s in all, and only in that case.
-SETTLE_BACKOFF = (*FINALIZE_BACKOFF, 0.8, 1.6)
-#: Per-request budget of the poll's REST calls: a wedged server must not stall the loop.
-POLL_REQUEST_TIMEOUT = 10.0
 #: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
 #: unbroken event stream says there is no answer yet (a safety net; the stream is what decides).
 TRANSCRIPT_RECHECK = 5.0
@@ -137,220 +130,6 @@ def feed_tracker(tracker: TokenTracker, event: object) -> None:
         isinstance(event, PartUpdated) and event.properties.part.type == "step-finish"
     ):
         tracker.observe_event(event.type, event.properties.model_dump(exclude_none=True))
-
-
-def message_text(message: Message) -> str | None:
-    """A message's text parts, concatenated; None when blank."""
-    text = "".join(p.text or "" for p in message.parts if p.type == "text")
-    return text if text.strip() else None
-
-
-def extract_response(messages: list[Message]) -> str | None:
-    """The last assistant message's text parts, concatenated."""
-    for message in reversed(messages):
-        if message.info.role == "assistant":
-            return message_text(message)
-    return None
-
-
-def interrupted_reply(messages: list[Message]) -> Message | None:
-    """The last assistant message when it never finished (no completion time, no error).
-
-    While its session is idle that means its turn stopped in the middle: the server that ran it
-    died (OpenCode keeps turns in memory; after a restart the message stays as it was, its tool
-    calls "running"). A turn that was aborted or failed carries an error instead.
-    """
-    for message in reversed(messages):
-        if message.info.role == "assistant":
-            info = message.info
-            return message if info.time.completed is None and not info.error else None
-    return None
-
-
-def session_error_text(error: dict[str, Any] | None) -> str:
-    """What the agent is told when its turn ended in an error (an abort, a provider failure)."""
-    text = json.dumps(error, ensure_ascii=False) if error is not None else "Unknown error"
-    return f"Session error: {text}"
-
-
-def _created(info: MessageInfo) -> tuple[int, str]:
-    """OpenCode's own order of messages: its clock first, the id on a tie (as its loop decides)."""
-    return (info.time.created or 0, info.id)
-
-
-class Turn:
-    """The turn that answers one user message we sent with our own id (a prompt or a command).
-
-    Fed message infos in the order OpenCode published them (the run's watch) or in OpenCode's
-    order (a transcript). The *answer* is the latest assistant message of the turn: one whose
-    parent is our message, or a user message that came after ours and was folded into the same
-    turn (a second prompt sent before OpenCode started the loop, a compaction's "continue").
-    An assistant message answering an earlier message is never the answer, whatever its timing.
-    """
-
-    def __init__(self, message_id: str) -> None:
-        self.message_id = message_id
-        #: Our user message's ``time.created`` on OpenCode's clock, once seen.
-        self.created: int | None = None
-        #: User messages whose replies belong to this turn: ours, and later ones.
-        self.users: set[str] = {message_id}
-        self.answer: MessageInfo | None = None
-
-    @property
-    def complete(self) -> bool:
-        """The answer exists and OpenCode finished writing it."""
-        return self.answer is not None and self.answer.time.completed is not None
-
-    def observe(self, info: MessageInfo) -> bool:
-        """Take one message's (updated) info; True when the answer or its completion changed."""
-        if info.role == "user":
-            if info.id == self.message_id:
-                self.created = info.time.created or 0
-            elif self.created is not None and _created(info) > (self.created, self.message_id):
-                self.users.add(info.id)
-            return False
-        if info.role != "assistant" or info.parentID not in self.users:
-            return False
-        answer = self.answer
-        if answer is not None and info.id != answer.id and _created(info) < _created(answer):
-            return False  # an update of an earlier step of the turn
-        was_complete = self.complete
-        self.answer = info
-        return answer is None or answer.id != info.id or was_complete != self.complete
-
-    @classmethod
-    def from_transcript(cls, message_id: str, messages: list[Message]) -> Turn:
-        turn = cls(message_id)
-        for message in sorted(messages, key=lambda m: _created(m.info)):
-            turn.observe(message.info)
-        return turn
-
-    def answer_text(self, messages: list[Message]) -> tuple[bool, str | None]:
-        """The answer's text in a transcript: (found, text)."""
-        if self.answer is None:
-            return False, None
-        for message in messages:
-            if message.info.id == self.answer.id:
-                return True, message_text(message)
-        return False, None
-
-
-def permission_output(session_id: str, req: PermissionRequest, partial: str = "", warnings=()) -> RunOutput:
-    return RunOutput(
-        session_id=session_id,
-        status=RunStatus.PERMISSION_REQUIRED,
-        permission_request_id=req.id,
-        permission_type=req.permission,
-        permission_patterns=list(req.patterns),
-        partial_response=partial or None,
-        warnings=list(warnings),
-    )
-
-
-def question_output(session_id: str, req: QuestionRequest, partial: str = "", warnings=()) -> RunOutput:
-    return RunOutput(
-        session_id=session_id,
-        status=RunStatus.QUESTION_REQUIRED,
-        question_request_id=req.id,
-        questions=[
-            QuestionInfoView(
-                question=q.question,
-                header=q.header or "",
-                options=[QuestionOptionView(label=o.label, description=o.description or "") for o in q.options],
-                multiple=bool(q.multiple),
-                custom=True if q.custom is None else bool(q.custom),
-            )
-            for q in req.questions
-        ],
-        partial_response=partial or None,
-        warnings=list(warnings),
-    )
-
-
-async def list_permissions(
-    client: OpenCodeClient, pool: Pool, *, timeout: float | None = None
-) -> tuple[list[PermissionRequest], bool]:
-    """``GET /permission``, or the pool's view when OpenCode cannot list them.
-
-    OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
-    metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
-    tolerates that; so do we, falling back to the requests the event stream told us about.
-    The flag is False when the fallback was used.
-    """
-    try:
-        return await client.permissions(timeout=timeout), True
-    except HttpStatusError as exc:
-        if exc.status != 400:
-            raise
-        log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
-        return list(pool.permissions.values()), False
-
-
-@dataclass(frozen=True, slots=True)
-class PollResult:
-    """One round of the REST safety net; None for a list OpenCode did not give."""
-
-    #: Loop time at which the round started, before any of its requests was sent.
-    started: float
-    permissions: list[PermissionRequest] | None
-    questions: list[QuestionRequest] | None
-    statuses: dict[str, SessionStatus] | None
-
-
-class SharedPoll:
-    """The 1 s REST safety net, one round at a time for every run on the same server.
-
-    Each waiting run used to send its own three requests a second: 200 concurrent runs made
-    600 a second, which cost OpenCode (one JavaScript thread, also running the turns) and this
-    process more than the turns themselves. Runs now tick on a common one-second grid and
-    join the round in flight, so the requests are three a second whatever the number of runs.
-    A run only joins a round that started after its own dispatch (never an answer from before
-    its work was sent), and knows when the round started (an idle it reports is no older).
-    """
-
-    def __init__(self, client: OpenCodeClient, pool: Pool) -> None:
-        self.client = client
-        self.pool = pool
-        self._round: tuple[float, asyncio.Task[PollResult]] | None = None
-
-    @classmethod
-    def of(cls, client: OpenCodeClient, pool: Pool) -> SharedPoll:
-        poll = _SHARED_POLLS.get(client)
-        if poll is None or poll.pool is not pool:
-            poll = _SHARED_POLLS[client] = cls(client, pool)
-        return poll
-
-    async def get(self, since: float) -> PollResult:
-        """A round that started at or after ``since`` and this tick: in flight or just done, or a new one."""
-        current = self._round
-        loop = asyncio.get_running_loop()
-        if current is None or current[0] < since or loop.time() - current[0] >= POLL_INTERVAL / 2:
-            started = loop.time()
-            current = self._round = (started, loop.create_task(self._fetch(started)))
-        # One caller giving up (a cancelled run) must not cancel the round for the others.
-        return await asyncio.shield(current[1])
-
-    async def _fetch(self, started: float) -> PollResult:
-        client = self.client
-        permissions: list[PermissionRequest] | None = None
-        questions: list[QuestionRequest] | None = None
-        statuses: dict[str, SessionStatus] | None = None
-        try:
-            permissions, _ = await list_permissions(client, self.pool, timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing permissions failed: %s", exc)
-        try:
-            questions = await client.questions(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: listing questions failed: %s", exc)
-        try:
-            statuses = await client.session_status(timeout=POLL_REQUEST_TIMEOUT)
-        except OpenCodeError as exc:
-            log.warning("poll: session status failed: %s", exc)
-        return PollResult(started, permissions, questions, statuses)
-
-
-_SHARED_POLLS: weakref.WeakKeyDictionary[OpenCodeClient, SharedPoll] = weakref.WeakKeyDictionary()
 
 
 class RunMachine:
@@ -793,7 +572,7 @@ class RunMachine:
         if turn is not None and transcript is not None:
             response = turn.answer_text(transcript)[1]
         elif turn is not None:
-            response, warning = await self._turn_response(sid, turn)
+            response, warning = await turn_response(lambda: self.client, self.pool, sid, turn)
             if warning:
                 warnings.append(warning)
         else:
@@ -802,7 +581,7 @@ class RunMachine:
             # which is most of the run's overhead. The REST read, with its retries, is the fallback.
             known, response = self.pool.final_text(sid)
             if not known:
-                response, messages = await self._fetch_response(sid)
+                response, messages = await final_response(lambda: self.client, sid)
                 if response is None and interrupted_reply(messages) is not None:
                     # The session is idle, and its last reply never finished: its server died.
                     if self.server_replaced:
@@ -819,41 +598,6 @@ class RunMachine:
             RunOutput(session_id=sid, status=RunStatus.COMPLETED, response=response, warnings=warnings), tracker
         )
 
-    async def _turn_response(self, sid: str, turn: Turn) -> tuple[str | None, str | None]:
-        """The text of the turn's answer, and a warning when it cannot be had.
-
-        The pool knows it when it saw that very message whole on the stream; otherwise the
-        transcript has it (OpenCode stores a message before it publishes it). A command whose
-        reply does not name our message (a subtask command) answers with the session's last
-        assistant message, as before: its POST returned, so its turn is over.
-        """
-        if turn.answer is not None and turn.complete:
-            known, text = self.pool.final_text(sid, turn.answer.id)
-            if known:
-                return text, None
-
-        def settled(messages: list[Message]) -> bool:
-            seen = Turn.from_transcript(turn.message_id, messages)
-            if seen.answer is None:
-                return not turn.complete
-            # An answer neither finished nor failed while the session is idle: seen under load
-            # when a turn is aborted, the idle coming before the abort error is written into the
-            # answer. Wait a little for it to settle.
-            return seen.complete or bool(seen.answer.error)
-
-        messages = await self._read_transcript(sid, settled, backoff=SETTLE_BACKOFF)
-        seen = Turn.from_transcript(turn.message_id, messages)
-        if seen.answer is not None and seen.answer.error:
-            raise Internal(session_error_text(seen.answer.error))
-        if seen.complete:
-            return seen.answer_text(messages)[1], None
-        if not turn.complete:
-            return extract_response(messages), None
-        return None, (
-            f"The reply to this run's message ({turn.message_id}) finished but could not be read from OpenCode; "
-            f"call run with session_id='{sid}' to read it."
-        )
-
     async def _transcript_answer(
         self, sid: str, turn: Turn, tracker: TokenTracker, warnings: list[str], *, turn_ran: bool
     ) -> RunResult | None:
@@ -868,10 +612,8 @@ class RunMachine:
         ending go unanswered). Waiting longer would only end in the inactivity timeout, so the
         run completes without a response and says why: never a silent empty ``completed``.
         """
-        try:
-            messages = await self.client.messages(sid)
-        except OpenCodeError as exc:
-            log.warning("reading the transcript for the answer failed: %s", exc)
+        messages = await transcript_or_none(lambda: self.client, sid)
+        if messages is None:
             return None
         seen = Turn.from_transcript(turn.message_id, messages)
         if not seen.complete and not turn_ran:
@@ -886,10 +628,8 @@ class RunMachine:
             return None
         if not seen.complete:
             # Idle is established now; an answer written before it is in a transcript read after it.
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                log.warning("reading the transcript for the answer failed: %s", exc)
+            messages = await transcript_or_none(lambda: self.client, sid)
+            if messages is None:
                 return None
             seen = Turn.from_transcript(turn.message_id, messages)
             if not seen.complete and self.server_replaced:
@@ -902,28 +642,3 @@ class RunMachine:
                 )
                 return await self.finalize(sid, tracker, [*warnings, warning], turn=seen, transcript=messages)
         return await self.finalize(sid, tracker, warnings, turn=seen, transcript=messages)
-
-    async def _fetch_response(self, sid: str) -> tuple[str | None, list[Message]]:
-        """The transcript's final text, read until it is visible (or the reply was interrupted)."""
-        messages = await self._read_transcript(
-            sid, lambda messages: extract_response(messages) is not None or interrupted_reply(messages) is not None
-        )
-        return extract_response(messages), messages
-
-    async def _read_transcript(
-        self, sid: str, enough: Callable[[list[Message]], bool], backoff: tuple[float, ...] = FINALIZE_BACKOFF
-    ) -> list[Message]:
-        """The session's transcript, read again after each pause of :data:`FINALIZE_BACKOFF` until
-        ``enough`` says it holds what the caller needs: OpenCode may announce the end of a turn a
-        moment before the last message is stored. Returns the last read either way."""
-        messages: list[Message] = []
-        for delay in backoff:
-            if delay:
-                await asyncio.sleep(delay)
-            try:
-                messages = await self.client.messages(sid)
-            except OpenCodeError as exc:
-                raise Internal(f"Failed to list messages: {exc}") from exc
-            if enough(messages):
-                break
-        return messages

@@ -4,9 +4,11 @@
 are validated models; outputs are the seed's output types; every failure is a
 :class:`~orchestrator_tui.orchestrator.errors.ToolError` whose text is the contract.
 
-Over 600 lines because the six tools share one :class:`Orchestrator` (its pool, client, config
-and call log); the answering of ``respond_permission``/``respond_question`` is the part that
-belongs to the pool's one answer path and leaves this module with it.
+Over 600 lines because the six tools share one :class:`Orchestrator` (its pool, client, config,
+policy, registry and call log), and the gate that holds a permission for a rule or a human reads
+all of them; the answering of ``respond_permission``/``respond_question`` is the pool's one
+answer path (:mod:`~orchestrator_tui.pool.answers`), and how OpenCode's objects read in the
+outputs is :mod:`.views`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.models import Message, PermissionRequest, QuestionRequest, SessionStatus
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest, Session, SessionStatus
 from orchestrator_tui.orchestrator import types as t
 from orchestrator_tui.orchestrator.command_guard import check_command_run
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_ms, load_config
@@ -40,10 +42,10 @@ from orchestrator_tui.orchestrator.run import (
     RunMachine,
     RunPlan,
     RunResult,
-    extract_response,
-    interrupted_reply,
 )
 from orchestrator_tui.orchestrator.specs import TOOL_SPECS
+from orchestrator_tui.orchestrator.transcript import extract_response, interrupted_reply
+from orchestrator_tui.orchestrator.views import status_summary, tool_calls_of
 from orchestrator_tui.pool.answers import (
     AlreadyAnswered,
     Answer,
@@ -67,7 +69,6 @@ log = logging.getLogger(__name__)
 #: A pending request the agent names: a permission or a question.
 Pending = TypeVar("Pending", PermissionRequest, QuestionRequest)
 
-RECENT_TOOL_CALLS = 10
 #: Seconds a run waits for a matching rule to be applied (by any front end's rule engine)
 #: before it returns the permission after all; applying one takes milliseconds.
 RULE_WAIT = 15.0
@@ -91,76 +92,6 @@ def _looks_like_session_id(session_id: str) -> bool:
 
 def _reply_of(inp: t.RespondPermissionInput) -> str:
     return inp.reply.value if hasattr(inp.reply, "value") else str(inp.reply)
-
-
-def status_summary(status: SessionStatus | None) -> t.SessionStatusIdle | t.SessionStatusBusy | t.SessionStatusRetry:
-    """Map an OpenCode status; a missing entry is idle, an unknown type is busy-like (0.7.x)."""
-    if status is None or status.type == "idle":
-        return t.SessionStatusIdle()
-    if status.type == "retry":
-        return t.SessionStatusRetry(attempt=status.attempt or 0, message=status.message or "", next=status.next or 0)
-    return t.SessionStatusBusy()
-
-
-#: The error a tool call shows when its turn stopped before it ended (its server went away).
-INTERRUPTED_TOOL = "interrupted: OpenCode stopped before this tool call ended (the server was restarted)"
-
-
-def tool_calls_of(
-    messages: list[Message], limit: int = RECENT_TOOL_CALLS, *, interrupted: str | None = None
-) -> list[t.ToolCallSummary]:
-    """Newest first: messages newest→oldest, parts last→first.
-
-    ``interrupted``: the id of a message whose turn died unfinished (:func:`interrupted_reply`);
-    its tool calls still "running" or "pending" will never end, and are shown as errors saying so.
-    """
-    calls: list[t.ToolCallSummary] = []
-    for message in reversed(messages):
-        for part in reversed(message.parts):
-            if part.type != "tool":
-                continue
-            state = part.state
-            status = state.status if state is not None else "pending"
-            if message.info.id == interrupted and status in ("running", "pending"):
-                start = state.time.start if state is not None and state.time is not None else None
-                calls.append(
-                    t.ToolCallSummary(
-                        call_id=part.callID or part.id or "",
-                        tool_name=part.tool or "",
-                        state=t.ToolStateError(message=INTERRUPTED_TOOL),
-                        started_at=start,
-                        completed_at=None,
-                    )
-                )
-                if len(calls) >= limit:
-                    return calls
-                continue
-            start = state.time.start if state is not None and state.time is not None else None
-            end = state.time.end if state is not None and state.time is not None else None
-            if status == "running":
-                summary: t.ToolStateSummary = t.ToolStateRunning()
-                started, completed = start, None
-            elif status == "completed":
-                summary = t.ToolStateCompleted()
-                started, completed = start, end
-            elif status == "error":
-                summary = t.ToolStateError(message=(state.error if state else None) or "")
-                started, completed = start, end
-            else:
-                summary = t.ToolStatePending()
-                started = completed = None
-            calls.append(
-                t.ToolCallSummary(
-                    call_id=part.callID or part.id or "",
-                    tool_name=part.tool or "",
-                    state=summary,
-                    started_at=started,
-                    completed_at=completed,
-                )
-            )
-            if len(calls) >= limit:
-                return calls
-    return calls
 
 
 def _lost_text(lost: LostRequest) -> str:
@@ -528,7 +459,7 @@ class Orchestrator:
             await self._check_command(client, inp.command, message or "")
         if inp.session_id is not None:
             sid = inp.session_id
-            await self._ensure_session(
+            await self._existing_session(
                 client,
                 sid,
                 f"Session '{sid}' not found. Use list_sessions to discover sessions, "
@@ -561,11 +492,12 @@ class Orchestrator:
         command = next((c for c in commands if c.name == name), None)
         check_command_run(command, arguments, paths, self._current_policy())
 
-    async def _ensure_session(self, client: OpenCodeClient, sid: str, not_found: str) -> None:
+    async def _existing_session(self, client: OpenCodeClient, sid: str, not_found: str) -> Session:
+        """The session ``sid``; ``not_found`` (the tool's own hint) when there is no such session."""
         if not _looks_like_session_id(sid):
             raise InvalidInput(not_found)
         try:
-            await client.get_session(sid)
+            return await client.get_session(sid)
         except HttpStatusError as exc:
             if exc.status in (404, 400):
                 raise InvalidInput(not_found) from exc
@@ -706,17 +638,9 @@ class Orchestrator:
         snapshot = await self.acquire()
         client = snapshot.client
         sid = inp.session_id
-        not_found = f"Session '{sid}' not found. Use list_sessions to discover available sessions."
-        if not _looks_like_session_id(sid):
-            raise InvalidInput(not_found)
-        try:
-            session = await client.get_session(sid)
-        except HttpStatusError as exc:
-            if exc.status in (404, 400):
-                raise InvalidInput(not_found) from exc
-            raise Internal(f"Failed to get session: {exc}") from exc
-        except OpenCodeError as exc:
-            raise Internal(f"Failed to get session: {exc}") from exc
+        session = await self._existing_session(
+            client, sid, f"Session '{sid}' not found. Use list_sessions to discover available sessions."
+        )
         try:
             statuses = await client.session_status()
         except OpenCodeError as exc:

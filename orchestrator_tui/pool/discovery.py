@@ -49,7 +49,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator_tui.opencode import keeper
-from orchestrator_tui.opencode.keeper import KeeperSpec
+from orchestrator_tui.opencode.keeper import KeeperSpec, pid_alive
 from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.pool.registry import (
     MemberKind,
@@ -57,7 +57,6 @@ from orchestrator_tui.pool.registry import (
     Registry,
     check_private_file,
     database_problem,
-    pid_alive,
     private_dir,
 )
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
-from orchestrator_tui.pool.registry import pid_alive
+from orchestrator_tui.opencode.keeper import pid_alive
 
 if TYPE_CHECKING:
     from orchestrator_tui.opencode.process import ManagedServer

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator_tui.opencode.keeper import flock_within
+from orchestrator_tui.opencode.keeper import flock_within, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -326,29 +326,6 @@ class Rule:
     def decider(self) -> str:
         """How the audit log names a decision this rule made."""
         return f"rule #{self.id}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a live process of ours has this pid. A zombie counts as gone, and so does another
-    user's process: a pid read from a file may have been reused by anyone."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, but we may not signal it: not ours
-        return False
-    try:
-        if os.stat(f"/proc/{pid}").st_uid != os.geteuid():  # root may signal anyone: look at the owner
-            return False
-        # a zombie (exited, not yet reaped) answers kill(0) but is gone for our purposes
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[-1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return not os.path.isdir("/proc/self")  # gone meanwhile; without procfs, kill(0) is all we know
-    except OSError:
-        return True
 
 
 def _expected_columns() -> dict[str, list[str]]:
