@@ -8,6 +8,7 @@ on first use, so the 350 MB install happens once per machine, not once per test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -49,7 +50,7 @@ def scripted_model() -> Iterator[ScriptedModelServer]:
 
 
 @pytest.fixture(scope="session")
-def opencode_base_env(xdg_root: Path, opencode_binary: str) -> dict[str, str]:
+def opencode_base_env(xdg_root: Path, opencode_binary: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Isolated OpenCode storage and the pinned binary: what every server a test starts gets."""
     env = dict(os.environ)
     for var in ("OPENCODE_ORCHESTRATOR_MANAGED", "OPENCODE_BINARY_ARGS", "OPENCODE_CONFIG_CONTENT"):
@@ -63,7 +64,34 @@ def opencode_base_env(xdg_root: Path, opencode_binary: str) -> dict[str, str]:
         AGENTIC_LOGGING_DISABLED="1",
         OPENCODE_DISABLE_MODELS_FETCH="1",
     )
+    asyncio.run(_settle_config_dir(env, tmp_path_factory.mktemp("warm-up")))
     return env
+
+
+async def _settle_config_dir(env: dict[str, str], project: Path) -> None:
+    """Let OpenCode finish its first-start work in the shared config dir before any test runs.
+
+    On a fresh config dir OpenCode installs ``@opencode-ai/plugin`` into it, under a lock in
+    ``$XDG_STATE_HOME/opencode/locks`` that only counts as stale after 60 s; a directory's first
+    request waits for that install. A test that stops its server a second after starting it
+    (many do) could kill the install with the lock held, and the next server of the session
+    would then hang for a minute on its first request. Here one server does it once, to the end:
+    its first request for a directory returns only after the install.
+    """
+    from orchestrator_tui.opencode.client import OpenCodeClient
+    from orchestrator_tui.opencode.process import ManagedServer
+
+    server = await ManagedServer.start(launcher=binary.Launcher(env["OPENCODE_BINARY"]), cwd=project, env=env)
+    try:
+        client = OpenCodeClient(
+            server.base_url, auth=(server.username, server.password), directory=str(project), timeout=180
+        )
+        try:
+            await client.list_sessions()
+        finally:
+            await client.aclose()
+    finally:
+        await server.stop()
 
 
 @pytest.fixture
