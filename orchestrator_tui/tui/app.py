@@ -118,6 +118,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         self._requests_dirty = True
         self._status_dirty = True
         self._flush_pending = False
+        self._detail_pending = False
         self._seen_requests: set[str] = set()
         self._origins: dict[str, Launch | None] = {}
         self._unknown_origin_checked = 0.0
@@ -336,6 +337,11 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         if state.stream != "down":
             self.session_list.set_placeholder(None)
 
+    def _detail_follows(self) -> None:
+        self._detail_pending = False
+        if self.is_running:
+            self._refresh_detail()
+
     def _refresh_detail(self) -> None:
         sid = self.session_list.selected_id
         view = self.pool.sessions.get(sid) if sid else None
@@ -350,7 +356,12 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
 
     @on(SessionList.Highlighted)
     def _on_highlight(self, event: SessionList.Highlighted) -> None:
-        self._refresh_detail()
+        # The detail pane is most of a cursor move's work (its facts and its text rebuilt): it
+        # follows once the list's new cursor row is on screen, once for a burst of moves
+        # (a held arrow key), so the list answers the key first. The inbox follows at once.
+        if not self._detail_pending:
+            self._detail_pending = True
+            self.call_after_refresh(self._detail_follows)
         if event.session_id:
             perms, questions = self.pool.pending_for(event.session_id)
             first = (perms or questions or [None])[0]
