@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from orchestrator_tui.opencode.models import (
     Event,
@@ -46,6 +47,9 @@ from orchestrator_tui.opencode.models import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What a session asks of a human: a permission or a question.
+AskedRequest = TypeVar("AskedRequest", PermissionRequest, QuestionRequest)
 
 #: How many tool calls the pool remembers per session (the dashboard's timeline).
 MAX_TOOL_CALLS = 50
@@ -330,17 +334,9 @@ class Pool:
                 view.last_error = event.properties.error
                 self._touch(sid)
         elif isinstance(event, PermissionAsked):
-            req = event.properties
-            if req.id not in self._resolved:
-                self.permissions[req.id] = req
-                self._touch_requests()
-                self._touch(req.sessionID)
+            self._asked(self.permissions, event.properties)
         elif isinstance(event, QuestionAsked):
-            req = event.properties
-            if req.id not in self._resolved:
-                self.questions[req.id] = req
-                self._touch_requests()
-                self._touch(req.sessionID)
+            self._asked(self.questions, event.properties)
         elif isinstance(event, PermissionReplied | QuestionReplied | QuestionRejected):
             self.resolve_request(event.properties.requestID)
         if sid is not None:
@@ -348,6 +344,13 @@ class Pool:
             if watches:
                 for watch in watches:
                     watch.queue.put_nowait(event)
+
+    def _asked(self, pending: dict[str, AskedRequest], request: AskedRequest) -> None:
+        """A permission or question asked: pending until answered (unless answered already)."""
+        if request.id not in self._resolved:
+            pending[request.id] = request
+            self._touch_requests()
+            self._touch(request.sessionID)
 
     def resolve_request(self, request_id: str) -> None:
         """Forget a pending request, and remember that it is answered."""

@@ -96,18 +96,16 @@ class PoolScreens(App[None]):
             self.install_screen(build(), name)
         self.push_screen(name)
 
-    def _no_registry(self) -> bool:
+    def _registry_or_say_why(self) -> Registry | None:
+        """The registry a pool screen reads; without one, the person is told why there is none."""
         if self.registry is None:
             why = f": {self.pool_problem}" if self.pool_problem else ""
             self.notify(f"This dashboard runs without the pool's registry{why}", severity="warning", markup=False)
-            return True
-        return False
+        return self.registry
 
     def action_workers(self) -> None:
-        if self._no_registry():
+        if (registry := self._registry_or_say_why()) is None:
             return
-        registry = self.registry
-        assert registry is not None
         self.open_page(
             "workers",
             lambda: WorkersScreen(
@@ -119,20 +117,16 @@ class PoolScreens(App[None]):
         )
 
     def action_decision_log(self) -> None:
-        if self._no_registry():
+        if (registry := self._registry_or_say_why()) is None:
             return
-        registry = self.registry
-        assert registry is not None
         self.open_page(
             "decision-log",
             lambda: DecisionLogScreen(lambda limit: registry.decisions(limit=limit), self._session_title),
         )
 
     def action_rules(self) -> None:
-        if self._no_registry():
+        if (registry := self._registry_or_say_why()) is None:
             return
-        registry = self.registry
-        assert registry is not None
         self.open_page("rules", lambda: RulesScreen(registry.rules, self._revoke_rule))
 
     def action_policy(self) -> None:
