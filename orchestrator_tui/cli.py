@@ -87,8 +87,11 @@ def tune_dashboard_collector() -> None:
 
     The freeze puts the modules, classes and functions of Textual, Rich and pydantic out of the
     collector's reach: they live as long as the process, yet a full collection would walk them
-    all. Both are process-wide, so they are done once, here where the dashboard process starts,
-    never from the app; the freeze comes before the pool fills, since objects that die later
+    all. Full collections are now rare, but each still pauses the loop: with 10,000 sessions one
+    takes 40-51 ms after the freeze and 82-86 ms without it (measured the same day).
+
+    Both are process-wide, so they are done once, here where the dashboard process starts, never
+    from the app; the freeze comes before the pool fills, since objects that die later
     (rows, views of a previous connection) must not be caught by it.
     """
     import gc
