@@ -43,8 +43,7 @@ from orchestrator_tui.tui.render import permission_title
 from orchestrator_tui.tui.safe import ControlFilter, visible
 from orchestrator_tui.tui.screens import HelpScreen
 from orchestrator_tui.tui.session_actions import SessionActions
-from orchestrator_tui.tui.session_list import Row, SessionList, row_state
-from orchestrator_tui.tui.steady import SteadyInput
+from orchestrator_tui.tui.session_list import FilterInput, Row, SessionList, row_state
 from orchestrator_tui.tui.widgets import DetailPane, Inbox, KeyFooter, ServerState, StatusLine
 
 log = logging.getLogger(__name__)
@@ -144,7 +143,11 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         yield StatusLine(id="status-line")
         with Horizontal(id="main"):
             with Vertical(id="sessions-pane"):
-                yield SteadyInput(placeholder="filter: fuzzy match on title, path, id, origin, status", id="filter")
+                yield FilterInput(
+                    self.filter_changed,
+                    placeholder="filter: fuzzy match on title, path, id, origin, status",
+                    id="filter",
+                )
                 yield SessionList(id="sessions")
             yield DetailPane(id="detail")
         yield Inbox(self.key_clock, id="inbox")

@@ -147,9 +147,9 @@ class SessionActions(App[None]):
         field.display = True
         field.focus()
 
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.session_list.set_filter(event.value)
+    def filter_changed(self, text: str) -> None:
+        """Called by the filter input itself as each character is typed (see `FilterInput`)."""
+        self.session_list.set_filter(text)
         self._schedule_flush()  # the pane title counts the shown rows ("Sessions (1/3)")
 
     @on(Input.Submitted, "#filter")
