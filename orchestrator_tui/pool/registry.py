@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from orchestrator_tui.opencode.keeper import flock_within, pid_alive
+from orchestrator_tui.opencode.keeper import flock_within, open_lock, pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +352,7 @@ def _setup_lock(path: Path) -> Iterator[None]:
     makes those few milliseconds of setup one process at a time.
     """
     lock_path = path.with_name(path.name + ".setup-lock")
-    fd = os.open(lock_path, os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    fd = open_lock(lock_path)
     try:
         check_private_file(lock_path, os.fstat(fd))
         if not flock_within(fd, SETUP_LOCK_TIMEOUT):
