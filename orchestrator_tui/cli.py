@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -28,6 +29,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     pool_help = "the pool to join (default: $ORCHESTRATOR_TUI_POOL, else 'default'); front ends of one pool share it"
     mcp.add_argument("--pool", metavar="NAME", type=_pool_arg, help=pool_help)
+    server_help = (
+        "also follow this OpenCode server (repeatable; NAME=URL names it); servers for every front end of "
+        "the pool, and any that need a password, go in the pool's pool.toml as [[server]] tables"
+    )
+    mcp.add_argument("--server", metavar="URL", action="append", default=[], help=server_help)
     mcp.add_argument(
         "--attach",
         metavar="URL",
@@ -45,7 +51,14 @@ def _build_parser() -> argparse.ArgumentParser:
                 "--attach", metavar="URL", help="use an existing OpenCode server (env ORCHESTRATOR_TUI_ATTACH)"
             )
             dash.add_argument("--pool", metavar="NAME", type=_pool_arg, help=pool_help)
+            dash.add_argument("--server", metavar="URL", action="append", default=[], help=server_help)
         dash.add_argument("--no-bell", action="store_true", help="no terminal bell when a request starts waiting")
+        dash.add_argument(
+            "--project",
+            metavar="PATH",
+            type=_project_arg,
+            help="open showing only this project's sessions and requests (f in the dashboard shows every project)",
+        )
 
     model = sub.add_parser(
         "scripted-model",
@@ -102,6 +115,16 @@ def tune_dashboard_collector() -> None:
     gc.set_threshold(*DASHBOARD_GC_THRESHOLDS)
 
 
+def _project_arg(value: str) -> Path:
+    """``--project PATH``: an existing directory, absolute (sessions say their directory so)."""
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a directory; give the project's folder (for example --project .)"
+        )
+    return path.resolve()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -112,9 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         wire = Wire.open()
         from orchestrator_tui.mcp.server import main as mcp_main
 
-        return mcp_main(attach=args.attach, wire=wire, pool=args.pool)
+        return mcp_main(attach=args.attach, wire=wire, pool=args.pool, servers=args.server)
     if args.command in (None, "dashboard", "demo"):
         from orchestrator_tui.pool.registry import PoolStateError
+        from orchestrator_tui.pool.servers import ServerConfigError
         from orchestrator_tui.tui.main import run_dashboard
 
         tune_dashboard_collector()
@@ -124,10 +148,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 demo=args.command == "demo",
                 bell=not getattr(args, "no_bell", False),
                 pool=getattr(args, "pool", None),
+                project=args.project,
+                servers=getattr(args, "server", []),
             )
         except PoolStateError as exc:  # the dashboard shows these itself; this is the last resort, no traceback
             print(f"orchestrator-tui: {exc}", file=sys.stderr)
             return 1
+        except ServerConfigError as exc:
+            print(f"orchestrator-tui: {exc}", file=sys.stderr)
+            return 2
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 

@@ -24,7 +24,7 @@ from orchestrator_tui.orchestrator.errors import InvalidInput
 from orchestrator_tui.orchestrator.tools import ClientInfo, Orchestrator
 from orchestrator_tui.pool.actions import ActionError, PoolActions
 from orchestrator_tui.pool.policy import ApprovalPolicy, PolicyError, load_policy, policy_path
-from orchestrator_tui.pool.registry import Registry, Rule
+from orchestrator_tui.pool.registry import Registry, Rule, Showing
 from orchestrator_tui.pool.rules import (
     PathScope,
     RuleEngine,
@@ -495,6 +495,14 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
     human = PoolActions(orch.service, registry)
     progress: list[str] = []
 
+    async def human_looks() -> None:
+        """The human's dashboard says what its inbox shows, as the real one does on each change."""
+        while True:
+            registry.show(member, Showing(frozenset(orch.service.pool.permissions), None, connected=True))
+            await asyncio.sleep(0.05)
+
+    looking = asyncio.ensure_future(human_looks())
+
     async def report(message: str) -> None:
         progress.append(message)
 
@@ -553,6 +561,7 @@ async def test_with_a_human_attached_the_agent_waits_for_the_approval(
             "No human answered this bash request in orchestrator-tui within 1.5 s" in w for w in late.output.warnings
         )
     finally:
+        looking.cancel()
         registry.remove_member(member)
 
 

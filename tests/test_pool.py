@@ -211,7 +211,7 @@ async def test_reconnect_resyncs_pending_requests(service: PoolService) -> None:
     # Forget what the stream told us; only the resync on reconnect can bring it back.
     service.pool.questions.clear()
     assert not service.pool.needs_input(sid)
-    await service._attach(snapshot)  # a new stream, as after any cut; it resyncs on connect
+    await service.primary._attach(snapshot)  # a new stream, as after any cut; it resyncs on connect
     await wait_until(lambda: service.pool.needs_input(sid))
     assert service.pool.resyncs == resyncs + 1
 

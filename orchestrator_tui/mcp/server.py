@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator_tui import __version__
@@ -128,19 +129,22 @@ async def serve_stdio(orchestrator: Orchestrator, wire: Wire) -> None:
         await server.run(read_stream, write_stream, server.create_initialization_options())
 
 
-async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
+async def _amain(attach: str | None, wire: Wire, pool: str | None, given_servers: Sequence[str] = ()) -> None:
     from orchestrator_tui.pool.discovery import Membership, join_pool
     from orchestrator_tui.pool.policy import ApprovalPolicy, load_policy, policy_path
     from orchestrator_tui.pool.registry import PoolStateError, Registry
     from orchestrator_tui.pool.rules import RuleEngine
+    from orchestrator_tui.pool.servers import ServerConfigError, load_servers
     from orchestrator_tui.pool.service import PoolService, ServerSpec
 
     membership: Membership | None = None
     registry: Registry | None = None
     rule_engine = None
+    spec = ServerSpec.from_env(attach_url=attach)
     try:
         registry = Registry.for_pool(pool)
-        membership = join_pool(registry, "agent")
+        # The worker's directory: its sessions run there, and dashboards re-read it on a resync.
+        membership = join_pool(registry, "agent", directory=str(spec.cwd))
     except PoolStateError as exc:
         # Fail closed: without the pool's state there is no policy, no rules and no dashboard
         # to reach, so every permission needs a human. The worker still runs (on a private
@@ -152,7 +156,15 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
         policy = load_policy(policy_path(membership.folder.path))
         for warning in policy.warnings:
             print(f"orchestrator-tui: {warning}", file=sys.stderr)
-    service = PoolService(ServerSpec.from_env(attach_url=attach), membership=membership)
+    try:
+        servers = load_servers(membership.folder.path if membership is not None else None, given_servers)
+    except ServerConfigError:
+        if membership is not None:
+            membership.leave()
+        if registry is not None:
+            registry.close()
+        raise
+    service = PoolService(spec, membership=membership, servers=servers)
     if registry is not None:
         # The pool's standing rules apply to requests of every session, whichever front end runs.
         rule_engine = RuleEngine(service, registry, channel="mcp")
@@ -214,7 +226,9 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
             registry.close()
 
 
-def main(attach: str | None = None, wire: Wire | None = None, pool: str | None = None) -> int:
+def main(
+    attach: str | None = None, wire: Wire | None = None, pool: str | None = None, servers: Sequence[str] = ()
+) -> int:
     """Run the worker. ``wire`` is opened by the CLI before anything heavy is imported."""
     wire = wire or Wire.open()
     logging.basicConfig(
@@ -228,10 +242,15 @@ def main(attach: str | None = None, wire: Wire | None = None, pool: str | None =
     print(BANNER, file=sys.stderr, flush=True)
     if wire.notice is not None:
         log.warning("%s", wire.notice)
+    from orchestrator_tui.pool.servers import ServerConfigError
+
     try:
-        asyncio.run(_amain(attach, wire, pool))
+        asyncio.run(_amain(attach, wire, pool, servers))
     except KeyboardInterrupt:
         pass
+    except ServerConfigError as exc:
+        print(f"orchestrator-tui: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         wire.end_input()
     return 0

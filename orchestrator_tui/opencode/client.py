@@ -8,6 +8,7 @@ Every request has a timeout: OpenCode can accept a connection and never answer i
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -128,6 +129,8 @@ class OpenCodeClient:
             password = auth[1] if isinstance(auth[1], Secret) else Secret(auth[1])
             self.auth = (auth[0], password)
         self.timeout = timeout
+        #: Views of this server scoped to other directories (:meth:`at`), shared by all of them.
+        self._views: dict[str | None, OpenCodeClient] = {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=httpx.BasicAuth(self.auth[0], self.auth[1].reveal()) if self.auth else None,
@@ -145,6 +148,25 @@ class OpenCodeClient:
     @property
     def http(self) -> httpx.AsyncClient:
         return self._http
+
+    def at(self, directory: str | None) -> OpenCodeClient:
+        """This server, scoped to another directory's instance (``None``: unscoped).
+
+        One OpenCode server serves many directories, and its sessions, statuses, requests and
+        commands are per directory: answering a request of a session in project B needs B's
+        instance. The view shares this client's connections (and closes with it), so a pool
+        spanning every directory does not open a connection pool per project.
+        """
+        if directory == self.directory:
+            return self
+        views = self._views
+        view = views.get(directory)
+        if view is None:
+            view = copy.copy(self)
+            view.directory = directory
+            view._views = views
+            views[directory] = view
+        return view
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -208,6 +230,21 @@ class OpenCodeClient:
     async def list_sessions(self, *, limit: int | None = None, roots: bool | None = None) -> list[Session]:
         params = {"limit": limit, "roots": None if roots is None else str(roots).lower()}
         return await self._get("/session", _SESSIONS, params=params)
+
+    async def all_sessions(self, *, limit: int | None = None) -> list[Session]:
+        """Sessions of every directory and project the server's database holds.
+
+        ``GET /session`` covers only one project (the directory's, or the server's own), and a
+        dashboard must show every project's sessions. OpenCode 1.18.33 lists them all at
+        ``GET /experimental/session``; a server without that route (404) gets the one-project list.
+        """
+        try:
+            # Unscoped: a directory would narrow the list to that directory.
+            return await self.at(None)._get("/experimental/session", _SESSIONS, params={"limit": limit})
+        except HttpStatusError as exc:
+            if exc.status != 404:
+                raise
+        return await self.list_sessions(limit=limit)
 
     async def create_session(self, *, title: str | None = None, parent_id: str | None = None) -> Session:
         body: dict[str, Any] = {}

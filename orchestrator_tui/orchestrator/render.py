@@ -109,7 +109,8 @@ def list_sessions_text(out: ListSessionsOutput, now_ms: int | None = None) -> st
     for s in out.sessions:
         age = "unknown" if s.updated is None else format_time_ago(s.updated, now_ms)
         launched = " [launched by you]" if s.launched_by_you else ""
-        lines.append(f"  {_shown(s.id)} - {_shown(s.title)} ({age}, {_status_word(s.status)}){launched}\n")
+        server = f" [server: {_shown(s.server)}]" if s.server else ""
+        lines.append(f"  {_shown(s.id)} - {_shown(s.title)} ({age}, {_status_word(s.status)}){launched}{server}\n")
         if s.path:
             lines.append(f"    Path: {_shown(s.path)}\n")
     if not out.sessions:
@@ -120,6 +121,8 @@ def list_sessions_text(out: ListSessionsOutput, now_ms: int | None = None) -> st
 def session_state_text(out: GetSessionStateOutput, now_ms: int | None = None) -> str:
     """``get_session_state``: one ``Key: value`` line each, then the recent tool calls."""
     lines = [f"Session: {_shown(out.session_id)} ({_shown(out.title)})\n"]
+    if out.server is not None:
+        lines.append(f"  Server: {_shown(out.server)}\n")
     if out.directory is not None:
         lines.append(f"  Directory: {_shown(out.directory)}\n")
     if out.path:

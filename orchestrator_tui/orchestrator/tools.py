@@ -18,6 +18,7 @@ import logging
 import os
 import sqlite3
 import sys
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from orchestrator_tui.orchestrator.config import OrchestratorConfig, idle_grace_
 from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput, ToolError
 from orchestrator_tui.orchestrator.parsing import parse_input
 from orchestrator_tui.orchestrator.render import render_text
+from orchestrator_tui.orchestrator.routing import Route, Router, looks_like_session_id
 from orchestrator_tui.orchestrator.run import (
     GateVerdict,
     PermissionGate,
@@ -59,10 +61,10 @@ from orchestrator_tui.pool.answers import (
 )
 from orchestrator_tui.pool.handle import ServerUnavailable, Snapshot
 from orchestrator_tui.pool.policy import ApprovalPolicy
-from orchestrator_tui.pool.registry import Origin, Registry
+from orchestrator_tui.pool.registry import Origin, Registry, Sight
 from orchestrator_tui.pool.rules import first_matching_rule, scope_of
 from orchestrator_tui.pool.service import PoolService
-from orchestrator_tui.pool.state import LostRequest
+from orchestrator_tui.pool.state import PRIMARY, LostRequest
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,9 @@ Pending = TypeVar("Pending", PermissionRequest, QuestionRequest)
 RULE_WAIT = 15.0
 #: Where the human answers what the policy reserves for them.
 DASHBOARD_NAME = "orchestrator-tui"
+#: Seconds a dashboard whose view covers a request gets to list it (it hears of the request on
+#: its own event stream, moments after the agent's run does) before the run stops waiting.
+SHOW_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,12 +87,6 @@ class ClientInfo:
 
     name: str | None = None
     version: str | None = None
-
-
-def _looks_like_session_id(session_id: str) -> bool:
-    # OpenCode 1.18.33 validates ids server-side and answers a malformed one with HTTP 500;
-    # we answer "not found" instead, as the contract intends.
-    return session_id.startswith("ses")
 
 
 def _reply_of(inp: t.RespondPermissionInput) -> str:
@@ -125,6 +124,8 @@ class Orchestrator:
         policy: ApprovalPolicy | None = None,
     ) -> None:
         self.service = service
+        #: Which server each session lives on (the pool's own unless it follows several).
+        self.router = Router(service)
         #: Who may answer which permission (None: the agent answers everything, as the seed).
         self.policy = policy
         #: This worker's row in the registry's members (what the dashboard shows of it).
@@ -196,17 +197,21 @@ class Orchestrator:
         return mine
 
     def _machine(
-        self, snapshot: Snapshot, progress: Progress | None, reserved: Mapping[str, str] | None = None
+        self,
+        route: Route,
+        config: OrchestratorConfig,
+        progress: Progress | None,
+        reserved: Mapping[str, str] | None = None,
     ) -> RunMachine:
         return RunMachine(
-            snapshot.client,
+            route.client,
             self.service.pool,
-            self.config_for(snapshot),
-            model_limits=snapshot.model_limits,
-            limits_ready=snapshot.ensure_model_limits,
+            config,
+            model_limits=route.snapshot.model_limits,
+            limits_ready=route.snapshot.ensure_model_limits,
             progress=progress,
             gate=self._gate(reserved or {}),
-            follow=lambda: self.service.client,
+            follow=route.follow,
         )
 
     # ---------------------------------------------------------------- policy, rules and claims
@@ -222,14 +227,19 @@ class Orchestrator:
             self.policy = self.policy.refreshed()
         return self.policy
 
-    def _human_attached(self) -> bool:
+    def _sight(self, request: PermissionRequest) -> Sight:
+        """Whether a human can see this request now (see :meth:`Registry.sight`); a registry that
+        cannot be read means no dashboard can be counted on (fail closed: the agent is told a
+        human must answer, and nothing waits on a human who may not be there)."""
         if self.registry is None:
-            return False
+            return "absent"
+        view = self.service.pool.sessions.get(request.sessionID)
+        directory = view.directory if view is not None and view.directory else str(self.cwd)
         try:
-            return self.registry.human_attached()
+            return self.registry.sight(request.id, directory)
         except sqlite3.Error:
             log.warning("could not read the pool's members", exc_info=True)
-            return False
+            return "absent"
 
     def _gate(self, reserved: Mapping[str, str]) -> PermissionGate | None:
         """What a run does with a permission it meets: hold it while a rule or a human will answer.
@@ -241,6 +251,8 @@ class Orchestrator:
         if self.registry is None and policy is None:
             return None
         registry = self.registry
+        #: When this run first met each request (the grace a dashboard gets to show it).
+        first_met: dict[str, float] = {}
 
         def gate(request: PermissionRequest) -> GateVerdict:
             if registry is not None:
@@ -262,7 +274,11 @@ class Orchestrator:
             reason = reserved.get(request.id) or (policy.needs_human(request) if policy is not None else None)
             if reason is None:
                 return GateVerdict()
-            if self._human_attached():
+            # Wait only while a dashboard shows the request (or, for a moment, one about to):
+            # asked again about once a second, so a dashboard that goes away ends the wait.
+            sight = self._sight(request)
+            met = first_met.setdefault(request.id, time.monotonic())
+            if sight == "shown" or (sight == "expected" and time.monotonic() - met < SHOW_GRACE):
                 timeout = policy.human_wait_timeout if policy is not None else 0.0
                 return GateVerdict(
                     hold=True,
@@ -273,17 +289,24 @@ class Orchestrator:
                         f"{timeout:g} s; {reason}. It is still pending: call run with session_id to keep waiting."
                     ),
                 )
-            return GateVerdict(warning=self._human_must_answer(request, reason))
+            return GateVerdict(warning=self._human_must_answer(request, reason, sight))
 
         return gate
 
-    def _human_must_answer(self, request: PermissionRequest, reason: str) -> str:
+    def _human_must_answer(self, request: PermissionRequest, reason: str, sight: Sight = "absent") -> str:
         policy = self.policy
         if policy is not None and policy.unavailable is not None:
             return (
                 f"A human must answer this {request.permission} request: {reason}. Until the pool's state can be "
                 f"read, no dashboard can be reached from here: ask the user to fix it, then to answer the request in "
                 f"{DASHBOARD_NAME}, and call run with session_id='{request.sessionID}' to continue."
+            )
+        if sight in ("unseen", "expected", "shown"):
+            return (
+                f"A human must answer this {request.permission} request in {DASHBOARD_NAME}: {reason}. No human "
+                f"sees it: the attached dashboards do not show it (filtered to other projects, closed, or cut off "
+                f"from OpenCode). Ask the user to show every project in {DASHBOARD_NAME} (f) and answer it in the "
+                f"inbox, then call run with session_id='{request.sessionID}' to continue."
             )
         return (
             f"A human must answer this {request.permission} request in {DASHBOARD_NAME}: {reason}. "
@@ -451,7 +474,8 @@ class Orchestrator:
             raise InvalidInput("message cannot be empty or whitespace-only")
         snapshot = await self.acquire()
         config = self.config_for(snapshot)
-        client = snapshot.client
+        route = await self.router.route(snapshot, inp.session_id)
+        client = route.client
         if inp.command is not None:
             blocked = config.command_policy().blocked_message(inp.command)
             if blocked:
@@ -480,7 +504,7 @@ class Orchestrator:
             wait_for_activity=bool(inp.wait_for_activity),
             idle_grace=idle_grace_ms(self.env) / 1000,
         )
-        return await self._machine(snapshot, progress, reserved).execute(plan)
+        return await self._machine(route, config, progress, reserved).execute(plan)
 
     async def _check_command(self, client: OpenCodeClient, name: str, arguments: str) -> None:
         """Refuse a command run whose expansion would run shell or read files the agent may not
@@ -494,7 +518,7 @@ class Orchestrator:
 
     async def _existing_session(self, client: OpenCodeClient, sid: str, not_found: str) -> Session:
         """The session ``sid``; ``not_found`` (the tool's own hint) when there is no such session."""
-        if not _looks_like_session_id(sid):
+        if not looks_like_session_id(sid):
             raise InvalidInput(not_found)
         try:
             return await client.get_session(sid)
@@ -509,9 +533,10 @@ class Orchestrator:
 
     async def respond_permission(self, inp: t.RespondPermissionInput, progress: Progress | None = None) -> RunResult:
         snapshot = await self.acquire()
-        client = snapshot.client
         sid = inp.session_id
-        machine = self._machine(snapshot, progress)
+        route = await self.router.route(snapshot, sid)
+        client = route.client
+        machine = self._machine(route, self.config_for(snapshot), progress)
         try:
             pending, complete = await machine.list_permissions()
         except OpenCodeError as exc:
@@ -540,10 +565,11 @@ class Orchestrator:
         policy = self._current_policy()
         reason = policy.needs_human(req, reply) if policy is not None else None
         if reason is not None:
-            if not self._human_attached():
+            sight = self._sight(req)
+            if sight not in ("shown", "expected"):
                 raise InvalidInput(
                     f"Permission request '{req.id}' cannot be answered by the agent. "
-                    + self._human_must_answer(req, reason)
+                    + self._human_must_answer(req, reason, sight)
                 )
             # The dashboard is attached: wait for the human's answer, then continue the run.
             result = await self.run(
@@ -578,8 +604,8 @@ class Orchestrator:
 
     async def respond_question(self, inp: t.RespondQuestionInput, progress: Progress | None = None) -> RunResult:
         snapshot = await self.acquire()
-        client = snapshot.client
         sid = inp.session_id
+        client = (await self.router.route(snapshot, sid)).client
         action = inp.action.value if hasattr(inp.action, "value") else str(inp.action)
         try:
             pending = await client.questions()
@@ -609,6 +635,17 @@ class Orchestrator:
         except OpenCodeError as exc:
             log.warning("session status unavailable for list_sessions: %s", exc)
             statuses = None
+        server_of: dict[str, str] = {}
+        if len(self.service.links) > 1:
+            statuses = dict(statuses) if statuses is not None else None
+            server_of = {s.id: PRIMARY for s in sessions}
+            for name, others, their_statuses in await self.router.other_servers_sessions(limit):
+                for s in others:
+                    server_of.setdefault(s.id, name)
+                sessions += [s for s in others if server_of[s.id] == name]
+                if statuses is not None:
+                    statuses.update(their_statuses)
+            sessions.sort(key=lambda s: s.time.updated or 0, reverse=True)
         sessions = sessions[:limit]
         mine = self.launched_by_me([s.id for s in sessions])
         summaries = []
@@ -630,14 +667,15 @@ class Orchestrator:
                         else None
                     ),
                     launched_by_you=s.id in mine,
+                    server=server_of.get(s.id),
                 )
             )
         return t.ListSessionsOutput(sessions=summaries)
 
     async def get_session_state(self, inp: t.GetSessionStateInput) -> t.GetSessionStateOutput:
         snapshot = await self.acquire()
-        client = snapshot.client
         sid = inp.session_id
+        client = (await self.router.route(snapshot, sid)).client
         session = await self._existing_session(
             client, sid, f"Session '{sid}' not found. Use list_sessions to discover available sessions."
         )
@@ -674,6 +712,7 @@ class Orchestrator:
             pending_message_count=pending,
             last_activity=last_activity,
             recent_tool_calls=tool_calls_of(messages, interrupted=interrupted.info.id if interrupted else None),
+            server=self.router.server_name(session.id),
         )
 
     async def list_commands(self, inp: t.ListCommandsInput) -> t.ListCommandsOutput:

@@ -350,6 +350,10 @@ class SessionSummary(_Output):
     directory: Annotated[str | None, OMIT_IF_NONE] = Field(
         default=None, description="Session working directory"
     )
+    server: Annotated[str | None, OMIT_IF_NONE] = Field(
+        default=None,
+        description="The OpenCode server the session lives on (named only when the pool follows several)",
+    )
     path: Annotated[str | None, OMIT_IF_NONE] = Field(
         default=None, description="Project-relative session path"
     )
@@ -414,6 +418,10 @@ class GetSessionStateOutput(_Output):
     directory: Annotated[str | None, OMIT_IF_NONE] = None
     path: Annotated[str | None, OMIT_IF_NONE] = None
     status: SessionStatusSummary
+    server: Annotated[str | None, OMIT_IF_NONE] = Field(
+        default=None,
+        description="The OpenCode server the session lives on (named only when the pool follows several)",
+    )
     launched_by_you: bool = Field(
         description="True when the current cached orchestrator server instance created this session.\n"
         "Resets after a full embedded-server rebuild."

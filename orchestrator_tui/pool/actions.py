@@ -103,9 +103,10 @@ class PoolActions:
         #: Who the claims and the decision log say answered.
         self.answerer = Answerer(origin, DASHBOARD_CHANNEL, client_name)
 
-    async def _client(self) -> Any:
+    async def _client(self, session_id: str | None = None) -> Any:
+        """The client for what is done to ``session_id`` (its directory's instance), or the pool's."""
         try:
-            return (await self.service.acquire()).client
+            return await self.service.acquire_for(session_id)
         except ServerUnavailable as exc:
             raise ActionError(_with_fix(f"OpenCode server unavailable: {exc}", exc.fix)) from exc
 
@@ -224,12 +225,16 @@ class PoolActions:
 
     # ------------------------------------------------------------------ sessions
 
-    async def new_session(self, prompt: str, *, title: str | None = None) -> Session:
-        """Create a session and send it its first prompt (asynchronously)."""
+    async def new_session(self, prompt: str, *, title: str | None = None, directory: str | None = None) -> Session:
+        """Create a session and send it its first prompt (asynchronously).
+
+        ``directory``: the project it works in (default: the pool's own directory)."""
         text = prompt.strip()
         if not text:
             raise ActionError("A new session needs a prompt: type what the agent should do.")
         client = await self._client()
+        if directory is not None:
+            client = client.at(directory)
         try:
             session = await client.create_session(title=title)
         except OpenCodeError as exc:
@@ -244,7 +249,7 @@ class PoolActions:
         text = text.strip()
         if not text:
             raise ActionError("Nothing to send: the prompt is empty.")
-        client = await self._client()
+        client = await self._client(session_id)
         try:
             await client.prompt_async(session_id, text)
         except OpenCodeError as exc:
@@ -253,7 +258,7 @@ class PoolActions:
     async def run_command(self, session_id: str, command: str, arguments: str = "") -> None:
         """Start a command turn. OpenCode's endpoint blocks until the turn ends, so this returns
         once the command is accepted (or failed fast, e.g. an unknown command)."""
-        client = await self._client()
+        client = await self._client(session_id)
         task = asyncio.get_running_loop().create_task(client.command(session_id, command, arguments))
         done, _ = await asyncio.wait({task}, timeout=1.0)
         if task in done:
@@ -265,15 +270,16 @@ class PoolActions:
             # Keep it running in the background; its outcome shows up in the session's events.
             task.add_done_callback(_log_command_outcome(command))
 
-    async def commands(self) -> list[Command]:
-        client = await self._client()
+    async def commands(self, session_id: str | None = None) -> list[Command]:
+        """The commands a session can run: its own directory's (each project has its own)."""
+        client = await self._client(session_id)
         try:
             return await client.commands()
         except OpenCodeError as exc:
             raise ActionError(f"Could not list commands: {exc}") from exc
 
     async def abort(self, session_id: str) -> None:
-        client = await self._client()
+        client = await self._client(session_id)
         try:
             await client.abort_session(session_id)
         except OpenCodeError as exc:
@@ -282,7 +288,7 @@ class PoolActions:
     async def delete(self, session_id: str) -> None:
         """Abort first, then delete: deleting a busy session leaves a ghost status and its
         pending permission behind (docs/opencode-behaviour.md)."""
-        client = await self._client()
+        client = await self._client(session_id)
         try:
             await client.abort_session(session_id)
             await client.delete_session(session_id)

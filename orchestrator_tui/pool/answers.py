@@ -222,7 +222,7 @@ async def answer(service: PoolService, registry: Registry | None, what: Answer, 
         if winner is not None:
             return AlreadyAnswered(winner)
     try:
-        client = (await service.acquire()).client
+        client = await service.acquire_for(what.session_id)
         await what.send(client)
     except BaseException as exc:
         if registry is not None:

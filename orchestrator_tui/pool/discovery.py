@@ -379,13 +379,14 @@ class Membership:
         kind: MemberKind,
         client_name: str | None = None,
         client_version: str | None = None,
+        directory: str | None = None,
     ) -> Membership:
         folder = PoolFolder(registry.path.parent)
         # Counted as alive before anything else: before we can start a server, and before we read
         # the record (a keeper stopping the last server finishes first).
         alive_fd = folder.hold_alive()
         try:
-            member_id = registry.register_member(kind, client_name, client_version)
+            member_id = registry.register_member(kind, client_name, client_version, directory)
         except BaseException:
             os.close(alive_fd)
             raise
@@ -406,7 +407,11 @@ class Membership:
 
 
 def join_pool(
-    registry: Registry, kind: MemberKind, client_name: str | None = None, client_version: str | None = None
+    registry: Registry,
+    kind: MemberKind,
+    client_name: str | None = None,
+    client_version: str | None = None,
+    directory: str | None = None,
 ) -> Membership:
     """Join the pool as a front end.
 
@@ -415,7 +420,7 @@ def join_pool(
     front ends fail closed on.
     """
     try:
-        return Membership.join(registry, kind, client_name, client_version)
+        return Membership.join(registry, kind, client_name, client_version, directory)
     except sqlite3.Error as exc:
         registry.close()
         raise database_problem(registry.path, exc) from exc

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator_tui.opencode.keeper import flock_within, open_lock, pid_alive
+from orchestrator_tui.pool.projects import in_project
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,9 @@ CREATE TABLE IF NOT EXISTS members (
     client_version TEXT,
     since        REAL NOT NULL,
     in_flight    TEXT,
-    in_flight_since REAL
+    in_flight_since REAL,
+    directory    TEXT,
+    showing      TEXT
 );
 CREATE TABLE IF NOT EXISTS claims (
     request_id   TEXT PRIMARY KEY,
@@ -98,10 +101,16 @@ CREATE TABLE IF NOT EXISTS rules (
 """
 
 #: Columns added after a table was first shipped: (table, column, definition).
-_ADDED_COLUMNS = (("rules", "revoked_by", "TEXT"),)
+_ADDED_COLUMNS = (("rules", "revoked_by", "TEXT"), ("members", "directory", "TEXT"), ("members", "showing", "TEXT"))
 
 MemberKind = Literal["agent", "human"]
+#: Whether a human can see a request now (:meth:`Registry.sight`).
+Sight = Literal["shown", "expected", "unseen", "absent"]
 
+#: The member columns in :class:`Member`'s field order (the last two were added by ALTER TABLE).
+_MEMBER_COLUMNS = (
+    "member_id, kind, pid, client_name, client_version, since, in_flight, in_flight_since, directory, showing"
+)
 #: The rule columns in :class:`Rule`'s field order (``revoked_by`` was added by ALTER TABLE).
 _RULE_COLUMNS = "id, permission, pattern, reply, created_by, created_at, revoked_at, revoked_by"
 
@@ -287,6 +296,57 @@ class Member:
     #: The tool call this worker is running ("run ses_…"), if any.
     in_flight: str | None
     in_flight_since: float | None
+    #: The directory the front end works in (a worker's sessions run there).
+    directory: str | None = None
+    #: A dashboard's :class:`Showing`, as JSON (None: it has not said yet).
+    showing: str | None = None
+
+    def shows(self) -> Showing | None:
+        """What this dashboard shows now (None: not said, or not readable)."""
+        return Showing.from_json(self.showing) if self.showing else None
+
+
+@dataclass(frozen=True, slots=True)
+class Showing:
+    """What a dashboard shows a human right now; the policy waits for a human only on this.
+
+    A dashboard that is merely attached is not enough: it may be filtered to another project,
+    or cut off from the server. So each dashboard says which requests its inbox lists, which
+    projects its view is limited to, and whether its event stream is connected.
+    """
+
+    #: Ids of the requests the inbox lists.
+    requests: frozenset[str] = frozenset()
+    #: The projects the view is limited to (None: every project).
+    projects: tuple[str, ...] | None = None
+    #: Whether the dashboard hears the server's events (a new request reaches it within moments).
+    connected: bool = False
+
+    def covers(self, directory: str | None) -> bool:
+        """Whether a request of a session in ``directory`` would be listed by this view."""
+        if self.projects is None:
+            return True
+        return directory is not None and any(in_project(directory, p) for p in self.projects)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"requests": sorted(self.requests), "projects": self.projects, "connected": self.connected},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Showing | None:
+        try:
+            data = json.loads(text)
+            requests = frozenset(str(r) for r in data["requests"])
+            projects = data["projects"]
+            return cls(
+                requests,
+                None if projects is None else tuple(str(p) for p in projects),
+                bool(data["connected"]),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,15 +591,24 @@ class Registry:
     # ------------------------------------------------------------------ members
 
     def register_member(
-        self, kind: MemberKind, client_name: str | None = None, client_version: str | None = None
+        self,
+        kind: MemberKind,
+        client_name: str | None = None,
+        client_version: str | None = None,
+        directory: str | None = None,
     ) -> str:
         """Record this process as a front end of the pool; returns its member id."""
         member_id = uuid.uuid4().hex
         self._db.execute(
-            "INSERT INTO members (member_id, kind, pid, client_name, client_version, since) VALUES (?, ?, ?, ?, ?, ?)",
-            (member_id, kind, os.getpid(), client_name, client_version, time.time()),
+            "INSERT INTO members (member_id, kind, pid, client_name, client_version, since, directory) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (member_id, kind, os.getpid(), client_name, client_version, time.time(), directory),
         )
         return member_id
+
+    def show(self, member_id: str, showing: Showing) -> None:
+        """Say what this dashboard shows now (see :class:`Showing`)."""
+        self._db.execute("UPDATE members SET showing = ? WHERE member_id = ?", (showing.to_json(), member_id))
 
     def update_member(
         self,
@@ -566,7 +635,7 @@ class Registry:
 
     def members(self) -> list[Member]:
         """The live members, oldest first; rows of processes that died without leaving are dropped."""
-        rows = self._db.execute("SELECT * FROM members ORDER BY since").fetchall()
+        rows = self._db.execute(f"SELECT {_MEMBER_COLUMNS} FROM members ORDER BY since").fetchall()
         live: list[Member] = []
         for row in rows:
             member = Member(*row)
@@ -579,6 +648,25 @@ class Registry:
     def human_attached(self) -> bool:
         """Whether a dashboard is attached to the pool right now."""
         return any(m.kind == "human" for m in self.members())
+
+    def sight(self, request_id: str, directory: str | None) -> Sight:
+        """Whether a human can see a request now, as the dashboards say (:class:`Showing`).
+
+        ``shown``: a dashboard lists it. ``expected``: none lists it yet, but a connected
+        dashboard's view covers its directory (the request reaches it within moments; one that
+        has not said what it shows yet counts too). ``unseen``: dashboards are attached, but
+        none would show it (filtered to other projects, or cut off from the server).
+        ``absent``: no dashboard is attached.
+        """
+        humans = [m for m in self.members() if m.kind == "human"]
+        if not humans:
+            return "absent"
+        views = [m.shows() for m in humans]
+        if any(view is not None and request_id in view.requests for view in views):
+            return "shown"
+        if any(view is None or (view.connected and view.covers(directory)) for view in views):
+            return "expected"
+        return "unseen"
 
     # ------------------------------------------------------------------ claims
 

@@ -14,12 +14,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError
-from orchestrator_tui.opencode.events import EventStream, StreamStatus
 from orchestrator_tui.opencode.keeper import KeeperSpec
 from orchestrator_tui.opencode.secret import Secret
 from orchestrator_tui.pool.discovery import (
@@ -30,13 +29,13 @@ from orchestrator_tui.pool.discovery import (
     stop_recorded_server,
 )
 from orchestrator_tui.pool.handle import ATTACH_FIX, ServerHandle, ServerUnavailable, Snapshot
-from orchestrator_tui.pool.state import Pool
+from orchestrator_tui.pool.link import ServerLink
+from orchestrator_tui.pool.servers import AttachedServer
+from orchestrator_tui.pool.state import PRIMARY, Pool
 
 log = logging.getLogger(__name__)
 
 ATTACH_ENV = "ORCHESTRATOR_TUI_ATTACH"
-#: Sessions the resync reads; OpenCode's default page is only 100 (docs/opencode-behaviour.md).
-RESYNC_SESSION_LIMIT = 10_000
 #: What to do when an attached server refuses our password (HTTP 401).
 PASSWORD_FIX = "set OPENCODE_SERVER_PASSWORD to the attached server's password"
 #: What to do when we run inside a session OpenCode manages (the recursion guard).
@@ -57,6 +56,10 @@ class ServerSpec:
     env: Mapping[str, str] | None = field(default=None, repr=False)
     #: Scope REST calls to this directory (the reference sends the launch cwd everywhere).
     scope_directory: bool = True
+    #: Follow every directory the server serves (the dashboard), not only ``cwd``'s (a worker):
+    #: the stream is ``/global/event``, the resync reads each live directory's instance, and
+    #: what is done to a session goes to its own directory's instance.
+    every_directory: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.password, str):
@@ -281,142 +284,108 @@ def recursion_guard(env: Mapping[str, str] | None = None) -> ServerUnavailable |
 
 
 class PoolService:
-    """Owns the handle, the pool and the event stream of one process."""
+    """The pool of one process: its own server, the servers attached to it, and their live state.
+
+    What is done to a session goes to the server it lives on (:meth:`link_of`); a pool with one
+    server behaves exactly as before there were several.
+    """
 
     def __init__(
-        self, spec: ServerSpec, *, handle: ServerHandle | None = None, membership: Membership | None = None
+        self,
+        spec: ServerSpec,
+        *,
+        handle: ServerHandle | None = None,
+        membership: Membership | None = None,
+        directories: Callable[[], Iterable[str]] | None = None,
+        servers: Sequence[AttachedServer] = (),
     ) -> None:
         self.spec = spec
         self.pool = Pool()
         #: This front end's place in a shared pool (None: a private server, as in most tests).
         self.membership = membership
-        self._stream: EventStream | None = None
-        self._stream_snapshot: Snapshot | None = None
-        self._recovery: asyncio.Task[None] | None = None
         if handle is None:
             if spec.attach_url:
-                handle = ServerHandle(lambda: start_attached(spec), on_replace=self._on_replace, mode="external")
+                handle = ServerHandle(lambda: start_attached(spec), mode="external")
             else:
                 folder = membership.folder if membership is not None else None
 
                 def start() -> Awaitable[Snapshot]:
                     return start_shared(spec, folder) if folder is not None else start_managed(spec)
 
-                handle = ServerHandle(start, guard=lambda: recursion_guard(spec.env), on_replace=self._on_replace)
-        else:
-            handle._on_replace = self._on_replace
-        self.handle = handle
+                handle = ServerHandle(start, guard=lambda: recursion_guard(spec.env))
+        primary = ServerLink(PRIMARY, spec, self.pool, handle, directories=directories)
+        self.links: dict[str, ServerLink] = {PRIMARY: primary}
+        for server in servers:
+            self.links[server.name] = _attached_link(server, spec, self.pool)
+        self._others: list[asyncio.Task[None]] = []
+
+    @property
+    def primary(self) -> ServerLink:
+        return self.links[PRIMARY]
+
+    @property
+    def handle(self) -> ServerHandle:
+        """The pool's own server's handle."""
+        return self.primary.handle
 
     async def acquire(self) -> Snapshot:
-        snapshot = await self.handle.acquire()
-        if snapshot is not self._stream_snapshot:
-            await self._attach(snapshot)
-        return snapshot
-
-    async def _on_replace(self, old: Snapshot | None, new: Snapshot) -> None:
-        await self._attach(new)
-        if old is not None:
-            asyncio.get_running_loop().create_task(old.client.aclose())
-
-    async def _attach(self, snapshot: Snapshot) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-        if self._stream_snapshot is not None and snapshot is not self._stream_snapshot:
-            # Another server (or the same one after a gap): its pending requests are not ours to
-            # assume; the resync on connect tells which were lost with the old one.
-            self.pool.server_replaced()
-        self._stream_snapshot = snapshot
-        client = snapshot.client
-
-        async def resync() -> None:
-            await self.resync(client)
-
-        # A directory-scoped pool listens to that directory's instance, so the stream and the
-        # resync (also scoped) describe the same set of sessions.
-        self._stream = EventStream(
-            client,
-            self.pool.apply,
-            on_connected=resync,
-            on_status=self._on_stream_status,
-            global_stream=client.directory is None,
-        ).start()
+        """The pool's own server (started or attached on first use); the others start following
+        in the background then, each on its own."""
+        if not self._others and len(self.links) > 1:
+            loop = asyncio.get_running_loop()
+            self._others = [loop.create_task(link.keep_trying()) for link in self.links.values() if not link.primary]
+        return await self.primary.acquire()
 
     @property
     def client(self) -> OpenCodeClient | None:
-        """The client of the server the pool follows now (None before the first acquire).
+        """The client of the pool's own server now (None before the first acquire).
 
         Long waits (a run) use this rather than the client they started with: when the server is
         replaced, the old client is closed.
         """
-        return self._stream_snapshot.client if self._stream_snapshot is not None else None
+        return self.primary.client
 
-    def _on_stream_status(self, status: StreamStatus) -> None:
-        self.pool.set_connection(status.state, status.detail)
-        if status.state == "disconnected" and (self._recovery is None or self._recovery.done()):
-            self._recovery = asyncio.get_running_loop().create_task(self._recover())
+    def link_of(self, session_id: str | None) -> ServerLink:
+        """The server a session lives on, as the pool knows it (the pool's own when unknown)."""
+        if session_id is not None and len(self.links) > 1:
+            view = self.pool.sessions.get(session_id)
+            if view is not None and view.server in self.links:
+                return self.links[view.server]
+        return self.primary
 
-    async def _recover(self) -> None:
-        """The stream dropped: if the server died, restart it (or follow the pool member that
-        already did), instead of reconnecting to a dead URL until the next tool call."""
-        delay = 0.3
-        while (stream := self._stream) is not None and not stream.connected:
-            try:
-                await self.acquire()
-            except ServerUnavailable as exc:
-                log.warning("OpenCode still unavailable: %s", exc)
-            except Exception:
-                log.exception("recovering the OpenCode server failed")
-            # Done the moment the (possibly new) stream connects; otherwise look again later.
-            if (stream := self._stream) is None or await stream.wait_connected(delay):
-                return
-            delay = min(delay * 2, 10.0)
+    def client_for(self, session_id: str | None) -> OpenCodeClient | None:
+        """The client for what is done to one session: its server, its directory's instance."""
+        return self.link_of(session_id).client_for(session_id)
+
+    async def acquire_for(self, session_id: str | None) -> OpenCodeClient:
+        """The client for what is done to one session, its server acquired first (raises
+        :class:`ServerUnavailable`, that server's own trouble, never another's)."""
+        link = self.link_of(session_id)
+        snapshot = await (self.acquire() if link.primary else link.acquire())
+        client = link.client_for(session_id)
+        return client if client is not None else snapshot.client
+
+    def resync_directories(self) -> list[str]:
+        return self.primary.resync_directories()
 
     async def wait_stream(self, timeout: float) -> bool:
-        """Wait until the event stream is connected (best effort; polling covers gaps)."""
-        return self._stream is not None and await self._stream.wait_connected(timeout)
+        """Wait until the pool's own server's event stream is connected (best effort)."""
+        return await self.primary.wait_stream(timeout)
 
     async def resync(self, client: OpenCodeClient | None = None) -> None:
-        """Re-read sessions, statuses and pending requests (after every (re)connect)."""
-        if client is None:
-            snapshot = self._stream_snapshot
-            if snapshot is None:
-                return
-            client = snapshot.client
-        # Each part on its own: OpenCode 1.18.33 answers GET /permission with HTTP 400 while a
-        # webfetch permission is pending (its metadata does not serialize), and that must not
-        # cost us the sessions and statuses.
-        results = await asyncio.gather(
-            client.list_sessions(limit=RESYNC_SESSION_LIMIT),
-            client.session_status(),
-            client.permissions(),
-            client.questions(),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException) and not isinstance(result, OpenCodeError):
-                raise result
-            if isinstance(result, OpenCodeError):
-                log.warning("pool resync incomplete: %s", result)
-        sessions, statuses, permissions, questions = results
-        if not isinstance(sessions, BaseException):
-            self.pool.load_sessions(sessions, complete=True)
-        if not isinstance(statuses, BaseException):
-            self.pool.load_statuses(statuses)
-        self.pool.load_requests(
-            None if isinstance(permissions, BaseException) else permissions,
-            None if isinstance(questions, BaseException) else questions,
-        )
-        self.pool.resyncs += 1
+        """Re-read the pool's own server (``client``: a given client of it)."""
+        await self.primary.resync(client)
 
     async def close(self) -> None:
         """Stop listening and leave. A private server is stopped here; a shared pool's server is
         left to its keeper, which stops it once no front end of the pool is alive (so at once
-        when we were the last one)."""
-        if self._recovery is not None:
-            self._recovery.cancel()
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        when we were the last one). Attached servers are only let go of: they are not ours."""
+        for task in self._others:
+            task.cancel()
+        for link in self.links.values():
+            await link.stop()
+            if not link.primary:
+                await link.handle.close()
         membership = self.membership
         if membership is None:
             await self.handle.close()
@@ -428,3 +397,17 @@ class PoolService:
             await self.handle.close()
         finally:
             membership.leave()
+
+
+def _attached_link(server: AttachedServer, own: ServerSpec, pool: Pool) -> ServerLink:
+    """A server the person attached to the pool: followed in every directory, never started."""
+    spec = ServerSpec(
+        cwd=own.cwd,
+        attach_url=server.url,
+        username=server.username,
+        password=server.password,
+        env=own.env,
+        scope_directory=False,
+        every_directory=True,
+    )
+    return ServerLink(server.name, spec, pool, ServerHandle(lambda: start_attached(spec), mode="external"))

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -45,8 +45,13 @@ from orchestrator_tui.opencode.models import (
     SessionUpdated,
     event_session_id,
 )
+from orchestrator_tui.pool.projects import project_root
 
 log = logging.getLogger(__name__)
+
+#: The name of a pool's own server (managed, or the one ``--attach`` names); the servers the pool
+#: follows besides it have names of their own (``pool.servers``).
+PRIMARY = "local"
 
 #: What a session asks of a human: a permission or a question.
 AskedRequest = TypeVar("AskedRequest", PermissionRequest, QuestionRequest)
@@ -87,6 +92,8 @@ class SessionView:
 
     id: str
     info: Session | None = None
+    #: The server the session lives on (:data:`PRIMARY` unless the pool follows others).
+    server: str = PRIMARY
     status: Status = Status.UNKNOWN
     retry: SessionStatus | None = None
     last_error: dict[str, object] | None = None
@@ -110,6 +117,11 @@ class SessionView:
     @property
     def directory(self) -> str | None:
         return self.info.directory if self.info else None
+
+    @property
+    def project(self) -> str | None:
+        """The session's project: its worktree root (a subdirectory's session belongs to its repo)."""
+        return project_root(self.info.directory, self.info.path) if self.info else None
 
     @property
     def text(self) -> str:
@@ -177,6 +189,11 @@ class Pool:
         self._flush_scheduled = False
         self.connection_state = "disconnected"
         self.connection_detail = ""
+        #: Every server's stream state and detail, by name (the primary's included).
+        self.servers: dict[str, tuple[str, str]] = {}
+        #: Directories the event stream has carried events of (directory → when, epoch s): their
+        #: OpenCode instances are live, so a resync re-reads their statuses and requests.
+        self.directories_active: dict[str, float] = {}
         #: Incremented on every (re)connect of the event stream.
         self.connects = 0
         self.events_seen = 0
@@ -298,20 +315,46 @@ class Pool:
             except Exception:
                 log.exception("pool listener failed")
 
-    def set_connection(self, state: str, detail: str = "") -> None:
-        if state == "connected":
-            self.connects += 1
-        self.connection_state = state
-        self.connection_detail = detail
+    def set_connection(self, state: str, detail: str = "", *, server: str = PRIMARY) -> None:
+        """A server's event stream changed state (``connected``, ``disconnected``, ``down``...).
+
+        The primary's is :attr:`connection_state`, what runs and the status line follow; every
+        server's is in :attr:`servers`. A session whose server is not connected is unreachable
+        (:meth:`reachable`): its rows are repainted when that flips.
+        """
+        before = self.servers.get(server, ("", ""))[0] == "connected"
+        self.servers[server] = (state, detail)
+        if server == PRIMARY:
+            if state == "connected":
+                self.connects += 1
+            self.connection_state = state
+            self.connection_detail = detail
+        if (state == "connected") != before and len(self.servers) > 1:
+            self._dirty |= {sid for sid, view in self.sessions.items() if view.server == server}
         self._dirty_connection = True
         self._schedule()
 
+    def reachable(self, session_id: str) -> bool:
+        """Whether the session's server is connected (always true while the pool has one server:
+        its state is the status line's business)."""
+        if len(self.servers) < 2:
+            return True
+        view = self.sessions.get(session_id)
+        server = view.server if view is not None else PRIMARY
+        return self.servers.get(server, ("", ""))[0] == "connected"
+
     # ------------------------------------------------------------------ the reducer
 
-    def apply(self, directory: str | None, event: Event) -> None:
-        """Fold one event into the model, then hand it to that session's watchers."""
+    def apply(self, directory: str | None, event: Event, server: str = PRIMARY) -> None:
+        """Fold one event of ``server`` into the model, then hand it to that session's watchers."""
         self.events_seen += 1
+        if directory is not None and server == PRIMARY:
+            self.directories_active[directory] = time.time()
         sid = event_session_id(event)
+        if server != PRIMARY and sid is not None:
+            view = self.sessions.get(sid)
+            if view is None or view.server != server:
+                self.session(sid).server = server
         if isinstance(event, PartDelta):
             self._on_delta(event)
         elif isinstance(event, PartUpdated):
@@ -462,22 +505,35 @@ class Pool:
 
     # ------------------------------------------------------------------ resync
 
-    def load_sessions(self, sessions: Iterable[Session], *, complete: bool = False) -> None:
-        """Merge a REST session list; ``complete`` means it is every session the pool tracks."""
+    def load_sessions(self, sessions: Iterable[Session], *, complete: bool = False, server: str = PRIMARY) -> None:
+        """Merge a REST session list of ``server``; ``complete``: every session the pool tracks there."""
         seen = set()
         for info in sessions:
             seen.add(info.id)
             view = self.session(info.id)
+            view.server = server
             if view.info is None or (info.time.updated or 0) >= (view.info.time.updated or 0):
                 view.info = info
                 self._dirty.add(info.id)
         if complete:
-            for sid in [sid for sid, v in self.sessions.items() if sid not in seen and v.info is not None]:
+            gone = [
+                sid for sid, v in self.sessions.items() if sid not in seen and v.info is not None and v.server == server
+            ]
+            for sid in gone:
                 self.forget(sid)
         self._schedule()
 
-    def load_statuses(self, statuses: dict[str, SessionStatus]) -> None:
+    def load_statuses(
+        self,
+        statuses: dict[str, SessionStatus],
+        *,
+        directories: Collection[str] | None = None,
+        server: str = PRIMARY,
+    ) -> None:
         """A complete status map: every known session absent from it is idle (docs/opencode-behaviour.md).
+
+        ``directories``: the map covers only these directories' instances (OpenCode keeps statuses
+        per directory); sessions elsewhere keep the status the events gave them.
 
         A tool call still "running" (or "pending") in a session that is idle now will never end:
         its turn stopped without finishing it (the server that ran it went away). It is shown as
@@ -485,17 +541,24 @@ class Pool:
         """
         for sid, view in self.sessions.items():
             status = statuses.get(sid)
-            if status is None and view.status is not Status.IDLE:
+            if status is None and view.status is not Status.IDLE and self._covers(directories, sid, server):
                 self._set_status(sid, None)
         for sid, status in statuses.items():
             self._set_status(sid, status)
         for sid, view in self.sessions.items():
-            if sid in statuses:
+            if sid in statuses or not self._covers(directories, sid, server):
                 continue
             for call in view.tool_calls.values():
                 if call.status in ("running", "pending"):
                     call.status = "interrupted"
                     self._touch(sid)
+
+    def _covers(self, directories: Collection[str] | None, session_id: str, server: str) -> bool:
+        """Whether a snapshot of ``server`` (per directory, or of everything: None) speaks for this session."""
+        view = self.sessions.get(session_id)
+        if view is None:
+            return directories is None and server == PRIMARY
+        return view.server == server and (directories is None or view.directory in directories)
 
     def server_replaced(self) -> None:
         """The pool now follows another server (or the same one, back after a gap).
@@ -511,20 +574,39 @@ class Pool:
         return [lost for lost in self.lost.values() if lost.request.sessionID == session_id]
 
     def load_requests(
-        self, permissions: list[PermissionRequest] | None, questions: list[QuestionRequest] | None
+        self,
+        permissions: list[PermissionRequest] | None,
+        questions: list[QuestionRequest] | None,
+        *,
+        permission_directories: Collection[str] | None = None,
+        question_directories: Collection[str] | None = None,
+        server: str = PRIMARY,
     ) -> None:
         """Replace the pending sets with a REST snapshot, minus anything answered meanwhile.
 
-        ``None`` means "could not be listed": that set is left as the events made it. After
+        ``None`` means "could not be listed": that set is left as the events made it.
+        ``permission_directories``/``question_directories``: that snapshot covers only the sessions
+        of these directories (requests are listed per directory); a request elsewhere is kept,
+        never dropped unseen. After
         :meth:`server_replaced`, a request missing from the snapshot was not answered: it went
         away with the server, and is kept in :attr:`lost` so that whoever asks about it is told.
         """
-        replaced, self._replaced = self._replaced, False
-        for store, fresh in ((self.permissions, permissions), (self.questions, questions)):
+        replaced = False
+        if server == PRIMARY:
+            replaced, self._replaced = self._replaced, False
+        for store, fresh, directories in (
+            (self.permissions, permissions, permission_directories),
+            (self.questions, questions, question_directories),
+        ):
             if fresh is None:
                 continue
             fresh_ids = {r.id for r in fresh}
-            for rid in [rid for rid in store if rid not in fresh_ids]:
+            gone = [
+                rid
+                for rid, r in store.items()
+                if rid not in fresh_ids and self._covers(directories, r.sessionID, server)
+            ]
+            for rid in gone:
                 req = store.pop(rid)
                 if replaced:
                     self.lost[rid] = LostRequest(req, _now_ms())

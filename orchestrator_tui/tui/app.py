@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -30,7 +31,8 @@ from textual.widgets import Input
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.registry import Launch, Registry
+from orchestrator_tui.pool.projects import in_project
+from orchestrator_tui.pool.registry import Launch, Registry, Showing
 from orchestrator_tui.pool.rules import RuleEngine
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
@@ -89,8 +91,13 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         policy_path: Path | None = None,
         rule_engine: RuleEngine | None = None,
         pool_problem: str | None = None,
+        project: str | None = None,
     ) -> None:
         super().__init__()
+        #: The project the view opens filtered to (``--project``); f clears it.
+        self._initial_project = project
+        #: What this dashboard last told the pool it shows (the policy's "a human sees it").
+        self._showing: Showing | None = None
         #: Why the pool's state (folder, registry) cannot be used, with the fix; None when it can.
         #: The dashboard then fails closed: no rules run, every request waits for the human.
         self.pool_problem = pool_problem
@@ -164,6 +171,8 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         self.sessions_pane.border_title = "Sessions"
         self.query_one("#detail").border_title = "Detail"
         self.filter_input.display = False
+        self.session_list.project_filter = self._initial_project
+        self.session_list.show_server = len(self.service.links) > 1
         self.session_list.focus()
         self._unsubscribe = self.pool.subscribe(self._on_pool_changes)
         self.set_interval(30, self.session_list.tick)
@@ -227,14 +236,17 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         if self._requests_dirty:
             self._requests_dirty = False
             self._refresh_inbox()
-        counts = (len(self.pool.sessions), len(session_list.shown))
+        counts = (len(self.pool.sessions), len(session_list.shown), session_list.project_filter)
         if self._status_dirty or counts != getattr(self, "_counts", None):
             self._counts = counts
             self._status_dirty = False
             self._refresh_status()
-            total, shown = counts
-            label = f"{shown}/{total}" if session_list.filter_text else str(total)
-            self.sessions_pane.border_title = f"Sessions ({label})"
+            total, shown, project = counts
+            filtered = session_list.filter_text or project is not None
+            label = f"{shown}/{total}" if filtered else str(total)
+            where = f" · {Path(project).name or project}" if project is not None else ""
+            self.sessions_pane.border_title = visible(f"Sessions ({label}){where}")
+            self._publish_showing()
         selected = session_list.selected_id
         if (selected is not None and (selected in dirty or selected in removed)) or (selected is None and removed):
             self._refresh_detail()
@@ -257,12 +269,15 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         tokens = info.tokens if info is not None else None
         return Row(
             id=sid,
-            state=row_state(view, self.pool.needs_input(sid)),
+            state=row_state(view, self.pool.needs_input(sid), self.pool.reachable(sid)),
             title=(info.title if info else "") or sid,
             origin=launch.origin if launch else "other",
             client=launch.client_name if launch and launch.origin == "agent" else None,
             updated=info.time.updated if info else None,
             path=(info.path or "") if info else "",
+            project=view.project,
+            directory=view.directory,
+            server=view.server if self.session_list.show_server else None,
             additions=info.summary.additions if info and info.summary else 0,
             deletions=info.summary.deletions if info and info.summary else 0,
             tokens=(tokens.input + tokens.output + tokens.reasoning) if tokens else 0,
@@ -292,11 +307,20 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
             self._origins[sid] = found.get(sid)
 
     def _pending(self) -> list[PermissionRequest | QuestionRequest]:
-        """Every pending request, oldest first (ids are time-ordered in OpenCode)."""
+        """Every pending request the view shows (all, or its project's), oldest first (ids are
+        time-ordered in OpenCode)."""
         requests: list[PermissionRequest | QuestionRequest] = [
             *self.pool.permissions.values(),
             *self.pool.questions.values(),
         ]
+        project = self.session_list.project_filter
+        if project is not None:
+            sessions = self.pool.sessions
+            requests = [
+                r
+                for r in requests
+                if (view := sessions.get(r.sessionID)) is not None and in_project(view.directory, project)
+            ]
         return sorted(requests, key=lambda r: r.id[4:])
 
     def _refresh_inbox(self) -> None:
@@ -306,6 +330,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
             view = self.pool.sessions.get(request.sessionID)
             titles[request.sessionID] = (view.title if view else "") or request.sessionID
         self.inbox.update_requests(pending, titles)
+        self._publish_showing(pending)
         new = [r for r in pending if r.id not in self._seen_requests]
         self._seen_requests = {r.id for r in pending}
         self._answering &= self._seen_requests
@@ -317,6 +342,45 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
                 self.notify(f"{title}: {what}", title="Waiting for you", timeout=6, markup=False)
             if self.bell_enabled:
                 self.bell()
+
+    def _other_servers(self) -> tuple[tuple[str, str], ...]:
+        """(name, stream state) of each server the pool follows besides its own, for the status line."""
+        servers = self.pool.servers
+        others = [name for name, link in self.service.links.items() if not link.primary]
+        return tuple((name, servers.get(name, ("connecting", ""))[0]) for name in others)
+
+    def _view_changed(self) -> None:
+        """The view's scope changed (a project filter): the inbox, the counts and what the pool
+        is told this dashboard shows follow at once."""
+        self._requests_dirty = True
+        self._status_dirty = True
+        self._flush_changes()
+
+    def _publish_showing(self, pending: Sequence[PermissionRequest | QuestionRequest] | None = None) -> None:
+        """Tell the pool what this dashboard shows (see :class:`~orchestrator_tui.pool.registry.Showing`).
+
+        An agent's call waits for a human only on a request some dashboard shows; written only
+        when it changed (a tiny row update in the registry).
+        """
+        membership = self.service.membership
+        if membership is None or self.registry is None:
+            return
+        if pending is None:
+            pending = self._pending()
+        project = self.session_list.project_filter
+        showing = Showing(
+            requests=frozenset(r.id for r in pending),
+            projects=(project,) if project is not None else None,
+            connected=self.pool.connection_state == "connected",
+        )
+        if showing == self._showing:
+            return
+        try:
+            self.registry.show(membership.member_id, showing)
+        except sqlite3.Error:
+            log.warning("could not tell the pool what this dashboard shows", exc_info=True)
+            return
+        self._showing = showing
 
     def _refresh_status(self) -> None:
         state = self.server_state
@@ -331,6 +395,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
                 sessions=len(self.pool.sessions),
                 agents=self.agents_attached,
                 pool_broken=self.pool_problem is not None,
+                others=self._other_servers(),
             )
         else:
             state = ServerState(

@@ -214,6 +214,21 @@ KEYS: tuple[Section, ...] = (
                 palette="Filter sessions…",
             ),
             Key(
+                "f",
+                "project",
+                "Project",
+                "only the selected session's project; again: every project",
+                footer=True,
+                palette="Show only this project / every project",
+            ),
+            Key(
+                "g",
+                "group",
+                "Group",
+                "group sessions by project, or newest first",
+                palette="Group sessions by project",
+            ),
+            Key(
                 "i",
                 "next_waiting",
                 "Next ◆",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from orchestrator_tui import __version__
 from orchestrator_tui.pool.actions import PoolActions
 from orchestrator_tui.pool.discovery import Membership, join_pool
 from orchestrator_tui.pool.registry import PoolStateError, Registry, state_root
+from orchestrator_tui.pool.servers import ServerConfigError, load_servers
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 
 #: What the demo's sessions do: (first prompt line = title, scripted-model directive).
@@ -87,17 +89,38 @@ async def start_demo_sessions(actions: PoolActions, project: Path) -> None:
         await asyncio.sleep(0.4)
 
 
+def _member_directories(registry: Registry | None) -> Callable[[], list[str]] | None:
+    """Where the pool's front ends work (each worker's directory), read at every resync."""
+    if registry is None:
+        return None
+
+    def directories() -> list[str]:
+        return [m.directory for m in registry.members() if m.directory]
+
+    return directories
+
+
 def run_dashboard(
-    *, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str | None = None
+    *,
+    attach: str | None = None,
+    demo: bool = False,
+    bell: bool = True,
+    pool: str | None = None,
+    project: Path | None = None,
+    servers: Sequence[str] = (),
 ) -> int:
     from orchestrator_tui.tui.app import DashboardApp
 
     demo_env = DemoEnvironment.create() if demo else None
     if demo_env is not None:
-        spec = ServerSpec(cwd=demo_env.project, config_content=demo_env.config, env=demo_env.env)
+        spec = ServerSpec(
+            cwd=demo_env.project, config_content=demo_env.config, env=demo_env.env, every_directory=True
+        )
         registry_env: dict[str, str] | None = demo_env.env
     else:
-        spec = ServerSpec.from_env(attach_url=attach)
+        # The dashboard follows every directory of the pool's server: an agent's worker started
+        # in another project shares the server, and its sessions and requests must show here.
+        spec = dataclasses.replace(ServerSpec.from_env(attach_url=attach), every_directory=True)
         registry_env = None
     registry: Registry | None = None
     membership: Membership | None = None
@@ -105,7 +128,7 @@ def run_dashboard(
     try:
         registry = Registry.for_pool(pool, registry_env)
         # Join the pool: attach to its OpenCode server if another front end runs one, else start it.
-        membership = join_pool(registry, "human", "orchestrator-tui dashboard", __version__)
+        membership = join_pool(registry, "human", "orchestrator-tui dashboard", __version__, str(spec.cwd))
     except PoolStateError as exc:
         # Fail closed and say so on screen: no rules run, every request waits for the human here,
         # on a private OpenCode server, until the pool's state is fixed.
@@ -124,7 +147,19 @@ def run_dashboard(
     )
     if pool_problem is not None:
         logging.getLogger(__name__).error("pool state unavailable: %s", pool_problem)
-    service = PoolService(spec, membership=membership)
+    try:
+        attached = load_servers(registry.path.parent if registry is not None else None, servers)
+    except ServerConfigError:
+        if membership is not None:
+            membership.leave()
+        if registry is not None:
+            registry.close()
+        if demo_env is not None:
+            demo_env.close()
+        raise
+    service = PoolService(
+        spec, membership=membership, directories=_member_directories(registry), servers=attached
+    )
     actions = PoolActions(service, registry)
     on_ready: Callable[[DashboardApp], Any] | None = None
     if demo_env is not None:
@@ -135,7 +170,14 @@ def run_dashboard(
             app.notify("Demo: six sessions start; two will ask you something (see the inbox).", timeout=8)
 
     app = DashboardApp(
-        service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True, pool_problem=pool_problem
+        service,
+        actions,
+        registry,
+        bell=bell,
+        on_ready=on_ready,
+        owns_service=True,
+        pool_problem=pool_problem,
+        project=str(project) if project is not None else None,
     )
     # However the app ends (q, a signal, a closed terminal, kill -9), the OpenCode server's keeper
     # stops it once no front end of its pool is alive: nothing to kill here.

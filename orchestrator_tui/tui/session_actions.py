@@ -46,6 +46,7 @@ class SessionActions(App[None]):
     _dirty: set[str]
     _flush_changes: Callable[[], None]
     _schedule_flush: Callable[[], None]
+    _view_changed: Callable[[], None]
 
     def _selected(self) -> str | None:
         sid = self.session_list.selected_id
@@ -66,7 +67,8 @@ class SessionActions(App[None]):
     @work(group="act")
     async def _start_session(self, prompt: str) -> None:
         try:
-            session = await self.actions_.new_session(prompt)
+            # Filtered to one project: the new session works there.
+            session = await self.actions_.new_session(prompt, directory=self.session_list.project_filter)
         except ActionError as exc:
             self.notify(visible(str(exc), multiline=True), severity="error", title="Could not start", markup=False)
             return
@@ -89,13 +91,13 @@ class SessionActions(App[None]):
         sid = self._selected()
         if sid is None:
             return
-        if not self.known_commands:
-            try:
-                self.known_commands = await self.actions_.commands()
-            except ActionError as exc:
-                self.notify(visible(str(exc), multiline=True), severity="error", markup=False)
-                return
-        choice = await self.push_screen_wait(CommandPickerScreen(self.known_commands))
+        # The session's own project's commands (each directory has its own .opencode/command/).
+        try:
+            commands = await self.actions_.commands(sid)
+        except ActionError as exc:
+            self.notify(visible(str(exc), multiline=True), severity="error", markup=False)
+            return
+        choice = await self.push_screen_wait(CommandPickerScreen(commands))
         if choice:
             name, arguments = choice
             self._act(self.actions_.run_command(sid, name, arguments), f"/{visible(name)} started")
@@ -158,6 +160,41 @@ class SessionActions(App[None]):
         if not event.value.strip():
             event.input.display = False
         session_list.focus()
+
+    def action_project(self) -> None:
+        """Show only the selected session's project; pressed again, every project."""
+        session_list = self.session_list
+        if session_list.project_filter is not None:
+            self.set_project(None)
+            return
+        sid = self._selected()
+        if sid is None:
+            return
+        row = session_list.rows.get(sid)
+        project = row.project if row is not None else None
+        if project is None:
+            self.notify("OpenCode has not said which project this session is in yet.")
+            return
+        self.set_project(project)
+
+    def set_project(self, project: str | None) -> None:
+        """Limit the view (the list and the inbox) to one project, or show every project.
+
+        The inbox follows the list: what a filtered dashboard does not show, it must not be
+        counted on to answer (the approval policy asks each dashboard what it shows)."""
+        self.session_list.set_project(project)
+        self._view_changed()
+        if project is None:
+            self.notify("Every project's sessions", timeout=3)
+        else:
+            self.notify(f"Only {visible(project)} (f shows every project)", timeout=4, markup=False)
+
+    def action_group(self) -> None:
+        """Group the sessions by project, or list them newest first."""
+        grouped = not self.session_list.grouped
+        self.session_list.set_grouped(grouped)
+        self._schedule_flush()
+        self.notify("Grouped by project" if grouped else "Newest first", timeout=3)
 
     def action_toggle_bell(self) -> None:
         self.bell_enabled = not self.bell_enabled

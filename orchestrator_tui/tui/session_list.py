@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import os
 import re
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.strip import Strip
 
+from orchestrator_tui.pool.projects import in_project
 from orchestrator_tui.pool.state import SessionView, Status
 from orchestrator_tui.safetext import visible
 from orchestrator_tui.tui.steady import SteadyInput, SteadyScrollView
@@ -36,12 +38,15 @@ GLYPHS: dict[str, str] = {
     "error": "✗",
     "idle": "○",
     "unknown": "?",
+    "unreachable": "⊘",
 }
 
 
 #: Width of the From column: room for "agent · claude-code", or just the kind when narrow.
 ORIGIN_WIDE = 17
 ORIGIN_NARROW = 6
+#: Width of the Server column (shown only while the pool follows several servers).
+SERVER_WIDTH = 10
 
 EMPTY_PLACEHOLDER = "No sessions yet. Press n to start one, or let an agent call run."
 
@@ -62,6 +67,11 @@ class Row:
     cost: float
     #: The MCP client that launched an agent's session ("claude-code"), from the registry.
     client: str | None = None
+    #: The session's project (its worktree root) and its own directory, as OpenCode says them.
+    project: str | None = None
+    directory: str | None = None
+    #: The server it lives on, when the pool follows several (None: one server, no column).
+    server: str | None = None
     #: "agent · claude-code", "human" or "other": what the From column and the detail pane say.
     origin_label: str = field(init=False, compare=False)
     #: What the filter matches against, computed once per row (10,000 rows per keystroke).
@@ -73,9 +83,22 @@ class Row:
         # Letters-in-order matching runs over the words a person reads. The id only matches as
         # a substring: a random 30-character id holds most short words' letters in order, so
         # "beta" would otherwise match nearly every session.
-        text = f"{self.title} {self.path} {self.origin_label} {self.state}"
+        text = f"{self.title} {self.where} {self.origin_label} {self.state} {self.server or ''}"
         object.__setattr__(self, "haystack", text.casefold())
         object.__setattr__(self, "id_key", self.id.casefold())
+
+    @property
+    def project_name(self) -> str:
+        """The project as the list names it: its folder's name."""
+        return os.path.basename(self.project.rstrip("/")) if self.project else ""
+
+    @property
+    def where(self) -> str:
+        """Project, then the subdirectory the session works in ("api/sub"), for the Project column."""
+        name = self.project_name
+        if self.project and self.directory and self.directory != self.project:
+            return f"{name}/{os.path.relpath(self.directory, self.project)}"
+        return name or self.path
 
     def matches(self, needle: str) -> bool:
         """``needle`` is already casefolded."""
@@ -93,7 +116,9 @@ def origin_label(origin: str, client: str | None) -> str:
     return origin
 
 
-def row_state(view: SessionView, needs_input: bool) -> str:
+def row_state(view: SessionView, needs_input: bool, reachable: bool = True) -> str:
+    if not reachable:
+        return "unreachable"  # its server is down: nothing said of it can be trusted now
     if needs_input:
         return "needs-input"
     if view.status is Status.BUSY:
@@ -157,6 +182,7 @@ class SessionList(SteadyScrollView, can_focus=True):
         "session-list--error",
         "session-list--idle",
         "session-list--unknown",
+        "session-list--unreachable",
         "session-list--dim",
         "session-list--agent",
         "session-list--human",
@@ -184,13 +210,19 @@ class SessionList(SteadyScrollView, can_focus=True):
         self.order: list[str] = []
         self.shown: list[str] = []
         self.filter_text = ""
+        #: Only sessions of this project are shown (None: every project).
+        self.project_filter: str | None = None
+        #: Rows are grouped by project (then newest first), instead of newest first.
+        self.grouped = False
+        #: The Server column is drawn (the pool follows several servers).
+        self.show_server = False
         #: What the empty list says (the app changes it while OpenCode is unreachable).
         self.placeholder = EMPTY_PLACEHOLDER
         self._cache: dict[tuple[str, int, bool], Strip] = {}
         self._now = time.time()
         #: The order's sort keys, kept beside it (see :meth:`_key`); ``_seq`` numbers the rows
         #: in the order they were added, which breaks ties between equal times.
-        self._keys: list[tuple[int, int]] = []
+        self._keys: list[tuple[str, int, int]] = []
         self._seq: dict[str, int] = {}
         self._next_seq = 0
         #: The session the app was last told is highlighted.
@@ -232,9 +264,11 @@ class SessionList(SteadyScrollView, can_focus=True):
                 self._seq[sid] = self._next_seq
                 self._next_seq += 1
                 moved[sid] = None
-            elif old.updated != row.updated:
+            elif old.updated != row.updated or (self.grouped and old.project != row.project):
                 moved[sid] = old
-            elif self.filter_text and old.haystack != row.haystack:
+            elif (self.filter_text and old.haystack != row.haystack) or (
+                self.project_filter is not None and old.directory != row.directory
+            ):
                 refilter = True
         if changed or removed:
             self._drop_cache(set(changed) | removed)
@@ -260,15 +294,28 @@ class SessionList(SteadyScrollView, can_focus=True):
         narrowing = bool(before) and self.filter_text.startswith(before)
         self._apply_filter(self.shown if narrowing else None)
 
-    def _key(self, sid: str, row: Row) -> tuple[int, int]:
-        """Newest first; equal times keep the order the sessions were added in."""
-        return (-(row.updated or 0), self._seq[sid])
+    def set_project(self, project: str | None) -> None:
+        """Show only this project's sessions (None: every project's)."""
+        self.project_filter = project
+        self._apply_filter()
+
+    def set_grouped(self, grouped: bool) -> None:
+        """Group the rows by project, or list them newest first."""
+        if grouped != self.grouped:
+            self.grouped = grouped
+            self._reorder()
+
+    def _key(self, sid: str, row: Row) -> tuple[str, int, int]:
+        """Newest first (within its project when grouped); equal times keep the order the
+        sessions were added in."""
+        group = (row.project_name.casefold() + "\0" + (row.project or "")) if self.grouped else ""
+        return (group, -(row.updated or 0), self._seq[sid])
 
     def _reorder(self) -> None:
         rows = self.rows
         self._keys = sorted(self._key(sid, row) for sid, row in rows.items())
         by_seq = {seq: sid for sid, seq in self._seq.items() if sid in rows}
-        self.order = [by_seq[seq] for _, seq in self._keys]
+        self.order = [by_seq[seq] for *_, seq in self._keys]
         self._apply_filter()
 
     def _move(self, moved: dict[str, Row | None]) -> None:
@@ -279,7 +326,7 @@ class SessionList(SteadyScrollView, can_focus=True):
                 del self._seq[sid]
             self._keys = sorted(self._key(sid, row) for sid, row in rows.items())
             by_seq = {seq: sid for sid, seq in self._seq.items()}
-            self.order = [by_seq[seq] for _, seq in self._keys]
+            self.order = [by_seq[seq] for *_, seq in self._keys]
             return
         keys, order = self._keys, self.order
         for sid, old in moved.items():
@@ -300,9 +347,15 @@ class SessionList(SteadyScrollView, can_focus=True):
         """Show the rows of the order that match the filter (``candidates``: only these can)."""
         keep = self.selected_id
         needle = self.filter_text
-        if needle:
-            rows = self.rows
-            self.shown = [sid for sid in (candidates or self.order) if rows[sid].matches(needle)]
+        project = self.project_filter
+        rows = self.rows
+        if needle or project is not None:
+            self.shown = [
+                sid
+                for sid in (candidates or self.order)
+                if (not needle or rows[sid].matches(needle))
+                and (project is None or in_project(rows[sid].directory, project))
+            ]
         else:
             self.shown = list(self.order)
         self.virtual_size = Size(self.size.width, len(self.shown) + 1)
@@ -338,6 +391,7 @@ class SessionList(SteadyScrollView, can_focus=True):
             return False
         if session_id not in self.shown:
             self.filter_text = ""
+            self.project_filter = None
             self._apply_filter()
         self._set_cursor(self.shown.index(session_id))
         return True
@@ -395,24 +449,26 @@ class SessionList(SteadyScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ drawing
 
-    def _columns(self, width: int) -> tuple[int, int, int, int, int, int]:
-        """Widths of title, origin, age, path, changes, usage (the glyph takes 2).
+    def _columns(self, width: int) -> tuple[int, int, int, int, int, int, int]:
+        """Widths of title, origin, age, project, server, changes, usage (the glyph takes 2).
 
         The From column names the agent's client ("agent · claude-code") when there is room for
         it next to a readable title; on narrow terminals it shrinks back to the kind ("agent").
+        The Server column is there only while the pool follows several servers.
         """
         age_w, changes, usage = 4, 9, 14
+        server = SERVER_WIDTH + 1 if self.show_server else 0
         origin = ORIGIN_WIDE
-        rest = width - 2 - origin - age_w - changes - usage - 5
+        rest = width - 2 - origin - age_w - changes - usage - 5 - server
         if rest < 30:
             origin = ORIGIN_NARROW
-            rest = width - 2 - origin - age_w - changes - usage - 5
+            rest = width - 2 - origin - age_w - changes - usage - 5 - server
         if rest < 30:  # narrow terminal: drop usage and changes next
             usage = changes = 0
-            rest = width - 2 - origin - age_w - 3
+            rest = width - 2 - origin - age_w - 3 - server
         path = max(0, min(28, rest // 4))
         title = max(8, rest - path)
-        return title, origin, age_w, path, changes, usage
+        return title, origin, age_w, path, max(0, server - 1), changes, usage
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
@@ -433,21 +489,29 @@ class SessionList(SteadyScrollView, can_focus=True):
         return strip
 
     def _header(self, width: int) -> Strip:
-        title, origin, age_w, path, changes, usage = self._columns(width)
+        title, origin, age_w, path, server, changes, usage = self._columns(width)
         text = "  " + _fit("Session", title) + " " + _fit("From", origin) + " " + _fit("Age", age_w)
-        text += " " + _fit("Path", path)
+        text += " " + _fit("Project", path)
+        if server:
+            text += " " + _fit("Server", server)
         if changes:
             text += " " + _fit("Changes", changes) + " " + _fit("Tokens / cost", usage)
         style = self.get_component_rich_style("session-list--header")
         return Strip([Segment(_fit(text, width), style)], width)
 
     def _empty_line(self, width: int) -> Strip:
-        message = visible(f"No session matches “{self.filter_text}”." if self.filter_text else self.placeholder)
+        if self.filter_text:
+            message = f"No session matches “{self.filter_text}”."
+        elif self.project_filter is not None:
+            message = f"No session in {self.project_filter} yet. Press f to see every project."
+        else:
+            message = self.placeholder
+        message = visible(message)
         style = self.get_component_rich_style("session-list--dim")
         return Strip([Segment(_fit("  " + message, width), style)], width)
 
     def _render_row(self, row: Row, width: int, selected: bool) -> Strip:
-        title_w, origin_w, age_w, path_w, changes_w, usage_w = self._columns(width)
+        title_w, origin_w, age_w, path_w, server_w, changes_w, usage_w = self._columns(width)
         base = self.rich_style
         glyph_style = self.get_component_rich_style(f"session-list--{row.state}")
         dim = self.get_component_rich_style("session-list--dim")
@@ -464,8 +528,10 @@ class SessionList(SteadyScrollView, can_focus=True):
             Segment(_fit(visible(row.title or row.id), title_w) + " ", base),
             Segment(_fit(_squeeze(row.origin_label, origin_w), origin_w) + " ", origin_style),
             Segment(_fit(age(row.updated, self._now), age_w) + " ", dim),
-            Segment(_fit(visible(row.path), path_w) + " ", dim),
+            Segment(_fit(visible(row.where), path_w) + " ", dim),
         ]
+        if server_w:
+            segments.append(Segment(_fit(visible(row.server or ""), server_w) + " ", dim))
         if changes_w:
             change = f"+{row.additions}/-{row.deletions}" if (row.additions or row.deletions) else ""
             usage = f"{compact_number(row.tokens)} ${row.cost:.2f}" if row.tokens else ""

@@ -71,6 +71,12 @@ class ServerState:
     agents: int = 0
     #: The pool's state cannot be used (the dashboard fails closed): said on the line itself.
     pool_broken: bool = False
+    #: (name, stream state) of each server attached to the pool besides its own.
+    others: tuple[tuple[str, str], ...] = ()
+
+
+#: How the status line marks an attached server: live, down, or anything in between.
+_SERVER_MARKS = {"connected": ("●", "green"), "down": ("✗", "bold red")}
 
 
 class StatusLine(Static):
@@ -113,6 +119,9 @@ class StatusLine(Static):
         what = "managed" if state.mode == "managed" else "attached"
         text.append("   ")
         text.append(f"{what} OpenCode {visible(state.version)}".strip(), style="bold")
+        for name, stream in state.others:
+            mark, style = _SERVER_MARKS.get(stream, ("◌", "yellow"))
+            text.append(f"  {mark} {visible(name)}", style=style)
         if state.url:
             text.append(f"  {visible(state.url)}", style="dim")
         self.update(text, layout=False)  # always one line: no layout pass needed
