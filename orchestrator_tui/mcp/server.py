@@ -134,6 +134,7 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
     from orchestrator_tui.pool.registry import PoolStateError, Registry
     from orchestrator_tui.pool.rules import RuleEngine
     from orchestrator_tui.pool.service import PoolService, ServerSpec
+    from orchestrator_tui.pool.status import StatusFile
 
     membership: Membership | None = None
     registry: Registry | None = None
@@ -193,6 +194,10 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
     watcher = loop.create_task(watch_host(host)) if host > 1 else None
     if rule_engine is not None:
         rule_engine.start()
+    # What this worker's pool waits for, for `orchestrator-tui status` (none while failing closed).
+    status_file = StatusFile(membership.folder.path, service, "agent") if membership is not None else None
+    if status_file is not None:
+        status_file.start()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
             loop.add_signal_handler(sig, on_signal, sig)
@@ -204,6 +209,8 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None) -> None:
         noter.cancel()
         if watcher is not None:
             watcher.cancel()
+        if status_file is not None:
+            status_file.close()
         if rule_engine is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(rule_engine.stop(), 2.0)
