@@ -46,6 +46,12 @@ def _build_parser() -> argparse.ArgumentParser:
             )
             dash.add_argument("--pool", metavar="NAME", type=_pool_arg, help=pool_help)
         dash.add_argument("--no-bell", action="store_true", help="no terminal bell when a request starts waiting")
+        dash.add_argument(
+            "--notify-command",
+            metavar="CMD",
+            help="when a request starts waiting for you, run `/bin/sh -c CMD` with a JSON description of it on "
+            "stdin (one run per request, one at a time, stopped after 10 s; see the README)",
+        )
 
     status = sub.add_parser(
         "status",
@@ -161,6 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 demo=args.command == "demo",
                 bell=not getattr(args, "no_bell", False),
                 pool=getattr(args, "pool", None),
+                notify_command=getattr(args, "notify_command", None),
             )
         except PoolStateError as exc:  # the dashboard shows these itself; this is the last resort, no traceback
             print(f"orchestrator-tui: {exc}", file=sys.stderr)

@@ -88,7 +88,12 @@ async def start_demo_sessions(actions: PoolActions, project: Path) -> None:
 
 
 def run_dashboard(
-    *, attach: str | None = None, demo: bool = False, bell: bool = True, pool: str | None = None
+    *,
+    attach: str | None = None,
+    demo: bool = False,
+    bell: bool = True,
+    pool: str | None = None,
+    notify_command: str | None = None,
 ) -> int:
     from orchestrator_tui.tui.app import DashboardApp
 
@@ -135,7 +140,14 @@ def run_dashboard(
             app.notify("Demo: six sessions start; two will ask you something (see the inbox).", timeout=8)
 
     app = DashboardApp(
-        service, actions, registry, bell=bell, on_ready=on_ready, owns_service=True, pool_problem=pool_problem
+        service,
+        actions,
+        registry,
+        bell=bell,
+        on_ready=on_ready,
+        owns_service=True,
+        pool_problem=pool_problem,
+        notify_command=notify_command,
     )
     # However the app ends (q, a signal, a closed terminal, kill -9), the OpenCode server's keeper
     # stops it once no front end of its pool is alive: nothing to kill here.
