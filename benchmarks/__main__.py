@@ -2,7 +2,7 @@
 
     python -m benchmarks [NAME ...]      (./dev bench)
 
-NAME is any of ``cold_start``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
+NAME is any of ``cold_start``, ``status_line``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
 and ``pty_keys`` (the dashboard: the human-side budgets; default: all, in that order). Each module
 has ``run() -> list[Figure]``. These are measurements, not tests: the exit status is 0 even when a
 budget is missed (the table says MISSED); it is 1 only when a benchmark could not run at all.
@@ -20,6 +20,7 @@ from benchmarks._common import Figure, Interrupted, print_figures, print_table
 
 BENCHMARKS = {
     "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
+    "status_line": "orchestrator-tui status (process start → line printed, exited; no server involved)",
     "run_overhead": "run overhead (session.idle on /event → MCP client has the tools/call result)",
     "concurrent_runs": "concurrent runs (200 run calls at once on one worker, every response checked)",
     "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",

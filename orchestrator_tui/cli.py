@@ -59,6 +59,30 @@ def _build_parser() -> argparse.ArgumentParser:
             type=_project_arg,
             help="open showing only this project's sessions and requests (f in the dashboard shows every project)",
         )
+        dash.add_argument(
+            "--notify-command",
+            metavar="CMD",
+            help="when a request starts waiting for you, run `/bin/sh -c CMD` with a JSON description of it on "
+            "stdin (one run per request, one at a time, stopped after 10 s; see the README)",
+        )
+
+    status = sub.add_parser(
+        "status",
+        help="one line for a status bar: requests waiting, busy sessions, servers",
+        description="Print what the pool's running front ends (dashboards, MCP workers) see, in one line such as "
+        "'3 waiting · 5 busy · 2 servers', for a tmux status bar or a shell prompt. It reads the small files the "
+        "front ends keep in the pool folder: it never starts or contacts an OpenCode server, and answers within "
+        "tens of milliseconds.",
+        epilog="exit status: 0 nothing waiting, 1 something waiting, 2 no front end running (nothing is known); "
+        "a usage error also exits with 2",
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON object: the counts and the ids")
+    status.add_argument(
+        "--pool",
+        metavar="NAME",
+        type=_pool_arg,
+        help="the pool to report on (default: $ORCHESTRATOR_TUI_POOL, else 'default')",
+    )
 
     model = sub.add_parser(
         "scripted-model",
@@ -74,12 +98,31 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _pool_arg(value: str) -> str:
-    from orchestrator_tui.pool.registry import pool_name
+    from orchestrator_tui.pool.names import pool_name
 
     try:
         return pool_name(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _status(pool: str | None, *, as_json: bool) -> int:
+    """`orchestrator-tui status`: read the front ends' status files (pool/status.py), print, exit.
+
+    Kept to the standard library: a status bar runs this every few seconds."""
+    import json
+
+    from orchestrator_tui.pool.names import PoolStateError, pool_name, state_root
+    from orchestrator_tui.pool.status import read_status
+
+    try:
+        name = pool_name(pool)
+    except PoolStateError as exc:  # an invalid $ORCHESTRATOR_TUI_POOL
+        print(f"orchestrator-tui: {exc}", file=sys.stderr)
+        return 2
+    status = read_status(state_root() / name)
+    print(json.dumps({"pool": name, **status.to_json()}) if as_json else status.line())
+    return status.exit_code()
 
 
 #: The collector's thresholds in the dashboard process (CPython's default: 700, 10, 10).
@@ -150,6 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 pool=getattr(args, "pool", None),
                 project=args.project,
                 servers=getattr(args, "server", []),
+                notify_command=getattr(args, "notify_command", None),
             )
         except PoolStateError as exc:  # the dashboard shows these itself; this is the last resort, no traceback
             print(f"orchestrator-tui: {exc}", file=sys.stderr)
@@ -157,6 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ServerConfigError as exc:
             print(f"orchestrator-tui: {exc}", file=sys.stderr)
             return 2
+    if args.command == "status":
+        return _status(args.pool, as_json=args.json)
     if args.command == "scripted-model":
         from orchestrator_tui.scripted_model.server import main as model_main
 

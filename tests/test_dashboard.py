@@ -787,7 +787,8 @@ async def test_waiting_request_rings_and_is_counted(make_rig: Callable[..., Rig]
         await on_screen(pilot, "nothing waiting", widget=app.status_line)
         sid = await start_quietly(rig, "BASH echo ring", title="needs a yes")
         await until(pilot, lambda: "◆ 1 waiting" in status_text(app), "the status line to count the request")
-        waiting = [n for n in rig.notes if n.title == "Waiting for you"]
+        # The human is called once the request still waits a moment later (tests/test_attention.py).
+        waiting = await until(pilot, lambda: [n for n in rig.notes if n.title == "Waiting for you"], "the notice")
         assert len(waiting) == 1 and waiting[0].message == "needs a yes: Run command"
         await on_screen(pilot, "Waiting for you", "needs a yes: Run command")  # the toast
         assert len(rig.bells) == (1 if bell else 0)
@@ -795,8 +796,8 @@ async def test_waiting_request_rings_and_is_counted(make_rig: Callable[..., Rig]
         # A second request rings again and counts two.
         sid2 = await start_quietly(rig, "BASH echo ring-two", title="needs another yes")
         await until(pilot, lambda: "◆ 2 waiting" in status_text(app), "the status line to count two")
+        await until(pilot, lambda: len([n for n in rig.notes if n.title == "Waiting for you"]) == 2, "the notice")
         assert len(rig.bells) == (2 if bell else 0)
-        assert len([n for n in rig.notes if n.title == "Waiting for you"]) == 2
 
         # Answering does not ring; the count goes down.
         app.session_list.select(sid)

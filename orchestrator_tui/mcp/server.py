@@ -136,6 +136,7 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None, given_servers
     from orchestrator_tui.pool.rules import RuleEngine
     from orchestrator_tui.pool.servers import ServerConfigError, load_servers
     from orchestrator_tui.pool.service import PoolService, ServerSpec
+    from orchestrator_tui.pool.status import StatusFile
 
     membership: Membership | None = None
     registry: Registry | None = None
@@ -205,6 +206,10 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None, given_servers
     watcher = loop.create_task(watch_host(host)) if host > 1 else None
     if rule_engine is not None:
         rule_engine.start()
+    # What this worker's pool waits for, for `orchestrator-tui status` (none while failing closed).
+    status_file = StatusFile(membership.folder.path, service, "agent") if membership is not None else None
+    if status_file is not None:
+        status_file.start()
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # non-Unix
             loop.add_signal_handler(sig, on_signal, sig)
@@ -216,6 +221,8 @@ async def _amain(attach: str | None, wire: Wire, pool: str | None, given_servers
         noter.cancel()
         if watcher is not None:
             watcher.cancel()
+        if status_file is not None:
+            status_file.close()
         if rule_engine is not None:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(rule_engine.stop(), 2.0)

@@ -24,7 +24,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import stat
 import time
@@ -35,15 +34,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from orchestrator_tui.opencode.keeper import flock_within, open_lock, pid_alive
+from orchestrator_tui.pool.names import (  # where a pool lives: kept light for `orchestrator-tui status`
+    DEFAULT_POOL,
+    STATE_DIR_ENV,
+    PoolStateError,
+    pool_name,
+    state_root,
+)
 from orchestrator_tui.pool.projects import in_project
 
 log = logging.getLogger(__name__)
 
 Origin = Literal["agent", "human", "other"]
-
-STATE_DIR_ENV = "ORCHESTRATOR_TUI_STATE_DIR"
-POOL_ENV = "ORCHESTRATOR_TUI_POOL"
-DEFAULT_POOL = "default"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS launches (
@@ -113,41 +115,6 @@ _MEMBER_COLUMNS = (
 )
 #: The rule columns in :class:`Rule`'s field order (``revoked_by`` was added by ALTER TABLE).
 _RULE_COLUMNS = "id, permission, pattern, reply, created_by, created_at, revoked_at, revoked_by"
-
-
-class PoolStateError(ValueError):
-    """The pool's state (its folder or registry) cannot be used; ``str()`` says what and how to fix it.
-
-    Every front end fails *closed* on it: everything needs a human until it is fixed.
-    """
-
-    def __init__(self, problem: str, fix: str) -> None:
-        self.problem = problem
-        self.fix = fix
-        super().__init__(f"{problem}. Fix: {fix}" + ("" if fix.endswith(".") else "."))
-
-
-def state_root(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get(STATE_DIR_ENV):
-        return Path(env[STATE_DIR_ENV])
-    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "orchestrator-tui"
-
-
-def pool_name(given: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """The pool to use: ``--pool``, else ``$ORCHESTRATOR_TUI_POOL``, else ``default``.
-
-    A name is one folder name (letters, digits, ``.``, ``_``, ``-``), so it cannot escape the root.
-    """
-    env = os.environ if env is None else env
-    name = given or env.get(POOL_ENV) or DEFAULT_POOL
-    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", name):
-        where = "" if given else f" (from ${POOL_ENV})" if env.get(POOL_ENV) else ""
-        raise PoolStateError(
-            f"invalid pool name {name!r}{where}", "use letters, digits, '.', '_' or '-' (at most 64), e.g. --pool work"
-        )
-    return name
 
 
 def pool_dir(pool: str = DEFAULT_POOL, env: Mapping[str, str] | None = None) -> Path:

@@ -37,6 +37,7 @@ from orchestrator_tui.pool.rules import RuleEngine
 from orchestrator_tui.pool.service import PoolService
 from orchestrator_tui.pool.state import Changes
 from orchestrator_tui.tui.answering import Answering
+from orchestrator_tui.tui.attention import Attention
 from orchestrator_tui.tui.connection import HEALTH_INTERVAL, Connection
 from orchestrator_tui.tui.keys import KeyClock, bindings, help_sections
 from orchestrator_tui.tui.palette import DashboardCommands
@@ -63,7 +64,7 @@ def styles_dir() -> Path:
     return here.parents[1] / "styles"
 
 
-class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]):
+class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions, App[None]):
     TITLE = "orchestrator-tui"
     CSS_PATH = str(styles_dir() / "app.tcss")
     COMMANDS: ClassVar[set[type[Provider]] | set[Callable[[], type[Provider]]]] = {
@@ -92,6 +93,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         rule_engine: RuleEngine | None = None,
         pool_problem: str | None = None,
         project: str | None = None,
+        notify_command: str | None = None,
     ) -> None:
         super().__init__()
         #: The project the view opens filtered to (``--project``); f clears it.
@@ -139,6 +141,8 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         #: When the dashboard last said "look first" (one notice per burst of early presses).
         self._too_soon_said = -1e9
         self._control_filter = ControlFilter()
+        #: Calling the human when a request waits (bell, desktop, --notify-command), the status file.
+        self._setup_attention(notify_command)
 
     # ------------------------------------------------------------------ layout
 
@@ -180,6 +184,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         self.set_interval(MEMBERS_INTERVAL, self._count_members)
         self._count_members()
         self._refresh_status()
+        self._start_attention()
         if self.pool_problem is not None:
             self.notify(
                 f"{self.pool_problem}\nUntil it is fixed no rules run and every request waits for you here "
@@ -193,6 +198,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
 
     async def on_unmount(self) -> None:
         self._unsubscribe()
+        await self._stop_attention()
         if self.rule_engine is not None:
             await self.rule_engine.stop()
         if self._owns_service:
@@ -335,13 +341,7 @@ class DashboardApp(Connection, Answering, PoolScreens, SessionActions, App[None]
         self._seen_requests = {r.id for r in pending}
         self._answering &= self._seen_requests
         if new and self.ready.is_set():
-            for request in new:
-                what = permission_title(request) if isinstance(request, PermissionRequest) else "Question"
-                # markup=False: a session title may contain "[...]".
-                title = visible(titles[request.sessionID])
-                self.notify(f"{title}: {what}", title="Waiting for you", timeout=6, markup=False)
-            if self.bell_enabled:
-                self.bell()
+            self.requests_arrived(new)  # the human is called for those still waiting in a moment
 
     def _other_servers(self) -> tuple[tuple[str, str], ...]:
         """(name, stream state) of each server the pool follows besides its own, for the status line."""

@@ -264,6 +264,13 @@ KEYS: tuple[Section, ...] = (
 #: Palette-only commands: no key of their own.
 COMMANDS: tuple[Key, ...] = (
     Key("", "toggle_bell", "Bell", "ring the terminal bell for new requests, or stop", palette="Toggle terminal bell"),
+    Key(
+        "",
+        "toggle_desktop_notifications",
+        "Desktop",
+        "desktop notifications through the terminal for new requests, or stop",
+        palette="Toggle desktop notifications",
+    ),
 )
 
 

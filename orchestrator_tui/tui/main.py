@@ -108,6 +108,7 @@ def run_dashboard(
     pool: str | None = None,
     project: Path | None = None,
     servers: Sequence[str] = (),
+    notify_command: str | None = None,
 ) -> int:
     from orchestrator_tui.tui.app import DashboardApp
 
@@ -178,6 +179,7 @@ def run_dashboard(
         owns_service=True,
         pool_problem=pool_problem,
         project=str(project) if project is not None else None,
+        notify_command=notify_command,
     )
     # However the app ends (q, a signal, a closed terminal, kill -9), the OpenCode server's keeper
     # stops it once no front end of its pool is alive: nothing to kill here.
