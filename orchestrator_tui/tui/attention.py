@@ -147,17 +147,17 @@ class Attention(App[None]):
             body = first if len(requests) == 1 else f"{len(requests)} requests; {first}"
             self._write_terminal(osc_notification(self.desktop_protocol, DESKTOP_TITLE, body, tmux=self._in_tmux))
         if self.notify_command is not None:
-            client = self.service.client
-            server = client.base_url if client is not None else None
             folder = self._pool_folder()
             for request in requests:
                 view = self.pool.sessions.get(request.sessionID)
+                # The server the session lives on (its URL): the pool's own, or an attached one.
+                client = self.service.link_of(request.sessionID).client
                 self.notify_command.submit(
                     request_payload(
                         request,
                         session_title=(view.title if view else "") or request.sessionID,
                         directory=view.directory if view else None,
-                        server=server,
+                        server=client.base_url if client is not None else None,
                         pool=folder.name if folder is not None else None,
                     )
                 )
