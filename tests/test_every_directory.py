@@ -100,6 +100,9 @@ async def test_the_dashboard_in_one_project_supervises_an_agent_in_another(
             await until(pilot, lambda: sid in app.session_list.rows, "B's session on A's dashboard")
             assert app.session_list.rows[sid].project == str(b)
             await until(pilot, lambda: "beta" in row_line(app, sid), "the Project column naming beta")
+            # A resync re-reads B's instance (the worker's directory), and never a non-path.
+            directories = human.service.resync_directories()
+            assert str(b) in directories and all(d.startswith("/") for d in directories), directories
 
             # B's permission shows in A's inbox, and `o` there completes B's run.
             progress: list[str] = []

@@ -158,7 +158,9 @@ class ServerLink:
         found: dict[str, float] = {str(self.spec.cwd): now + 1} if self.primary else {}
 
         def add(directory: str | None, at: float) -> None:
-            if directory and found.get(directory, -1.0) < at:
+            # Only absolute paths: the global stream also says "global" for events of no
+            # directory, and a relative name would make OpenCode start an instance for it.
+            if directory and directory.startswith("/") and found.get(directory, -1.0) < at:
                 found[directory] = at
 
         if self._member_directories is not None and self.primary:

@@ -164,10 +164,10 @@ def run_dashboard(
     actions = PoolActions(service, registry)
     on_ready: Callable[[DashboardApp], Any] | None = None
     if demo_env is not None:
-        project = demo_env.project
+        demo_project = demo_env.project
 
         def on_ready(app: DashboardApp) -> None:
-            app.run_worker(start_demo_sessions(actions, project), group="demo")
+            app.run_worker(start_demo_sessions(actions, demo_project), group="demo")
             app.notify("Demo: six sessions start; two will ask you something (see the inbox).", timeout=8)
 
     app = DashboardApp(
