@@ -80,3 +80,54 @@ def test_fuzzy_match_is_substring_or_letters_in_order() -> None:
     assert fuzzy_match("a.*", "a . b *")
     assert not fuzzy_match(".*", "abc")
     assert fuzzy_match("[x]", "[a x ]")
+
+
+async def test_grouped_by_project_and_filtered_to_one_through_changes() -> None:
+    """Grouped: each project's sessions together (projects by name), newest first within each;
+    filtered to a project: its sessions and its subdirectories' only, not a sibling's that shares
+    a prefix ("/p/api" is not in "/p/ap")."""
+
+    def row(i: int, updated: int, project: str, sub: str = "") -> Row:
+        directory = project + sub
+        return Row(
+            id=f"ses_{i}",
+            state="idle",
+            title=f"task {i}",
+            origin="other",
+            updated=updated,
+            path=sub.strip("/"),
+            additions=0,
+            deletions=0,
+            tokens=0,
+            cost=0.0,
+            project=project,
+            directory=directory,
+        )
+
+    app = _ListApp()
+    async with app.run_test(size=(120, 30)):
+        session_list = app.query_one(SessionList)
+        rows = {
+            "ses_1": row(1, 50, "/p/web"),
+            "ses_2": row(2, 40, "/p/api"),
+            "ses_3": row(3, 30, "/p/web", "/ui"),
+            "ses_4": row(4, 20, "/p/ap"),
+            "ses_5": row(5, 10, "/p/api", "/db"),
+        }
+        session_list.set_rows(dict(rows))
+        assert session_list.shown == ["ses_1", "ses_2", "ses_3", "ses_4", "ses_5"]
+        session_list.set_grouped(True)
+        assert session_list.shown == ["ses_4", "ses_2", "ses_5", "ses_1", "ses_3"]
+        # A change moves a row within its group only.
+        session_list.update_rows({"ses_5": row(5, 99, "/p/api", "/db")}, set())
+        assert session_list.shown == ["ses_4", "ses_5", "ses_2", "ses_1", "ses_3"]
+        session_list.set_project("/p/ap")
+        assert session_list.shown == ["ses_4"]
+        session_list.set_project("/p/web")
+        assert session_list.shown == ["ses_1", "ses_3"]
+        session_list.set_filter("ui")
+        assert session_list.shown == ["ses_3"]
+        session_list.set_filter("")
+        session_list.set_project(None)
+        session_list.set_grouped(False)
+        assert session_list.shown == ["ses_5", "ses_1", "ses_2", "ses_3", "ses_4"]
