@@ -225,14 +225,17 @@ class PoolActions:
 
     # ------------------------------------------------------------------ sessions
 
-    async def new_session(self, prompt: str, *, title: str | None = None, directory: str | None = None) -> Session:
+    async def new_session(
+        self, prompt: str, *, title: str | None = None, directory: str | None = None, like: str | None = None
+    ) -> Session:
         """Create a session and send it its first prompt (asynchronously).
 
-        ``directory``: the project it works in (default: the pool's own directory)."""
+        ``directory``: the project it works in (default: the pool's own directory); ``like``: a
+        session whose server it is made on (default: the pool's own server)."""
         text = prompt.strip()
         if not text:
             raise ActionError("A new session needs a prompt: type what the agent should do.")
-        client = await self._client()
+        client = await self._client(like)
         if directory is not None:
             client = client.at(directory)
         try:
@@ -241,7 +244,7 @@ class PoolActions:
             raise ActionError(f"Could not create a session: {exc}") from exc
         if self.registry is not None:
             self.registry.record_launch(session.id, self.origin, self.launcher_id, self.client_name)
-        self.service.pool.load_sessions([session])
+        self.service.pool.load_sessions([session], server=self.service.link_of(like).name)
         await self.send_prompt(session.id, text)
         return session
 

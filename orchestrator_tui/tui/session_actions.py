@@ -67,8 +67,10 @@ class SessionActions(App[None]):
     @work(group="act")
     async def _start_session(self, prompt: str) -> None:
         try:
-            # Filtered to one project: the new session works there.
-            session = await self.actions_.new_session(prompt, directory=self.session_list.project_filter)
+            # Filtered to one project: the new session works there, on the server its sessions are on.
+            project = self.session_list.project_filter
+            like = next(iter(self.session_list.shown), None) if project is not None else None
+            session = await self.actions_.new_session(prompt, directory=project, like=like)
         except ActionError as exc:
             self.notify(visible(str(exc), multiline=True), severity="error", title="Could not start", markup=False)
             return
