@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 demo=args.command == "demo",
                 bell=not getattr(args, "no_bell", False),
                 pool=getattr(args, "pool", None),
-                project=args.project,
+                project=getattr(args, "project", None),
                 servers=getattr(args, "server", []),
                 notify_command=getattr(args, "notify_command", None),
             )
