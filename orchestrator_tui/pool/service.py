@@ -267,7 +267,7 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
         await client.aclose()
         raise ServerUnavailable(
             f"{binary.attach_version_text(health.version, client.base_url)}. Fix: attach to an OpenCode "
-            f"{binary.ATTACH_VERSIONS} server (`orchestrator-tui opencode path` prints the pinned "
+            f"{binary.attach_versions()} server (`orchestrator-tui opencode path` prints the pinned "
             f"{binary.PINNED_VERSION}), or leave out --attach and orchestrator-tui starts its own."
         )
     snapshot.version = health.version
