@@ -34,6 +34,12 @@ def requested_opencode_version() -> str | None:
     return binary.resolve_release(spec) if spec else None
 
 
+def pytest_report_header() -> str | None:
+    """Say which OpenCode release a run of another line is on (``./dev test-opencode-lines``)."""
+    spec = os.environ.get(OPENCODE_VERSION_ENV, "").strip()
+    return f"OpenCode: {spec} = {requested_opencode_version()} ({OPENCODE_VERSION_ENV})" if spec else None
+
+
 @pytest.fixture(scope="session")
 def opencode_version() -> str:
     """The release the tests run: the pinned one, or the one `OPENCODE_VERSION_ENV` names."""
