@@ -587,6 +587,30 @@ async def test_attach_to_a_release_of_a_supported_line_is_accepted(version: str,
             await service.close()
 
 
+async def test_a_pool_server_of_an_unsupported_version_is_down_naming_the_range(tmp_path: Path) -> None:
+    """A ``[[server]]`` of pool.toml running OpenCode 1.14: refused when attaching (shown as that
+    server's state, with the range and its own fix), while the pool's own server works on."""
+    from orchestrator_tui.pool.servers import AttachedServer
+
+    async with FakeOpenCode() as own, FakeOpenCode() as old:
+        own.get("/global/health", {"healthy": True, "version": PINNED_VERSION})
+        old.get("/global/health", {"healthy": True, "version": "1.14.41"})
+        service = PoolService(ServerSpec(cwd=tmp_path, attach_url=own.url), servers=[AttachedServer("lab", old.url)])
+        try:
+            assert (await asyncio.wait_for(service.acquire(), 10)).version == PINNED_VERSION
+            for _ in range(200):
+                if service.pool.servers.get("lab", ("", ""))[0] == "down":
+                    break
+                await asyncio.sleep(0.05)
+            state, detail = service.pool.servers["lab"]
+        finally:
+            await service.close()
+    assert state == "down", detail
+    assert "reports version 1.14.41" in detail and f"OpenCode {ATTACH_VERSIONS}" in detail, detail
+    assert "take server 'lab' out of pool.toml" in detail, detail
+    assert [r.path for r in old.requests] == ["/global/health"] * len(old.requests), "nothing else was asked"
+
+
 def test_attach_version_range() -> None:
     for good in ("1.18.33", "v1.18.0", "1.17.19", "1.17.0", "1.15.13", "1.15.0"):
         assert binary.attach_version_supported(good), good
