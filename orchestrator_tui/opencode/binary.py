@@ -52,8 +52,9 @@ PROJECT_BINARY_ENV = "ORCHESTRATOR_TUI_PROJECT_BINARY"
 #: The OpenCode release lines a front end attaches to (``--attach``, a pool's ``[[server]]``, or
 #: the server a pool's record names). The pinned release is tested on every change; the newest
 #: release of each other line with ``./dev test-opencode-lines`` (the results are in the README,
-#: "Which OpenCode"). npm serves no 1.16; 1.14 and older are untested, so refused. The tests of a
-#: line outside the range allow it explicitly, here, to find out what works on it.
+#: "Which OpenCode"). npm serves no 1.16; 1.14 and older are outside the range (the README says
+#: how 1.14.41 fared). The tests of a line outside the range allow it explicitly, here, to find
+#: out what works on it.
 ATTACH_LINES: tuple[str, ...] = ("1.15", "1.17", "1.18")
 
 
