@@ -21,10 +21,37 @@ import pytest
 from orchestrator_tui.opencode import binary
 from orchestrator_tui.scripted_model.server import ScriptedModelServer, opencode_config
 
+#: Run the tests on another OpenCode release: exact (``1.17.19``) or a line (``1.17.x``: its newest
+#: release npm serves for this machine), installed into the user cache beside the pinned one.
+#: Only tests/test_opencode_lines.py is meant for it (``./dev test-opencode-lines``): it attaches
+#: to the server as a user would; a managed server refuses any release but the pinned one.
+OPENCODE_VERSION_ENV = "ORCHESTRATOR_TUI_OPENCODE_VERSION"
+
+
+def requested_opencode_version() -> str | None:
+    """The exact release `OPENCODE_VERSION_ENV` asks for (None: the pinned one, as usual)."""
+    spec = os.environ.get(OPENCODE_VERSION_ENV, "").strip()
+    return binary.resolve_release(spec) if spec else None
+
+
+def pytest_report_header() -> str | None:
+    """Say which OpenCode release a run of another line is on (``./dev test-opencode-lines``)."""
+    spec = os.environ.get(OPENCODE_VERSION_ENV, "").strip()
+    return f"OpenCode: {spec} = {requested_opencode_version()} ({OPENCODE_VERSION_ENV})" if spec else None
+
 
 @pytest.fixture(scope="session")
-def opencode_binary() -> str:
-    """Path (or launcher) of the pinned OpenCode, installing it into the user cache if needed."""
+def opencode_version() -> str:
+    """The release the tests run: the pinned one, or the one `OPENCODE_VERSION_ENV` names."""
+    return requested_opencode_version() or binary.PINNED_VERSION
+
+
+@pytest.fixture(scope="session")
+def opencode_binary(opencode_version: str) -> str:
+    """Path (or launcher) of the OpenCode the tests run (the pinned one unless
+    `OPENCODE_VERSION_ENV` names another), installing it into the user cache if needed."""
+    if opencode_version != binary.PINNED_VERSION:
+        return str(binary.install_version(opencode_version))
     launcher = binary.resolve_launcher(Path.cwd(), os.environ)
     assert not launcher.args, "tests expect a direct OpenCode binary"
     return launcher.binary

@@ -559,7 +559,7 @@ server.serve_forever()
 """
 
 
-@pytest.mark.parametrize("version", ["1.19.0", "1.180.1", "2.0.0", "1.17.9"])
+@pytest.mark.parametrize("version", ["1.19.0", "1.180.1", "2.0.0", "1.16.2", "1.14.41"])
 async def test_attach_to_an_unsupported_version_fails_at_once_naming_the_range(
     version: str, tmp_path: Path
 ) -> None:
@@ -573,22 +573,49 @@ async def test_attach_to_an_unsupported_version_fails_at_once_naming_the_range(
             await service.close()
     text = str(err.value)
     assert f"reports version {version}" in text and f"OpenCode {ATTACH_VERSIONS}" in text
-    assert ATTACH_VERSIONS == "1.18.x" and PINNED_VERSION in text and "Fix:" in text
+    assert ATTACH_VERSIONS == "1.15.x, 1.17.x or 1.18.x" and PINNED_VERSION in text and "Fix:" in text
 
 
-async def test_attach_to_another_1_18_release_is_accepted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["1.18.7", "1.17.19", "1.15.0"])
+async def test_attach_to_a_release_of_a_supported_line_is_accepted(version: str, tmp_path: Path) -> None:
     async with FakeOpenCode() as fake:
-        fake.get("/global/health", {"healthy": True, "version": "1.18.7"})
+        fake.get("/global/health", {"healthy": True, "version": version})
         service = PoolService(ServerSpec(cwd=tmp_path, attach_url=fake.url))
         try:
-            assert (await service.acquire()).version == "1.18.7"
+            assert (await service.acquire()).version == version
         finally:
             await service.close()
 
 
+async def test_a_pool_server_of_an_unsupported_version_is_down_naming_the_range(tmp_path: Path) -> None:
+    """A ``[[server]]`` of pool.toml running OpenCode 1.14: refused when attaching (shown as that
+    server's state, with the range and its own fix), while the pool's own server works on."""
+    from orchestrator_tui.pool.servers import AttachedServer
+
+    async with FakeOpenCode() as own, FakeOpenCode() as old:
+        own.get("/global/health", {"healthy": True, "version": PINNED_VERSION})
+        old.get("/global/health", {"healthy": True, "version": "1.14.41"})
+        service = PoolService(ServerSpec(cwd=tmp_path, attach_url=own.url), servers=[AttachedServer("lab", old.url)])
+        try:
+            assert (await asyncio.wait_for(service.acquire(), 10)).version == PINNED_VERSION
+            for _ in range(200):
+                if service.pool.servers.get("lab", ("", ""))[0] == "down":
+                    break
+                await asyncio.sleep(0.05)
+            state, detail = service.pool.servers["lab"]
+        finally:
+            await service.close()
+    assert state == "down", detail
+    assert "reports version 1.14.41" in detail and f"OpenCode {ATTACH_VERSIONS}" in detail, detail
+    assert "take server 'lab' out of pool.toml" in detail, detail
+    assert [r.path for r in old.requests] == ["/global/health"] * len(old.requests), "nothing else was asked"
+
+
 def test_attach_version_range() -> None:
-    assert binary.attach_version_supported("1.18.33") and binary.attach_version_supported("v1.18.0")
-    for bad in (None, "", "1.18", "1.18.x", "1.180.0", "1.19.0", "test", "1.18.33-beta"):
+    for good in ("1.18.33", "v1.18.0", "1.17.19", "1.17.0", "1.15.13", "1.15.0"):
+        assert binary.attach_version_supported(good), good
+    bad_ones = (None, "", "1.18", "1.18.x", "1.180.0", "1.19.0", "test", "1.18.33-beta", "1.16.0", "1.14.41", "1.150.1")
+    for bad in bad_ones:
         assert not binary.attach_version_supported(bad), bad
 
 
@@ -609,7 +636,7 @@ async def test_pool_record_naming_an_unsupported_version_fails_at_once(tmp_path:
             await start_shared(ServerSpec(cwd=tmp_path, env={"OPENCODE_BINARY": "/nonexistent"}), folder)
         assert time.monotonic() - started < 5
         text = str(err.value)
-        assert "reports version 1.19.0" in text and "OpenCode 1.18.x" in text and f"kill {proc.pid}" in text
+        assert "reports version 1.19.0" in text and f"OpenCode {ATTACH_VERSIONS}" in text and f"kill {proc.pid}" in text
         assert proc.poll() is None, "the server of another version must not be signalled"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import shlex
@@ -48,10 +49,22 @@ NPM_SPEC = f"{NPM_PACKAGE}@{PINNED_VERSION}"
 #: The opt-in to run the project's own `.opencode/bin/opencode-v<PINNED>` (1, true, yes or on).
 PROJECT_BINARY_ENV = "ORCHESTRATOR_TUI_PROJECT_BINARY"
 
-#: The OpenCode versions a front end attaches to (``--attach``, or the server a pool's record
-#: names): the pinned release's series, the pinned release being the tested one. ``x`` stands for
-#: any patch number.
-ATTACH_VERSIONS = "1.18.x"
+#: The OpenCode release lines a front end attaches to (``--attach``, a pool's ``[[server]]``, or
+#: the server a pool's record names). The pinned release is tested on every change; the newest
+#: release of each other line with ``./dev test-opencode-lines`` (the results are in the README,
+#: "Which OpenCode"). npm serves no 1.16; 1.14 and older are outside the range (the README says
+#: how 1.14.41 fared). The tests of a line outside the range allow it explicitly, here, to find
+#: out what works on it.
+ATTACH_LINES: tuple[str, ...] = ("1.15", "1.17", "1.18")
+
+
+def _lines_text(lines: tuple[str, ...]) -> str:
+    names = [f"{line}.x" for line in lines]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+#: `ATTACH_LINES` as the user reads it (``1.15.x, 1.17.x or 1.18.x``); ``x`` is any patch number.
+ATTACH_VERSIONS = _lines_text(ATTACH_LINES)
 
 #: Recursion guard. The managed `opencode serve` always gets it set to 1.
 MANAGED_ENV = "OPENCODE_ORCHESTRATOR_MANAGED"
@@ -81,7 +94,6 @@ INSTALL_FIX = (
 )
 _ALTERNATIVES = f"{INSTALL_FIX[0].upper()}{INSTALL_FIX[1:]}."
 
-_INSTALL_DIR_NAME = f"opencode-{PINNED_VERSION}"
 _NPM_TIMEOUT = 15 * 60.0
 _VERSION_TIMEOUT = 60.0
 _TICK_SECONDS = 3.0
@@ -130,20 +142,28 @@ def validate_exact_version(actual: str | None) -> None:
         raise VersionMismatch(f"Version mismatch: expected {PINNED_VERSION}, got {actual}")
 
 
+def attach_versions() -> str:
+    """The attachable versions as the user reads them, from `ATTACH_LINES` as it is now."""
+    return _lines_text(ATTACH_LINES)
+
+
 def attach_version_supported(actual: str | None) -> bool:
-    """Whether a server reporting ``actual`` is one we attach to (see `ATTACH_VERSIONS`)."""
+    """Whether a server reporting ``actual`` is one we attach to (see `ATTACH_LINES`)."""
     if actual is None:
         return False
-    series = ATTACH_VERSIONS.removesuffix("x")
     version = normalize_version(actual)
-    return version.startswith(series) and version[len(series) :].isdigit()
+    for line in ATTACH_LINES:
+        series = f"{line}."
+        if version.startswith(series) and version[len(series) :].isdigit():
+            return True
+    return False
 
 
 def attach_version_text(actual: str | None, url: str) -> str:
     """Why we do not attach to the server at ``url`` (the caller adds how to fix it)."""
     return (
         f"OpenCode at {url} reports version {actual or '(none)'}; orchestrator-tui works only with "
-        f"OpenCode {ATTACH_VERSIONS} (tested with {PINNED_VERSION})"
+        f"OpenCode {attach_versions()} (tested with {PINNED_VERSION})"
     )
 
 
@@ -185,19 +205,24 @@ def cache_base(env: Mapping[str, str] | None = None) -> Path:
     return (Path(home) if home else Path.home()) / ".cache"
 
 
-def install_dir(cache_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """``<cache>/orchestrator-tui/opencode-<PINNED>``: the npm prefix of the pinned install."""
+def install_dir(
+    cache_dir: Path | None = None, env: Mapping[str, str] | None = None, *, version: str = PINNED_VERSION
+) -> Path:
+    """``<cache>/orchestrator-tui/opencode-<version>``: the npm prefix of an install (the pinned one
+    unless the tests of other OpenCode lines ask for another)."""
     base = cache_dir if cache_dir is not None else cache_base(env)
-    return Path(base) / "orchestrator-tui" / _INSTALL_DIR_NAME
+    return Path(base) / "orchestrator-tui" / f"opencode-{version}"
 
 
 def _binary_in(prefix: Path) -> Path:
     return prefix / "node_modules" / NPM_PACKAGE / "bin" / "opencode.exe"
 
 
-def cached_binary_path(cache_dir: Path | None = None, env: Mapping[str, str] | None = None) -> Path:
-    """Where the pinned install keeps the executable (whether or not it is there)."""
-    return _binary_in(install_dir(cache_dir, env))
+def cached_binary_path(
+    cache_dir: Path | None = None, env: Mapping[str, str] | None = None, *, version: str = PINNED_VERSION
+) -> Path:
+    """Where the pinned install (or that of ``version``) keeps the executable (whether or not it is there)."""
+    return _binary_in(install_dir(cache_dir, env, version=version))
 
 
 def _is_executable_file(path: Path) -> bool:
@@ -317,14 +342,14 @@ def binary_version(
 
 
 @contextlib.contextmanager
-def _install_lock(root: Path, progress: TextIO | None) -> Iterator[None]:
-    lock_path = root / f".{_INSTALL_DIR_NAME}.lock"
+def _install_lock(root: Path, progress: TextIO | None, version: str = PINNED_VERSION) -> Iterator[None]:
+    lock_path = root / f".opencode-{version}.lock"
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            _say(progress, f"Another process is installing OpenCode {PINNED_VERSION}; waiting for it ...")
+            _say(progress, f"Another process is installing OpenCode {version}; waiting for it ...")
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
@@ -345,16 +370,33 @@ def install_pinned(
     *,
     env: Mapping[str, str] | None = None,
 ) -> Path:
-    """Install ``opencode-ai@<PINNED>`` into the cache (if not already there) and return the binary.
+    """Install ``opencode-ai@<PINNED>`` into the cache (if not already there) and return the binary."""
+    return install_version(PINNED_VERSION, cache_dir, progress, env=env)
+
+
+def install_version(
+    version: str,
+    cache_dir: Path | None = None,
+    progress: TextIO | None = sys.stderr,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> Path:
+    """Install ``opencode-ai@<version>`` into the cache (if not already there) and return the binary.
+
+    The program itself only ever installs the pinned version (`install_pinned`); another exact
+    version is installed for the tests of the older OpenCode lines (``./dev test-opencode-lines``),
+    next to it, as ``<cache>/orchestrator-tui/opencode-<version>``.
 
     ``cache_dir`` is the cache base (default `cache_base()`); the install lands in
-    ``<cache_dir>/orchestrator-tui/opencode-<PINNED>``. npm installs into a temporary directory next
+    ``<cache_dir>/orchestrator-tui/opencode-<version>``. npm installs into a temporary directory next
     to the target, the binary's ``--version`` is checked, and only then is the directory renamed into
     place, so the target is either complete or absent. A file lock makes concurrent installers wait
     for one install instead of doing two.
     """
     env = os.environ if env is None else env
-    target = install_dir(cache_dir, env)
+    wanted = normalize_version(version)
+    spec = f"{NPM_PACKAGE}@{wanted}"
+    target = install_dir(cache_dir, env, version=wanted)
     binary = _binary_in(target)
     if _is_executable_file(binary):
         return binary
@@ -368,29 +410,29 @@ def install_pinned(
             f"to an opencode {PINNED_VERSION} binary",
         ) from None
 
-    with _install_lock(root, progress):
+    with _install_lock(root, progress, wanted):
         if _is_executable_file(binary):  # a concurrent installer finished while we waited
-            _say(progress, f"OpenCode {PINNED_VERSION} was installed meanwhile by another process.")
+            _say(progress, f"OpenCode {wanted} was installed meanwhile by another process.")
             return binary
         _remove_leftovers(root, target)
         npm = shutil.which("npm", path=env.get("PATH"))
         if npm is None:
             raise LauncherError(
                 NPM_MISSING_TEXT,
-                f"install Node.js and npm (used once to install OpenCode {PINNED_VERSION}), or set OPENCODE_BINARY",
+                f"install Node.js and npm (used once to install OpenCode {wanted}), or set OPENCODE_BINARY",
             )
         started = time.monotonic()
-        staging = Path(tempfile.mkdtemp(prefix=f".{_INSTALL_DIR_NAME}.tmp-", dir=root))
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=root))
         try:
             staging.chmod(0o755)
-            _run_npm(npm, staging, env, progress, target)
+            _run_npm(npm, staging, env, progress, target, spec)
             _say(progress, "checking the binary ... ", end="")
             staged_binary = _binary_in(staging)
-            version = _verified_version(staging, staged_binary, env)
-            if version is None or normalize_version(version) != PINNED_VERSION:
+            found = _verified_version(staging, staged_binary, env, wanted)
+            if found is None or normalize_version(found) != wanted:
                 raise LauncherError(
-                    f"npm installed {NPM_SPEC}, but {staged_binary} --version reports "
-                    f"{version or 'nothing (it does not run)'} instead of {PINNED_VERSION}.\n{_ALTERNATIVES}",
+                    f"npm installed {spec}, but {staged_binary} --version reports "
+                    f"{found or 'nothing (it does not run)'} instead of {wanted}.\n{_ALTERNATIVES}",
                     INSTALL_FIX,
                 )
             os.rename(staging, target)
@@ -398,14 +440,73 @@ def install_pinned(
             _say(progress, "failed")
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    _say(progress, f"ok\nOpenCode {PINNED_VERSION} installed in {time.monotonic() - started:.0f} s: {binary}")
+    _say(progress, f"ok\nOpenCode {wanted} installed in {time.monotonic() - started:.0f} s: {binary}")
     return binary
+
+
+def _platform_package() -> str | None:
+    """The npm package holding this machine's OpenCode binary (``opencode-linux-x64``), if known."""
+    system = {"linux": "linux", "darwin": "darwin"}.get(sys.platform)
+    arch = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64", "arm64": "arm64"}.get(os.uname().machine.lower())
+    return f"opencode-{system}-{arch}" if system and arch else None
+
+
+def _npm_versions(npm: str, package: str, env: Mapping[str, str]) -> list[str]:
+    done = subprocess.run(
+        [npm, "view", package, "versions", "--json"],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=120,
+        check=False,
+    )
+    try:
+        versions = json.loads(done.stdout)
+    except ValueError:
+        versions = None
+    if done.returncode != 0 or not isinstance(versions, list):
+        raise LauncherError(
+            f"npm view {package} versions failed (exit {done.returncode}): {done.stderr.strip()[-500:]}",
+            "check npm's access to the registry, or give an exact version (e.g. 1.17.19)",
+        )
+    return [v for v in versions if isinstance(v, str)]
+
+
+def resolve_release(spec: str, env: Mapping[str, str] | None = None) -> str:
+    """An exact version for ``spec``: itself when exact (``1.17.19``), else the newest release of a
+    line (``1.17.x``) that npm serves both as ``opencode-ai`` and as this machine's binary package
+    (``opencode-linux-x64``): a release whose binary package was never published does not install
+    (``opencode-ai@1.17.20`` is one). For the tests of other lines (``./dev test-opencode-lines``)."""
+    wanted = normalize_version(spec)
+    if not wanted.endswith(".x"):
+        return wanted
+    env = os.environ if env is None else env
+    npm = shutil.which("npm", path=env.get("PATH"))
+    if npm is None:
+        raise LauncherError(NPM_MISSING_TEXT, "install Node.js and npm, or give an exact version (e.g. 1.17.19)")
+    prefix = wanted.removesuffix("x")
+
+    def patches(package: str) -> set[int]:
+        found = (v[len(prefix) :] for v in _npm_versions(npm, package, env) if v.startswith(prefix))
+        return {int(p) for p in found if p.isdigit()}
+
+    numbers = patches(NPM_PACKAGE)
+    platform = _platform_package()
+    if platform is not None:
+        numbers &= patches(platform)
+    if not numbers:
+        raise LauncherError(
+            f"npm has no release of {NPM_PACKAGE} {wanted}" + (f" with a {platform} package" if platform else ""),
+            "name a line npm serves",
+        )
+    return f"{prefix}{max(numbers)}"
 
 
 def _remove_leftovers(root: Path, target: Path) -> None:
     """Under the lock nobody else installs: staging dirs are from crashed runs; a target without a
     working binary is damaged. Both are removed."""
-    for stale in root.glob(f".{_INSTALL_DIR_NAME}.tmp-*"):
+    for stale in root.glob(f".{target.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
     if target.exists() or target.is_symlink():
         if target.is_dir() and not target.is_symlink():
@@ -414,9 +515,11 @@ def _remove_leftovers(root: Path, target: Path) -> None:
             target.unlink(missing_ok=True)
 
 
-def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO | None, target: Path) -> None:
-    argv = [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--loglevel=error", NPM_SPEC]
-    _say(progress, f"Installing OpenCode {PINNED_VERSION} (npm {NPM_SPEC}) into {target} ", end="")
+def _run_npm(
+    npm: str, staging: Path, env: Mapping[str, str], progress: TextIO | None, target: Path, spec: str = NPM_SPEC
+) -> None:
+    argv = [npm, "install", "--prefix", str(staging), "--no-audit", "--no-fund", "--loglevel=error", spec]
+    _say(progress, f"Installing OpenCode {spec.rpartition('@')[2]} (npm {spec}) into {target} ", end="")
     started = time.monotonic()
     with tempfile.TemporaryFile() as err:
         try:
@@ -441,8 +544,7 @@ def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO |
                     if elapsed > _NPM_TIMEOUT:
                         _kill_group(proc)
                         raise LauncherError(
-                            f"npm install {NPM_SPEC} did not finish within {int(_NPM_TIMEOUT)} s.\n"
-                            f"{_ALTERNATIVES}",
+                            f"npm install {spec} did not finish within {int(_NPM_TIMEOUT)} s.\n{_ALTERNATIVES}",
                             INSTALL_FIX,
                         ) from None
                     _say(progress, f"{elapsed:.0f}s ", end="")
@@ -453,7 +555,7 @@ def _run_npm(npm: str, staging: Path, env: Mapping[str, str], progress: TextIO |
             err.seek(0)
             tail = deque(err.read().decode(errors="replace").splitlines(), maxlen=15)
             detail = "\n".join(line for line in tail if line.strip()) or "(npm printed nothing on stderr)"
-            raise LauncherError(f"npm install {NPM_SPEC} failed (exit {rc}):\n{detail}\n{_ALTERNATIVES}", INSTALL_FIX)
+            raise LauncherError(f"npm install {spec} failed (exit {rc}):\n{detail}\n{_ALTERNATIVES}", INSTALL_FIX)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -463,16 +565,18 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
 
 
-def _verified_version(staging: Path, staged_binary: Path, env: Mapping[str, str]) -> str | None:
+def _verified_version(
+    staging: Path, staged_binary: Path, env: Mapping[str, str], wanted: str = PINNED_VERSION
+) -> str | None:
     """``--version`` of the staged binary. If npm ran without lifecycle scripts (``ignore-scripts``),
     ``opencode.exe`` is the package's placeholder: do what its postinstall would do and link the
     platform package's binary in its place."""
     version = binary_version(staged_binary, env) if _is_executable_file(staged_binary) else None
-    if version is not None and normalize_version(version) == PINNED_VERSION:
+    if version is not None and normalize_version(version) == wanted:
         return version
     for candidate in sorted((staging / "node_modules").glob("opencode-*/bin/opencode")):
         candidate_version = binary_version(candidate, env)
-        if candidate_version is None or normalize_version(candidate_version) != PINNED_VERSION:
+        if candidate_version is None or normalize_version(candidate_version) != wanted:
             continue
         staged_binary.unlink(missing_ok=True)
         try:

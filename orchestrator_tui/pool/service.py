@@ -245,7 +245,10 @@ async def _attach_record(spec: ServerSpec, record: ServerRecord) -> Snapshot | N
     return snapshot
 
 
-async def start_attached(spec: ServerSpec) -> Snapshot:
+async def start_attached(spec: ServerSpec, *, pool_server: str | None = None) -> Snapshot:
+    """Attach to a server someone else runs: ``--attach`` (the pool's own), or the pool's server
+    named ``pool_server`` (``pool.toml``, ``--server``). Its version is checked first, so an
+    OpenCode we do not support is refused here, naming the range, not by a failing call later."""
     from orchestrator_tui.opencode import binary
 
     assert spec.attach_url
@@ -265,11 +268,18 @@ async def start_attached(spec: ServerSpec) -> Snapshot:
         raise ServerUnavailable(text, ATTACH_FIX) from exc
     if not binary.attach_version_supported(health.version):
         await client.aclose()
-        raise ServerUnavailable(
-            f"{binary.attach_version_text(health.version, client.base_url)}. Fix: attach to an OpenCode "
-            f"{binary.ATTACH_VERSIONS} server (`orchestrator-tui opencode path` prints the pinned "
-            f"{binary.PINNED_VERSION}), or leave out --attach and orchestrator-tui starts its own."
-        )
+        if pool_server is not None:
+            fix = (
+                f"run OpenCode {binary.attach_versions()} there, or take server {pool_server!r} out of "
+                "pool.toml (or --server)"
+            )
+        else:
+            fix = (
+                f"attach to an OpenCode {binary.attach_versions()} server (`orchestrator-tui opencode path` "
+                f"prints the pinned {binary.PINNED_VERSION}), or leave out --attach and orchestrator-tui starts "
+                "its own"
+            )
+        raise ServerUnavailable(f"{binary.attach_version_text(health.version, client.base_url)}. Fix: {fix}.")
     snapshot.version = health.version
     return snapshot
 
@@ -410,4 +420,6 @@ def _attached_link(server: AttachedServer, own: ServerSpec, pool: Pool) -> Serve
         scope_directory=False,
         every_directory=True,
     )
-    return ServerLink(server.name, spec, pool, ServerHandle(lambda: start_attached(spec), mode="external"))
+    return ServerLink(
+        server.name, spec, pool, ServerHandle(lambda: start_attached(spec, pool_server=server.name), mode="external")
+    )
