@@ -43,7 +43,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from orchestrator_tui.opencode import ids
-from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError, TransportError
 from orchestrator_tui.opencode.models import (
     Message,
     MessageUpdated,
@@ -58,10 +58,11 @@ from orchestrator_tui.opencode.models import (
     SessionStatusEvent,
 )
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
-from orchestrator_tui.orchestrator.errors import Cancelled, Internal
+from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput
 from orchestrator_tui.orchestrator.poll import POLL_INTERVAL, POLL_REQUEST_TIMEOUT, SharedPoll, list_permissions
 from orchestrator_tui.orchestrator.tokens import TokenTracker
 from orchestrator_tui.orchestrator.transcript import (
+    CommandLineage,
     Turn,
     final_response,
     interrupted_reply,
@@ -294,10 +295,13 @@ class RunMachine:
         # Which stream connection saw the dispatch: while it lasts, the watch misses nothing.
         epoch = self.pool.stream_epoch()
 
-        command_task: asyncio.Task[object] | None = None
+        command_task: asyncio.Task[OpenCodeError | None] | None = None
         prompt_turn: Turn | None = None
+        #: A command's reply lineage: only its own reply's events are its activity and partial text.
+        lineage: CommandLineage | None = None
         if plan.command is not None:
             assert turn is not None
+            lineage = CommandLineage(turn.message_id)
             command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or "", turn.message_id))
         elif plan.message is not None:
             assert turn is not None
@@ -411,9 +415,38 @@ class RunMachine:
                 if command_task is not None and command_task in done:
                     error = command_task.result()
                     command_task = None
-                    if isinstance(error, str):
-                        raise Internal(f"Failed to execute command '{plan.command}': {error}")
-                    grace_deadline = loop.time() + plan.idle_grace
+                    if error is None:
+                        grace_deadline = loop.time() + plan.idle_grace
+                    else:
+                        assert turn is not None
+                        name = plan.command
+                        if isinstance(error, HttpStatusError) and error.status in (400, 404):
+                            raise InvalidInput(f"Failed to dispatch command '{name}': {error}")
+                        if not isinstance(error, TransportError):
+                            raise Internal(f"Failed to dispatch command '{name}': {error}")
+                        # The POST blocks until the whole turn ends, so a connection lost meanwhile says
+                        # nothing of the command. Once OpenCode shows it started, supervise it as usual.
+                        started = observed_busy or turn.created is not None
+                        if not started:
+                            evidence = await self._command_started(sid, turn)
+                            started = evidence is not None
+                            if evidence == "busy":
+                                activity()
+                            elif evidence == "transcript":
+                                last_activity = loop.time()
+                        if started and grace_deadline is None:
+                            # No POST to wait for any more: an idle may end the turn.
+                            grace_deadline = loop.time() + plan.idle_grace
+                        if not started:
+                            raise Internal(
+                                f"Failed to dispatch command '{name}': transport error before session start "
+                                f"evidence: {error}"
+                            )
+                        log.warning("command transport error after start evidence; continuing supervision: %s", error)
+                        warnings.append(
+                            "OpenCode command transport error after start evidence; continuing supervision: "
+                            f"{error}"
+                        )
 
                 # (b) an event of this session
                 if get_task in done:
@@ -438,12 +471,31 @@ class RunMachine:
                     if isinstance(event, MessageUpdated) and turn is not None and turn.observe(event.properties.info):
                         answered_at = loop.time() if turn.complete else None
                     if isinstance(event, PartDelta):
-                        activity()
                         p = event.properties
-                        if p.delta and self.pool.session(sid).part_kind(p.partID) != "reasoning":
-                            partial.append(p.delta)
-                    elif isinstance(event, PartUpdated | MessageUpdated):
-                        activity()
+                        reasoning = self.pool.session(sid).part_kind(p.partID) == "reasoning"
+                        text = p.delta if p.delta and not reasoning else None
+                        if lineage is None:
+                            activity()
+                            if text:
+                                partial.append(text)
+                        else:
+                            ours, text = lineage.delta(p.messageID, text)
+                            if ours:
+                                activity()
+                                if text:
+                                    partial.append(text)
+                    elif isinstance(event, MessageUpdated):
+                        if lineage is None:
+                            activity()
+                        else:
+                            ours, held = lineage.updated(event.properties.info)
+                            if ours:
+                                activity()
+                                if held:
+                                    partial.append(held)
+                    elif isinstance(event, PartUpdated):
+                        if lineage is None or lineage.part(event.properties.part.messageID):
+                            activity()
                     elif isinstance(event, SessionStatusEvent):
                         if event.properties.status.type != "idle":
                             busy_seen = True
@@ -537,19 +589,38 @@ class RunMachine:
         st = result.statuses.get(sid)
         return ("idle" if st is None or st.type == "idle" else "busy"), result.started
 
-    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
-        """POST the command; returns an error text or None. Never sends it twice unless the
+    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> OpenCodeError | None:
+        """POST the command; returns its error or None. Never sends it twice unless the
         first attempt provably never reached the server."""
         for attempt in range(2):
             try:
                 await self.client.command(sid, command, arguments, message_id=message_id)
                 return None
             except OpenCodeError as exc:
-                if attempt == 0 and getattr(exc, "connect_failed", False):
+                if attempt == 0 and isinstance(exc, TransportError) and exc.connect_failed:
                     await asyncio.sleep(0.05)
                     continue
-                return str(exc)
+                return exc
         return None  # pragma: no cover - loop always returns
+
+    async def _command_started(self, sid: str, turn: Turn) -> str | None:
+        """What shows the command started, asked after its POST failed in transit: ``"busy"``
+        (the session works now), ``"transcript"`` (the command's message, our id, is in it) or None.
+
+        Either way the POST reached OpenCode, which runs the command whatever became of the connection.
+        """
+        try:
+            statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("status check after a command transport error failed: %s", exc)
+        else:
+            status = statuses.get(sid)
+            if status is not None and status.type != "idle":
+                return "busy"
+        messages = await transcript_or_none(lambda: self.client, sid)
+        if messages is not None and any(m.info.id == turn.message_id for m in messages):
+            return "transcript"
+        return None
 
     # ---------------------------------------------------------------- finalize
 
