@@ -560,6 +560,71 @@ async def test_bug3_respond_permission_returns_the_new_response_in_one_call(
     assert [r.json for r in reply.calls] == [{"reply": "once", "message": "approved"}]
 
 
+#: OpenCode 1.18.33's answer to GET /permission while a request it cannot serialize is pending.
+UNLISTABLE = Reply({"name": "BadRequest", "data": {"message": "cannot serialize metadata"}}, status=400)
+UNLISTED = "HTTP error 400: BadRequest: cannot serialize metadata"
+
+
+async def test_a_permission_list_opencode_cannot_give_is_a_warning_and_the_explicit_id_is_answered(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """0.7.x: the request id the agent gives is trusted; the list failing is said, not fatal."""
+    mount_session(fake)
+    fake.get("/permission", UNLISTABLE)
+    fake.get("/question", [])
+    reply = fake.post("/permission/{id}/reply", True)
+    fake.get("/session/status", status_idle())
+    fake.get("/session/{id}/message", message_list(SID, "DONE"))
+    orch = make()
+
+    out = await call(orch, "respond_permission", session_id=SID, permission_request_id="per_1", reply="reject")
+    assert [r.path for r in reply.calls] == ["/permission/per_1/reply"]
+    assert out.status.value == "completed"
+    assert out.warnings[:2] == [
+        f"Permission refresh failed after reply ({UNLISTED}); permission state could not be listed and may be "
+        "stale or malformed. Continuing with polling fallback.",
+        f"Permission validation failed for request 'per_1' ({UNLISTED}); submitting reply using the provided "
+        "request id.",
+    ], out.warnings
+
+
+async def test_a_permission_list_opencode_cannot_give_and_no_id_is_invalid_input(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    mount_session(fake)
+    fake.get("/permission", UNLISTABLE)
+    fake.get("/question", [])
+    reply = fake.post("/permission/{id}/reply", True)
+    orch = make()
+
+    with pytest.raises(InvalidInput) as info:
+        await call(orch, "respond_permission", session_id=SID, reply="once")
+    assert str(info.value) == (
+        f"invalid input: Unable to discover a pending permission for session '{SID}': permission state could not "
+        "be listed (HTTP 400). Permission state may be stale or malformed. Retry with permission_request_id (from "
+        "run) if available; otherwise reopen the session or start a new one."
+    )
+    assert reply.count == 0
+
+
+async def test_a_permission_reply_opencode_does_not_find_is_invalid_input(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """Listed a moment ago, gone when the reply arrives (OpenCode's 404): the id is stale."""
+    mount_session(fake)
+    fake.get("/permission", [permission_json("per_1", SID)])
+    fake.get("/question", [])
+    fake.post("/permission/{id}/reply", Reply({"name": "NotFoundError", "data": {"message": "gone"}}, status=404))
+    orch = make()
+
+    with pytest.raises(InvalidInput) as info:
+        await call(orch, "respond_permission", session_id=SID, permission_request_id="per_1", reply="once")
+    assert str(info.value) == (
+        "invalid input: Permission request 'per_1' was not found or is no longer pending (HTTP 404). It may be "
+        f"stale. Re-run orchestrator_run(session_id='{SID}') to get the latest permission_request_id and retry."
+    )
+
+
 async def test_bug5_respond_permission_waits_and_does_not_return_pre_permission_text(
     fake: FakeOpenCode, make: Callable[..., Orchestrator]
 ) -> None:

@@ -80,6 +80,14 @@ PERMISSION_LIST_WARNING = (
     "Permission state could not be listed during preflight (HTTP 400). Permission state may be stale or "
     "malformed; pending permissions may be stale or undiscoverable."
 )
+
+
+def permission_refresh_warning(error: OpenCodeError) -> str:
+    """The warning of a respond_permission continuation whose preflight could not list permissions (0.7.x)."""
+    return (
+        f"Permission refresh failed after reply ({error}); permission state could not be listed and may be stale "
+        "or malformed. Continuing with polling fallback."
+    )
 #: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
 #: unbroken event stream says there is no answer yet (a safety net; the stream is what decides).
 TRANSCRIPT_RECHECK = 5.0
@@ -147,8 +155,12 @@ class RunMachine:
         progress: Progress | None = None,
         gate: PermissionGate | None = None,
         follow: Callable[[], OpenCodeClient | None] | None = None,
+        after_reply: bool = False,
     ) -> None:
         self._client = client
+        #: The run continues a session right after respond_permission replied (the reference's
+        #: "continuation" preflight: a permission list OpenCode cannot give is reported as such).
+        self.after_reply = after_reply
         #: The client of the server the pool follows now: when OpenCode dies and is restarted,
         #: the run goes on talking to the new one (the old client is closed) and finds out what
         #: became of its turn, instead of failing on a closed connection.
@@ -234,11 +246,11 @@ class RunMachine:
         status = statuses.get(session_id)
         is_idle = status is None or status.type == "idle"
         try:
-            permissions, complete = await self.list_permissions()
+            permissions, unlisted = await self.list_permissions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
-        if not complete:
-            self.warnings.append(PERMISSION_LIST_WARNING)
+        if unlisted is not None:
+            self.warnings.append(permission_refresh_warning(unlisted) if self.after_reply else PERMISSION_LIST_WARNING)
         for req in permissions:
             if req.sessionID == session_id:
                 met = self.meet_permission(session_id, req)
@@ -257,7 +269,9 @@ class RunMachine:
                 return is_idle, question_output(session_id, q, warnings=self.warnings)
         return is_idle, None
 
-    async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
+    async def list_permissions(
+        self, *, timeout: float | None = None
+    ) -> tuple[list[PermissionRequest], HttpStatusError | None]:
         """``GET /permission``, or the pool's view when OpenCode cannot list them (:func:`list_permissions`)."""
         return await list_permissions(self.client, self.pool, timeout=timeout)
 
