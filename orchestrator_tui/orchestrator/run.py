@@ -21,6 +21,11 @@ turn (30 to 92 of 100 concurrent runs on this project's 2-core machine). The gra
 for what has no message of ours to follow: ``wait_for_activity`` continuations, and a command
 whose POST already returned.
 
+A command is followed by its lineage, as in 0.7.10: only assistant messages whose parent is the
+command's message are its activity, progress and partial response (:class:`CommandLineage`), so
+another message streaming in the same session is not taken for the command's. Its POST lasts the
+whole turn; losing that connection once OpenCode shows the command started is only a warning.
+
 A permission the run meets normally ends it with ``permission_required``. A
 :data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
 approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
