@@ -560,6 +560,71 @@ async def test_bug3_respond_permission_returns_the_new_response_in_one_call(
     assert [r.json for r in reply.calls] == [{"reply": "once", "message": "approved"}]
 
 
+#: OpenCode 1.18.33's answer to GET /permission while a request it cannot serialize is pending.
+UNLISTABLE = Reply({"name": "BadRequest", "data": {"message": "cannot serialize metadata"}}, status=400)
+UNLISTED = "HTTP error 400: BadRequest: cannot serialize metadata"
+
+
+async def test_a_permission_list_opencode_cannot_give_is_a_warning_and_the_explicit_id_is_answered(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """0.7.x: the request id the agent gives is trusted; the list failing is said, not fatal."""
+    mount_session(fake)
+    fake.get("/permission", UNLISTABLE)
+    fake.get("/question", [])
+    reply = fake.post("/permission/{id}/reply", True)
+    fake.get("/session/status", status_idle())
+    fake.get("/session/{id}/message", message_list(SID, "DONE"))
+    orch = make()
+
+    out = await call(orch, "respond_permission", session_id=SID, permission_request_id="per_1", reply="reject")
+    assert [r.path for r in reply.calls] == ["/permission/per_1/reply"]
+    assert out.status.value == "completed"
+    assert out.warnings[:2] == [
+        f"Permission refresh failed after reply ({UNLISTED}); permission state could not be listed and may be "
+        "stale or malformed. Continuing with polling fallback.",
+        f"Permission validation failed for request 'per_1' ({UNLISTED}); submitting reply using the provided "
+        "request id.",
+    ], out.warnings
+
+
+async def test_a_permission_list_opencode_cannot_give_and_no_id_is_invalid_input(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    mount_session(fake)
+    fake.get("/permission", UNLISTABLE)
+    fake.get("/question", [])
+    reply = fake.post("/permission/{id}/reply", True)
+    orch = make()
+
+    with pytest.raises(InvalidInput) as info:
+        await call(orch, "respond_permission", session_id=SID, reply="once")
+    assert str(info.value) == (
+        f"invalid input: Unable to discover a pending permission for session '{SID}': permission state could not "
+        "be listed (HTTP 400). Permission state may be stale or malformed. Retry with permission_request_id (from "
+        "run) if available; otherwise reopen the session or start a new one."
+    )
+    assert reply.count == 0
+
+
+async def test_a_permission_reply_opencode_does_not_find_is_invalid_input(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """Listed a moment ago, gone when the reply arrives (OpenCode's 404): the id is stale."""
+    mount_session(fake)
+    fake.get("/permission", [permission_json("per_1", SID)])
+    fake.get("/question", [])
+    fake.post("/permission/{id}/reply", Reply({"name": "NotFoundError", "data": {"message": "gone"}}, status=404))
+    orch = make()
+
+    with pytest.raises(InvalidInput) as info:
+        await call(orch, "respond_permission", session_id=SID, permission_request_id="per_1", reply="once")
+    assert str(info.value) == (
+        "invalid input: Permission request 'per_1' was not found or is no longer pending (HTTP 404). It may be "
+        f"stale. Re-run orchestrator_run(session_id='{SID}') to get the latest permission_request_id and retry."
+    )
+
+
 async def test_bug5_respond_permission_waits_and_does_not_return_pre_permission_text(
     fake: FakeOpenCode, make: Callable[..., Orchestrator]
 ) -> None:
@@ -587,18 +652,113 @@ async def test_bug4_a_timed_out_command_is_not_sent_again(
     monkeypatch.setattr(client_module, "COMMAND_TIMEOUT", 1.0)
     mount_session(fake)
     no_requests(fake)
-    fake.get("/session/status", status_busy(SID))
+    # Nothing shows that the command started (0.7.10): the session stays idle and its message is not stored.
+    fake.get("/session/status", status_idle())
+    fake.get("/session/{id}/message", message_list(SID, "EARLIER_TEXT"))
     command = fake.post("/session/{id}/command", Reply({}, delay=30))
     orch = make(timeout=1.0)
 
     with pytest.raises(Internal) as info:
         await call(orch, "run", timeout=5, session_id=SID, command="research", message="caching")
-    assert str(info.value).startswith("internal error: Failed to execute command 'research': Transport error: ")
+    assert str(info.value).startswith(
+        "internal error: Failed to dispatch command 'research': transport error before session start evidence: "
+        "Transport error: "
+    ), info.value
     await asyncio.sleep(0.3)
     assert command.count == 1
     body = command.calls[0].json
     assert body == {"command": "research", "arguments": "caching", "messageID": body["messageID"]}
     assert MESSAGE_ID.fullmatch(body["messageID"])
+
+
+async def test_a_command_connection_lost_after_the_session_went_busy_is_supervised_with_a_warning(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """0.7.10: the command POST lasts the whole turn; losing it once the turn started is no failure."""
+    mount_session(fake)
+    no_requests(fake)
+    told_busy, dropped = asyncio.Event(), asyncio.Event()
+
+    def status(_request: Request) -> Any:
+        if dropped.is_set():
+            return status_idle()
+        told_busy.set()
+        return status_busy(SID)
+
+    fake.get("/session/status", status)
+
+    async def drop_once_busy(_request: Request) -> Reply:
+        await told_busy.wait()  # the run has asked, and been told the session is busy
+        dropped.set()
+        return Reply(drop=True)  # the connection closes unanswered
+
+    command = fake.post("/session/{id}/command", drop_once_busy)
+    fake.get("/session/{id}/message", answered(fake, SID, "COMMAND_DONE"))
+    orch = make()
+
+    out = await call(orch, "run", session_id=SID, command="research", message="caching")
+    assert out.status.value == "completed" and out.response == "COMMAND_DONE", out
+    [warning] = out.warnings
+    assert warning.startswith(
+        "OpenCode command transport error after start evidence; continuing supervision: Transport error: "
+    ), warning
+    assert command.count == 1
+
+
+async def test_a_command_connection_lost_once_its_message_is_stored_is_supervised_with_a_warning(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    """No busy status seen, but the transcript holds the command's message (our id): it started."""
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", status_idle())
+    command = fake.post("/session/{id}/command", Reply(drop=True))
+    fake.get("/session/{id}/message", answered(fake, SID, "COMMAND_DONE"))
+    orch = make(timeout=5.0)
+
+    out = await call(orch, "run", timeout=10, session_id=SID, command="research", message="caching")
+    assert out.status.value == "completed" and out.response == "COMMAND_DONE", out
+    assert [w.split(": Transport error: ")[0] for w in out.warnings] == [
+        "OpenCode command transport error after start evidence; continuing supervision"
+    ]
+    assert command.count == 1
+
+
+@pytest.mark.parametrize("status", [400, 404])
+async def test_a_command_opencode_refuses_is_invalid_input(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator], status: int
+) -> None:
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", status_idle())
+    fake.get("/session/{id}/message", message_list(SID))
+    refusal = {"name": "NotFoundError", "data": {"message": "Command not found: research"}}
+    fake.post("/session/{id}/command", Reply(refusal, status=status))
+    orch = make()
+
+    with pytest.raises(InvalidInput) as info:
+        await call(orch, "run", session_id=SID, command="research", message="caching")
+    assert str(info.value) == (
+        f"invalid input: Failed to dispatch command 'research': HTTP error {status}: NotFoundError: "
+        "Command not found: research"
+    )
+
+
+async def test_a_command_opencode_fails_is_an_internal_error(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", status_idle())
+    fake.get("/session/{id}/message", message_list(SID))
+    fake.post("/session/{id}/command", Reply({"name": "UnknownError", "data": {"message": "boom"}}, status=500))
+    orch = make()
+
+    with pytest.raises(Internal) as info:
+        await call(orch, "run", session_id=SID, command="research", message="caching")
+    assert str(info.value) == (
+        "internal error: Failed to dispatch command 'research': HTTP error 500: UnknownError: boom"
+    )
 
 
 class RefuseFirstCommand(httpx.AsyncBaseTransport):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -333,3 +334,53 @@ async def test_aborting_the_turn_ends_the_run(orchestrator: Any) -> None:
         assert "MessageAbortedError" in str(exc), exc
     else:
         pytest.fail(f"the aborted run was not reported as aborted: {result.output}")
+
+
+async def test_a_command_run_while_another_message_streams_reports_only_its_own_reply(
+    make_orchestrator: Any, project_dir: Path
+) -> None:
+    """0.7.10's command correlation: another message's text streaming in the same session is not the command's.
+
+    A prompt sent outside the run streams slowly; the command, sent meanwhile, is answered after it
+    (OpenCode runs one turn at a time). Neither the command's progress nor its partial response nor
+    its response may show the other message's words (``s0 s1 …``); only the reply naming the
+    command's message as its parent counts.
+    """
+    commands = project_dir / ".opencode" / "command"
+    commands.mkdir(parents=True)
+    (commands / "echo-back.md").write_text("---\ndescription: Echo it back\n---\nECHO $ARGUMENTS\n")
+    (commands / "ask-me.md").write_text("---\ndescription: Ask a question\n---\nASK $ARGUMENTS\n")
+    orch = make_orchestrator(permission={"question": "allow"})
+    other_words = re.compile(r"\bs\d+\b")
+    client = (await orch.acquire()).client
+    pool = orch.service.pool
+
+    async def stream_another_message(sid: str) -> None:
+        await client.prompt_async(sid, "SLOW 80 40")
+        for _ in range(600):
+            if "s3 " in pool.session(sid).text:
+                return
+            await asyncio.sleep(0.05)
+        pytest.fail("the other message never started streaming")
+
+    sid = await new_session(orch)
+    await stream_another_message(sid)
+    progress: list[str] = []
+
+    async def report(message: str) -> None:
+        progress.append(message)
+
+    result = await asyncio.wait_for(
+        orch.run(t.RunInput(session_id=sid, command="echo-back", message="from the command"), report), 120
+    )
+    assert result.output.status == t.RunStatus.COMPLETED, result.output
+    assert result.output.response == "from the command"
+    assert progress and not [m for m in progress if other_words.search(m)], progress
+    messages = await client.messages(sid)
+    assert any(m.info.role == "assistant" and "s79" in str(m.parts) for m in messages), "the other message finished"
+
+    # The same with a command that stops at a question: its partial response is not the other message's text.
+    await stream_another_message(sid)
+    asked = await asyncio.wait_for(orch.run(t.RunInput(session_id=sid, command="ask-me", message="please")), 120)
+    assert asked.output.status == t.RunStatus.QUESTION_REQUIRED, asked.output
+    assert not other_words.search(asked.output.partial_response or ""), asked.output.partial_response

@@ -7,7 +7,14 @@ from typing import Any
 
 from orchestrator_tui.opencode import ids
 from orchestrator_tui.opencode.models import Message, MessageInfo
-from orchestrator_tui.orchestrator.transcript import Turn
+from orchestrator_tui.orchestrator.transcript import (
+    PRECORRELATION_MESSAGE_BYTES,
+    PRECORRELATION_MESSAGE_IDS,
+    PRECORRELATION_TOTAL_BYTES,
+    CommandLineage,
+    PreCorrelationBuffer,
+    Turn,
+)
 
 OURS = "msg_ours"
 
@@ -76,3 +83,43 @@ def test_message_ids_sort_in_creation_order_and_look_like_opencode_ones() -> Non
     made = [ids.message_id() for _ in range(2000)]
     assert made == sorted(made) and len(set(made)) == len(made)
     assert all(re.fullmatch(r"msg_[0-9a-f]{12}[0-9A-Za-z]{14}", mid) for mid in made)
+
+
+def test_a_commands_text_streamed_before_its_lineage_is_known_is_kept_then_flushed() -> None:
+    """0.7.10: a reply's first deltas may come before the ``message.updated`` naming its parent."""
+    lineage = CommandLineage(OURS)
+    assert lineage.delta("msg_reply", "buffered prefix ") == (False, "")
+    assert lineage.delta("msg_other", "another message's text") == (False, "")
+    assert lineage.updated(info("msg_other", "assistant", 3, "msg_prev")) == (False, "")
+    assert "msg_other" not in lineage.pending  # another lineage: dropped, never shown
+    assert lineage.updated(info("msg_reply", "assistant", 5, OURS)) == (True, "buffered prefix ")
+    assert lineage.delta("msg_reply", "and the rest") == (True, "and the rest")
+    assert lineage.part("msg_reply") and not lineage.part("msg_other") and not lineage.part(None)
+    assert lineage.updated(info("msg_reply", "assistant", 5, OURS, completed=6)) == (True, "")
+    assert lineage.pending.total_bytes == 0
+
+
+def test_the_precorrelation_buffer_keeps_within_the_reference_bounds() -> None:
+    buffer = PreCorrelationBuffer()
+    full = "x" * PRECORRELATION_MESSAGE_BYTES
+    buffer.push("full", full)
+    buffer.push("full", "overflow")  # over the per-message bound: dropped
+    assert buffer.take("full") == full
+
+    for index in range(PRECORRELATION_MESSAGE_IDS):
+        buffer.push(f"id-{index}", "x")
+    buffer.push("newest", "y")  # one message too many: the oldest gives way
+    assert "id-0" not in buffer and len(buffer) == PRECORRELATION_MESSAGE_IDS
+    assert buffer.take("newest") == "y"
+
+    capped = PreCorrelationBuffer()
+    for index in range(PRECORRELATION_TOTAL_BYTES // PRECORRELATION_MESSAGE_BYTES):
+        capped.push(f"m{index}", full)
+    assert capped.total_bytes == PRECORRELATION_TOTAL_BYTES
+    capped.push("late", "z")  # over the total: the oldest message gives way
+    assert "m0" not in capped and capped.total_bytes == PRECORRELATION_TOTAL_BYTES - PRECORRELATION_MESSAGE_BYTES + 1
+
+    oversized = PreCorrelationBuffer()
+    oversized.push("big", "x" * (PRECORRELATION_MESSAGE_BYTES + 1))
+    oversized.push("wide", "é" * (PRECORRELATION_MESSAGE_BYTES // 2 + 1))  # bytes, not characters
+    assert oversized.total_bytes == 0

@@ -28,21 +28,21 @@ POLL_REQUEST_TIMEOUT = 10.0
 
 async def list_permissions(
     client: OpenCodeClient, pool: Pool, *, timeout: float | None = None
-) -> tuple[list[PermissionRequest], bool]:
+) -> tuple[list[PermissionRequest], HttpStatusError | None]:
     """``GET /permission``, or the pool's view when OpenCode cannot list them.
 
     OpenCode 1.18.33 answers HTTP 400 for the whole list while one pending request has
     metadata it cannot serialize (a ``webfetch`` permission does this). The 0.7.x reference
     tolerates that; so do we, falling back to the requests the event stream told us about.
-    The flag is False when the fallback was used.
+    The second item is OpenCode's 400 when the fallback was used (the warnings quote it), else None.
     """
     try:
-        return await client.permissions(timeout=timeout), True
+        return await client.permissions(timeout=timeout), None
     except HttpStatusError as exc:
         if exc.status != 400:
             raise
         log.warning("GET /permission failed (%s); using the pool's pending permissions", exc)
-        return list(pool.permissions.values()), False
+        return list(pool.permissions.values()), exc
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,11 @@ turn (30 to 92 of 100 concurrent runs on this project's 2-core machine). The gra
 for what has no message of ours to follow: ``wait_for_activity`` continuations, and a command
 whose POST already returned.
 
+A command is followed by its lineage, as in 0.7.10: only assistant messages whose parent is the
+command's message are its activity, progress and partial response (:class:`CommandLineage`), so
+another message streaming in the same session is not taken for the command's. Its POST lasts the
+whole turn; losing that connection once OpenCode shows the command started is only a warning.
+
 A permission the run meets normally ends it with ``permission_required``. A
 :data:`PermissionGate` may instead *hold* it: someone else is about to answer it (a human the
 approval policy reserves it for, with the dashboard attached; a standing rule), so the run keeps
@@ -43,7 +48,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from orchestrator_tui.opencode import ids
-from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
+from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeClient, OpenCodeError, TransportError
 from orchestrator_tui.opencode.models import (
     Message,
     MessageUpdated,
@@ -58,10 +63,11 @@ from orchestrator_tui.opencode.models import (
     SessionStatusEvent,
 )
 from orchestrator_tui.orchestrator.config import OrchestratorConfig, deadline_text, inactivity_timeout_text
-from orchestrator_tui.orchestrator.errors import Cancelled, Internal
+from orchestrator_tui.orchestrator.errors import Cancelled, Internal, InvalidInput
 from orchestrator_tui.orchestrator.poll import POLL_INTERVAL, POLL_REQUEST_TIMEOUT, SharedPoll, list_permissions
 from orchestrator_tui.orchestrator.tokens import TokenTracker
 from orchestrator_tui.orchestrator.transcript import (
+    CommandLineage,
     Turn,
     final_response,
     interrupted_reply,
@@ -79,6 +85,14 @@ PERMISSION_LIST_WARNING = (
     "Permission state could not be listed during preflight (HTTP 400). Permission state may be stale or "
     "malformed; pending permissions may be stale or undiscoverable."
 )
+
+
+def permission_refresh_warning(error: OpenCodeError) -> str:
+    """The warning of a respond_permission continuation whose preflight could not list permissions (0.7.x)."""
+    return (
+        f"Permission refresh failed after reply ({error}); permission state could not be listed and may be stale "
+        "or malformed. Continuing with polling fallback."
+    )
 #: Seconds between transcript reads while a prompt waits for OpenCode to start its turn and the
 #: unbroken event stream says there is no answer yet (a safety net; the stream is what decides).
 TRANSCRIPT_RECHECK = 5.0
@@ -146,8 +160,12 @@ class RunMachine:
         progress: Progress | None = None,
         gate: PermissionGate | None = None,
         follow: Callable[[], OpenCodeClient | None] | None = None,
+        after_reply: bool = False,
     ) -> None:
         self._client = client
+        #: The run continues a session right after respond_permission replied (the reference's
+        #: "continuation" preflight: a permission list OpenCode cannot give is reported as such).
+        self.after_reply = after_reply
         #: The client of the server the pool follows now: when OpenCode dies and is restarted,
         #: the run goes on talking to the new one (the old client is closed) and finds out what
         #: became of its turn, instead of failing on a closed connection.
@@ -233,11 +251,11 @@ class RunMachine:
         status = statuses.get(session_id)
         is_idle = status is None or status.type == "idle"
         try:
-            permissions, complete = await self.list_permissions()
+            permissions, unlisted = await self.list_permissions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
-        if not complete:
-            self.warnings.append(PERMISSION_LIST_WARNING)
+        if unlisted is not None:
+            self.warnings.append(permission_refresh_warning(unlisted) if self.after_reply else PERMISSION_LIST_WARNING)
         for req in permissions:
             if req.sessionID == session_id:
                 met = self.meet_permission(session_id, req)
@@ -256,7 +274,9 @@ class RunMachine:
                 return is_idle, question_output(session_id, q, warnings=self.warnings)
         return is_idle, None
 
-    async def list_permissions(self, *, timeout: float | None = None) -> tuple[list[PermissionRequest], bool]:
+    async def list_permissions(
+        self, *, timeout: float | None = None
+    ) -> tuple[list[PermissionRequest], HttpStatusError | None]:
         """``GET /permission``, or the pool's view when OpenCode cannot list them (:func:`list_permissions`)."""
         return await list_permissions(self.client, self.pool, timeout=timeout)
 
@@ -294,10 +314,13 @@ class RunMachine:
         # Which stream connection saw the dispatch: while it lasts, the watch misses nothing.
         epoch = self.pool.stream_epoch()
 
-        command_task: asyncio.Task[object] | None = None
+        command_task: asyncio.Task[OpenCodeError | None] | None = None
         prompt_turn: Turn | None = None
+        #: A command's reply lineage: only its own reply's events are its activity and partial text.
+        lineage: CommandLineage | None = None
         if plan.command is not None:
             assert turn is not None
+            lineage = CommandLineage(turn.message_id)
             command_task = loop.create_task(self._send_command(sid, plan.command, plan.message or "", turn.message_id))
         elif plan.message is not None:
             assert turn is not None
@@ -411,9 +434,38 @@ class RunMachine:
                 if command_task is not None and command_task in done:
                     error = command_task.result()
                     command_task = None
-                    if isinstance(error, str):
-                        raise Internal(f"Failed to execute command '{plan.command}': {error}")
-                    grace_deadline = loop.time() + plan.idle_grace
+                    if error is None:
+                        grace_deadline = loop.time() + plan.idle_grace
+                    else:
+                        assert turn is not None
+                        name = plan.command
+                        if isinstance(error, HttpStatusError) and error.status in (400, 404):
+                            raise InvalidInput(f"Failed to dispatch command '{name}': {error}")
+                        if not isinstance(error, TransportError):
+                            raise Internal(f"Failed to dispatch command '{name}': {error}")
+                        # The POST blocks until the whole turn ends, so a connection lost meanwhile says
+                        # nothing of the command. Once OpenCode shows it started, supervise it as usual.
+                        started = observed_busy or turn.created is not None
+                        if not started:
+                            evidence = await self._command_started(sid, turn)
+                            started = evidence is not None
+                            if evidence == "busy":
+                                activity()
+                            elif evidence == "transcript":
+                                last_activity = loop.time()
+                        if started and grace_deadline is None:
+                            # No POST to wait for any more: an idle may end the turn.
+                            grace_deadline = loop.time() + plan.idle_grace
+                        if not started:
+                            raise Internal(
+                                f"Failed to dispatch command '{name}': transport error before session start "
+                                f"evidence: {error}"
+                            )
+                        log.warning("command transport error after start evidence; continuing supervision: %s", error)
+                        warnings.append(
+                            "OpenCode command transport error after start evidence; continuing supervision: "
+                            f"{error}"
+                        )
 
                 # (b) an event of this session
                 if get_task in done:
@@ -438,12 +490,31 @@ class RunMachine:
                     if isinstance(event, MessageUpdated) and turn is not None and turn.observe(event.properties.info):
                         answered_at = loop.time() if turn.complete else None
                     if isinstance(event, PartDelta):
-                        activity()
                         p = event.properties
-                        if p.delta and self.pool.session(sid).part_kind(p.partID) != "reasoning":
-                            partial.append(p.delta)
-                    elif isinstance(event, PartUpdated | MessageUpdated):
-                        activity()
+                        reasoning = self.pool.session(sid).part_kind(p.partID) == "reasoning"
+                        text = p.delta if p.delta and not reasoning else None
+                        if lineage is None:
+                            activity()
+                            if text:
+                                partial.append(text)
+                        else:
+                            ours, text = lineage.delta(p.messageID, text)
+                            if ours:
+                                activity()
+                                if text:
+                                    partial.append(text)
+                    elif isinstance(event, MessageUpdated):
+                        if lineage is None:
+                            activity()
+                        else:
+                            ours, held = lineage.updated(event.properties.info)
+                            if ours:
+                                activity()
+                                if held:
+                                    partial.append(held)
+                    elif isinstance(event, PartUpdated):
+                        if lineage is None or lineage.part(event.properties.part.messageID):
+                            activity()
                     elif isinstance(event, SessionStatusEvent):
                         if event.properties.status.type != "idle":
                             busy_seen = True
@@ -537,19 +608,38 @@ class RunMachine:
         st = result.statuses.get(sid)
         return ("idle" if st is None or st.type == "idle" else "busy"), result.started
 
-    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> str | None:
-        """POST the command; returns an error text or None. Never sends it twice unless the
+    async def _send_command(self, sid: str, command: str, arguments: str, message_id: str) -> OpenCodeError | None:
+        """POST the command; returns its error or None. Never sends it twice unless the
         first attempt provably never reached the server."""
         for attempt in range(2):
             try:
                 await self.client.command(sid, command, arguments, message_id=message_id)
                 return None
             except OpenCodeError as exc:
-                if attempt == 0 and getattr(exc, "connect_failed", False):
+                if attempt == 0 and isinstance(exc, TransportError) and exc.connect_failed:
                     await asyncio.sleep(0.05)
                     continue
-                return str(exc)
+                return exc
         return None  # pragma: no cover - loop always returns
+
+    async def _command_started(self, sid: str, turn: Turn) -> str | None:
+        """What shows the command started, asked after its POST failed in transit: ``"busy"``
+        (the session works now), ``"transcript"`` (the command's message, our id, is in it) or None.
+
+        Either way the POST reached OpenCode, which runs the command whatever became of the connection.
+        """
+        try:
+            statuses = await self.client.session_status(timeout=POLL_REQUEST_TIMEOUT)
+        except OpenCodeError as exc:
+            log.warning("status check after a command transport error failed: %s", exc)
+        else:
+            status = statuses.get(sid)
+            if status is not None and status.type != "idle":
+                return "busy"
+        messages = await transcript_or_none(lambda: self.client, sid)
+        if messages is not None and any(m.info.id == turn.message_id for m in messages):
+            return "transcript"
+        return None
 
     # ---------------------------------------------------------------- finalize
 

@@ -202,6 +202,8 @@ class Orchestrator:
         config: OrchestratorConfig,
         progress: Progress | None,
         reserved: Mapping[str, str] | None = None,
+        *,
+        after_reply: bool = False,
     ) -> RunMachine:
         return RunMachine(
             route.client,
@@ -212,6 +214,7 @@ class Orchestrator:
             progress=progress,
             gate=self._gate(reserved or {}),
             follow=route.follow,
+            after_reply=after_reply,
         )
 
     # ---------------------------------------------------------------- policy, rules and claims
@@ -339,6 +342,12 @@ class Orchestrator:
         if isinstance(outcome, Gone):
             if outcome.lost is not None:
                 return InvalidInput(_lost_text(outcome.lost))
+            if outcome.error is not None and what.kind == "permission":
+                # 0.7.x: OpenCode's 404 on the reply itself; the agent's id is stale.
+                return InvalidInput(
+                    f"Permission request '{rid}' was not found or is no longer pending (HTTP 404). It may be stale. "
+                    f"Re-run orchestrator_run(session_id='{sid}') to get the latest permission_request_id and retry."
+                )
             if outcome.error is not None:
                 return Internal(f"{failed}: {outcome.error}")
             return InvalidInput(f"No pending {what.kind} found with id '{rid}'. (session_id='{sid}')")
@@ -379,8 +388,9 @@ class Orchestrator:
         mine = [r for r in pending if r.sessionID == sid]
         if not mine and not complete:
             raise InvalidInput(
-                f"Unable to discover a pending {kind} for session '{sid}': {kind} state could not be "
-                f"listed (HTTP 400). Retry with {kind}_request_id (returned by run)."
+                f"Unable to discover a pending {kind} for session '{sid}': {kind} state could not be listed "
+                f"(HTTP 400). {kind.capitalize()} state may be stale or malformed. Retry with {kind}_request_id "
+                "(from run) if available; otherwise reopen the session or start a new one."
             )
         if not mine:
             lost = self.service.pool.lost_for(sid)
@@ -458,9 +468,15 @@ class Orchestrator:
     # ---------------------------------------------------------------- run
 
     async def run(
-        self, inp: t.RunInput, progress: Progress | None = None, *, reserved: Mapping[str, str] | None = None
+        self,
+        inp: t.RunInput,
+        progress: Progress | None = None,
+        *,
+        reserved: Mapping[str, str] | None = None,
+        after_reply: bool = False,
     ) -> RunResult:
-        """The ``run`` tool. ``reserved``: requests the caller knows a human must answer, and why."""
+        """The ``run`` tool. ``reserved``: requests the caller knows a human must answer, and why;
+        ``after_reply``: the run continues the session respond_permission just answered."""
         message = inp.message.strip() if inp.message is not None else None
         if inp.session_id is None and inp.message is None and inp.command is None:
             raise InvalidInput(
@@ -504,7 +520,7 @@ class Orchestrator:
             wait_for_activity=bool(inp.wait_for_activity),
             idle_grace=idle_grace_ms(self.env) / 1000,
         )
-        return await self._machine(route, config, progress, reserved).execute(plan)
+        return await self._machine(route, config, progress, reserved, after_reply=after_reply).execute(plan)
 
     async def _check_command(self, client: OpenCodeClient, name: str, arguments: str) -> None:
         """Refuse a command run whose expansion would run shell or read files the agent may not
@@ -538,12 +554,14 @@ class Orchestrator:
         client = route.client
         machine = self._machine(route, self.config_for(snapshot), progress)
         try:
-            pending, complete = await machine.list_permissions()
+            pending, unlisted = await machine.list_permissions()
         except OpenCodeError as exc:
             raise Internal(f"Failed to list permissions: {exc}") from exc
         pre_warnings: list[str] = []
         reply = _reply_of(inp)
-        req = self._pending_one("permission", pending, sid, inp.permission_request_id, reply, complete=complete)
+        req = self._pending_one(
+            "permission", pending, sid, inp.permission_request_id, reply, complete=unlisted is None
+        )
         if req is None:
             rid = inp.permission_request_id
             assert rid is not None
@@ -558,8 +576,8 @@ class Orchestrator:
                     f"answer it in {DASHBOARD_NAME}, then call run with session_id='{sid}' to continue."
                 )
             pre_warnings.append(
-                f"Permission validation failed for request '{rid}' (permission state could not be listed, "
-                "HTTP 400); submitting reply using the provided request id."
+                f"Permission validation failed for request '{rid}' ({unlisted}); submitting reply using the "
+                "provided request id."
             )
             req = PermissionRequest(id=rid, sessionID=sid, permission="unknown")
         policy = self._current_policy()
@@ -585,7 +603,9 @@ class Orchestrator:
                 pre_warnings.append(f"Failed to fetch baseline messages: {exc}")
         await self._answer(Answer.permission(req.id, reply, inp.message, request=req))
         result = await self.run(
-            t.RunInput(session_id=sid, wait_for_activity=True if reply != "reject" else None), progress
+            t.RunInput(session_id=sid, wait_for_activity=True if reply != "reject" else None),
+            progress,
+            after_reply=True,
         )
         out = result.output
         out.warnings = [*out.warnings, *pre_warnings]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -127,6 +128,107 @@ class Turn:
             if message.info.id == self.answer.id:
                 return True, message_text(message)
         return False, None
+
+
+#: Bounds of the text held for assistant messages not yet known to answer a command (0.7.10's):
+#: all of it, per message, and how many messages.
+PRECORRELATION_TOTAL_BYTES = 64 * 1024
+PRECORRELATION_MESSAGE_BYTES = 16 * 1024
+PRECORRELATION_MESSAGE_IDS = 32
+
+
+class PreCorrelationBuffer:
+    """Streamed text of messages whose lineage is not known yet, within fixed bounds.
+
+    OpenCode may publish a reply's first deltas before the ``message.updated`` that names its
+    parent. Until then the text cannot be told apart from another message's in the same session;
+    it waits here, and is flushed into the command's partial response when the message turns out
+    to answer the command, or dropped when it does not. The bounds (the reference's) keep a
+    session streaming other work from growing it without limit: a delta that does not fit is
+    dropped, the oldest message gives way to a new one, never a message to its own later text.
+    Sizes count UTF-8 bytes, as the reference does.
+    """
+
+    def __init__(self) -> None:
+        self._deltas: deque[tuple[str, str]] = deque()
+        self._bytes: dict[str, int] = {}
+        self.total_bytes = 0
+
+    def __contains__(self, message_id: str) -> bool:
+        return message_id in self._bytes
+
+    def __len__(self) -> int:
+        return len(self._bytes)
+
+    def push(self, message_id: str, delta: str) -> None:
+        if not message_id or not delta:
+            return
+        size = len(delta.encode())
+        if size > PRECORRELATION_MESSAGE_BYTES or size > PRECORRELATION_TOTAL_BYTES:
+            return
+        if message_id not in self._bytes and len(self._bytes) >= PRECORRELATION_MESSAGE_IDS:
+            self.evict(self._deltas[0][0])
+        held = self._bytes.get(message_id, 0)
+        if held + size > PRECORRELATION_MESSAGE_BYTES:
+            return
+        while self.total_bytes + size > PRECORRELATION_TOTAL_BYTES:
+            oldest = self._deltas[0][0] if self._deltas else None
+            if oldest is None or oldest == message_id:
+                return
+            self.evict(oldest)
+        self._deltas.append((message_id, delta))
+        self._bytes[message_id] = held + size
+        self.total_bytes += size
+
+    def take(self, message_id: str) -> str:
+        """The message's held text, in order, removed from the buffer."""
+        size = self._bytes.pop(message_id, None)
+        if size is None:
+            return ""
+        text = "".join(d for m, d in self._deltas if m == message_id)
+        self._deltas = deque((m, d) for m, d in self._deltas if m != message_id)
+        self.total_bytes -= size
+        return text
+
+    def evict(self, message_id: str) -> None:
+        self.take(message_id)
+
+
+class CommandLineage:
+    """Which streamed events belong to a command run: the assistant messages whose parent is its message.
+
+    A command may be sent while another message of the same session is still streaming (OpenCode
+    answers it after that turn). The reference before 0.7.10 counted every delta of the session
+    as the command's activity and partial response; now only replies naming the command's
+    message as ``parentID`` do, and deltas that arrive before their message says whose reply it
+    is wait in a :class:`PreCorrelationBuffer`.
+    """
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        #: Assistant messages known to answer the command.
+        self.replies: set[str] = set()
+        self.pending = PreCorrelationBuffer()
+
+    def delta(self, message_id: str | None, text: str | None) -> tuple[bool, str]:
+        """A text delta: (it is the command's, the text to add to the partial response now)."""
+        if message_id is not None and message_id in self.replies:
+            return True, text or ""
+        if message_id and text:
+            self.pending.push(message_id, text)
+        return False, ""
+
+    def updated(self, info: MessageInfo) -> tuple[bool, str]:
+        """A message's info: (it is the command's reply, its held text to add to the partial response)."""
+        if info.role == "assistant" and info.parentID == self.message_id:
+            self.replies.add(info.id)
+            return True, self.pending.take(info.id)
+        self.pending.evict(info.id)
+        return False, ""
+
+    def part(self, message_id: str | None) -> bool:
+        """Whether a part event belongs to the command's reply."""
+        return message_id is not None and message_id in self.replies
 
 
 async def transcript_or_none(client: Callable[[], OpenCodeClient], sid: str) -> list[Message] | None:
