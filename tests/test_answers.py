@@ -182,10 +182,13 @@ async def test_a_request_answered_outside_the_pool_is_gone_for_every_caller(
         await original(self, request_id, *args, **kwargs)
 
     monkeypatch.setattr(OpenCodeClient, "reply_permission", answered_just_before)
-    with pytest.raises(Internal) as failed:
+    # 0.7.10: a 404 on the reply is the agent's input gone stale, not an internal error.
+    with pytest.raises(InvalidInput) as failed:
         await orch.respond_permission(respond(second.sessionID, second.id))
     assert str(failed.value) == (
-        f"internal error: Failed to reply to permission: HTTP error 404: Permission request not found: {second.id}"
+        f"invalid input: Permission request '{second.id}' was not found or is no longer pending (HTTP 404). "
+        f"It may be stale. Re-run orchestrator_run(session_id='{second.sessionID}') to get the latest "
+        "permission_request_id and retry."
     )
     assert registry.claim_of(second.id) is None and registry.decisions(request_id=second.id) == []
     assert second.id not in orch.service.pool.permissions
