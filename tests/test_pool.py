@@ -219,7 +219,6 @@ async def test_reconnect_resyncs_pending_requests(service: PoolService) -> None:
 
 
 @pytest.mark.real_opencode
-@pytest.mark.usefixtures("both_backends")
 async def test_pool_follows_a_rebuilt_server(service: PoolService) -> None:
     snapshot = await service.acquire()
     assert await service.wait_stream(10)
