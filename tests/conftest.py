@@ -121,6 +121,19 @@ async def _settle_config_dir(env: dict[str, str], project: Path) -> None:
         await server.stop()
 
 
+@pytest.fixture(params=["api", "legacy"])
+def both_backends(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test once per OpenCode route family (opencode/client.py), forced for every client it makes.
+
+    Only the tests of the OpenCode layer use it (``pytest.mark.usefixtures("both_backends")``);
+    the rest of the suite runs with the default, ``auto``, which is ``api`` on the pinned server.
+    """
+    from orchestrator_tui.opencode.client import BACKEND_ENV
+
+    monkeypatch.setenv(BACKEND_ENV, request.param)
+    return str(request.param)
+
+
 @pytest.fixture
 def opencode_env(opencode_base_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
     """The environment a managed server is started with, plus this test's own pool state folder."""

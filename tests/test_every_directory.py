@@ -80,6 +80,7 @@ async def dashboard_in(project: Path, env: dict[str, str]) -> AsyncIterator[Rig]
                 os.killpg(record.pid, signal.SIGKILL)
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_the_dashboard_in_one_project_supervises_an_agent_in_another(
     projects: tuple[Path, Path], pool_env: dict[str, str], tmp_path: Path
 ) -> None:

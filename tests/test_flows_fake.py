@@ -190,8 +190,8 @@ async def test_blocked_run_command_fails_before_session_resolution_or_dispatch(
     with pytest.raises(InvalidInput) as info:
         await call(orch, "run", command="research", message="caching strategies")
     assert str(info.value) == f"invalid input: Command 'research' cannot be run because {why}"
-    # Only the acquisition health probe reached the server.
-    assert fake.paths() == ["GET /global/health"]
+    # Only the acquisition health probe (and the route family probe after it) reached the server.
+    assert fake.paths() == ["GET /global/health", "GET /api/health"]
     await asyncio.sleep(0.2)
     assert not [p for p in fake.paths() if p.split(" ")[1].startswith("/session")]
     assert posts(fake) == []

@@ -66,6 +66,7 @@ async def test_unknown_command_errors_fast(orchestrator: Any) -> None:
     assert "Command not found" in text or "___definitely_not_a_real_command___" in text, text
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_prompt_completes_and_extracts_response(orchestrator: Any) -> None:
     sid = await new_session(orchestrator)
     result = await asyncio.wait_for(
@@ -84,6 +85,7 @@ async def test_live_managed_server_reports_exact_pinned_version(orchestrator: An
     assert health.version == "1.18.33"
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_session_resumption_works(orchestrator: Any) -> None:
     sid = await new_session(orchestrator)
     first = await asyncio.wait_for(
@@ -99,6 +101,7 @@ async def test_session_resumption_works(orchestrator: Any) -> None:
     assert second.output.response == "second"
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_new_session_is_created_and_marked_launched_by_you(orchestrator: Any) -> None:
     result = await asyncio.wait_for(orchestrator.run(t.RunInput(message="Say exactly 'created'.")), 120)
     out = result.output
@@ -122,6 +125,7 @@ async def test_permission_request_returns_status(make_orchestrator: Any, token_f
     assert out.permission_patterns == [f"{path.parent}/*"]
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_permission_response_resumes_and_completes(make_orchestrator: Any, token_file: tuple[Path, str]) -> None:
     orch = make_orchestrator(**PERMISSION_CONFIG)
     path, token = token_file
@@ -173,6 +177,7 @@ async def test_live_question_tool_infrastructure(make_orchestrator: Any, model_c
     assert result.output.response == "config test passed"
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_question_flow_end_to_end(orchestrator: Any) -> None:
     sid = await new_session(orchestrator)
     asked = await asyncio.wait_for(orchestrator.run(t.RunInput(session_id=sid, message="ASK")), 60)
@@ -230,6 +235,7 @@ async def test_sigkill_between_calls_next_call_succeeds(orchestrator: Any) -> No
     assert rebuilt is not snapshot and rebuilt.managed is not None and not rebuilt.managed.exited()
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_unknown_and_malformed_session_ids_are_not_found(orchestrator: Any) -> None:
     for sid in ("ses_doesnotexist000000000000", "garbage", ""):
         with pytest.raises(ToolError) as info:
@@ -298,6 +304,7 @@ async def test_a_pending_webfetch_permission_does_not_break_other_calls(make_orc
     assert await snapshot.client.permissions() == []
 
 
+@pytest.mark.usefixtures("both_backends")
 async def test_a_command_answers_with_its_own_reply(make_orchestrator: Any) -> None:
     """The command carries our message id (OpenCode accepts it); its reply, not the earlier one, is the response."""
     orch = make_orchestrator(command={"echo-back": {"template": "ECHO $ARGUMENTS", "description": "Echo it back"}})

@@ -167,6 +167,7 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> No
 
 
 @pytest.mark.real_opencode
+@pytest.mark.usefixtures("both_backends")
 async def test_pool_follows_a_real_session_live(service: PoolService, tmp_path: Path) -> None:
     snapshot = await service.acquire()
     assert await service.wait_stream(10)
@@ -200,6 +201,7 @@ async def test_pool_follows_a_real_session_live(service: PoolService, tmp_path: 
 
 
 @pytest.mark.real_opencode
+@pytest.mark.usefixtures("both_backends")
 async def test_reconnect_resyncs_pending_requests(service: PoolService) -> None:
     """Nothing is replayed after a reconnect: the resync must find what is pending."""
     snapshot = await service.acquire()
@@ -231,6 +233,7 @@ async def test_pool_follows_a_rebuilt_server(service: PoolService) -> None:
 
 
 @pytest.mark.real_opencode
+@pytest.mark.usefixtures("both_backends")
 async def test_attach_to_a_password_protected_server(
     project_dir: Path, opencode_env: dict[str, str], model_config: Callable[..., str]
 ) -> None:

@@ -1,4 +1,41 @@
-"""Async HTTP client for the OpenCode server: one method per endpoint we use.
+"""Async HTTP client for the OpenCode server: one method per operation we use.
+
+Two route families, one interface (issue 12). OpenCode 1.18.33 serves its new ``/api/`` routes
+beside the legacy ones its next major version drops. A client speaks ``api`` when the server
+answers ``GET /api/health`` (probed once per server, after the first health check, or on the
+first operation that needs to know), else ``legacy``; ``ORCHESTRATOR_TUI_BACKEND=legacy|api|auto``
+(or the ``backend`` argument) forces one. Callers never see the difference: same methods, same
+models (``/api`` shapes are mapped onto them in :mod:`.models`), same errors.
+
+The ``/api`` routes cover an operation only when they show the *same* state the legacy ones do.
+On 1.18.33 they do not for turns: ``/api`` runs prompts in a runtime of its own ("session
+next"), whose messages, statuses (``/api/session/active``), permission and question requests
+and events (``/api/event``) are separate from those of the legacy runtime that runs commands
+(``/api`` has no command route) and honours the model config: a permission asked in a turn
+started by ``prompt_async`` is absent from ``/api/permission/request``, and its session is
+absent from ``/api/session/active`` (docs/opencode-behaviour.md, ``tests/test_api_backend.py``).
+So turns stay on the legacy runtime in both backends, and ``api`` uses ``/api`` for the sessions
+themselves, which both runtimes share:
+
+=================  ====================================  ==========================================
+operation          ``api`` backend                       ``legacy`` backend (and ``api`` fallback)
+=================  ====================================  ==========================================
+health             ``GET /global/health`` (``/api/health`` has no version)
+all_sessions       ``GET /api/session`` (every project)  ``GET /experimental/session``
+get_session        ``GET /api/session/{id}``             ``GET /session/{id}``
+create_session     ``POST /api/session`` (untitled,      ``POST /session``
+                   no parent; else legacy)
+commands           legacy: ``/api/command`` leaves out the skills ``/command`` lists and runs
+list_sessions      legacy (``/api`` has no change summary, nor the project scope)
+session_status,    legacy: the legacy runtime's turns are invisible to ``/api``
+messages, prompt,
+abort, summarize,
+permissions,
+questions, replies
+command, delete,   legacy: no ``/api`` route
+paths, providers
+event stream       legacy ``/global/event`` (``/api/event`` lacks the legacy runtime's events)
+=================  ====================================  ==========================================
 
 Errors are typed and their ``str()`` is the text the tools show to the caller:
 ``HTTP error <status>: <message>``, ``Transport error: <text>``, ``JSON error: <text>``.
@@ -8,16 +45,21 @@ Every request has a timeout: OpenCode can accept a connection and never answer i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import json
+import os
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from orchestrator_tui.opencode.models import (
+    ApiSessionItem,
+    ApiSessionPage,
     Command,
     Health,
     Message,
@@ -36,6 +78,13 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = 60.0
 #: The command endpoint blocks until the whole turn ends (docs/opencode-behaviour.md); it gets its own budget.
 COMMAND_TIMEOUT = 6 * 3600.0
+
+
+#: The route family a client speaks (see the module docstring).
+Backend = Literal["legacy", "api"]
+#: Forces the route family of every client made in this process (tests run both this way).
+BACKEND_ENV = "ORCHESTRATOR_TUI_BACKEND"
+BACKEND_CHOICES = ("auto", "legacy", "api")
 
 
 class OpenCodeError(Exception):
@@ -103,6 +152,27 @@ _MESSAGES = TypeAdapter(list[Message])
 _PERMISSIONS = TypeAdapter(list[PermissionRequest])
 _QUESTIONS = TypeAdapter(list[QuestionRequest])
 _COMMANDS = TypeAdapter(list[Command])
+_API_SESSION_PAGE = TypeAdapter(ApiSessionPage)
+_API_SESSION_ITEM = TypeAdapter(ApiSessionItem)
+
+
+def backend_wanted(env: Mapping[str, str] | None = None) -> str:
+    """``auto``, ``legacy`` or ``api``, from ``ORCHESTRATOR_TUI_BACKEND`` (``auto`` when unset)."""
+    value = (env if env is not None else os.environ).get(BACKEND_ENV, "").strip().lower() or "auto"
+    if value not in BACKEND_CHOICES:
+        raise ValueError(
+            f"{BACKEND_ENV}={value!r} is not one of {', '.join(BACKEND_CHOICES)}. Fix: set one of them or unset it."
+        )
+    return value
+
+
+class _BackendChoice:
+    """Which route family a server speaks: shared by a client and all its :meth:`~OpenCodeClient.at` views."""
+
+    def __init__(self, wanted: str) -> None:
+        self.wanted = wanted
+        self.resolved: Backend | None = wanted if wanted in ("legacy", "api") else None  # type: ignore[assignment]
+        self.lock = asyncio.Lock()
 
 
 class OpenCodeClient:
@@ -120,7 +190,12 @@ class OpenCodeClient:
         directory: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
+        backend: str | None = None,
     ) -> None:
+        """``backend``: ``auto`` (probe), ``legacy`` or ``api``; default ``ORCHESTRATOR_TUI_BACKEND``."""
+        if backend is not None and backend not in BACKEND_CHOICES:
+            raise ValueError(f"backend={backend!r} is not one of {', '.join(BACKEND_CHOICES)}")
+        self._backend = _BackendChoice(backend or backend_wanted())
         self.base_url = base_url.rstrip("/")
         self.directory = directory
         #: (username, password); the password stays a `Secret` everywhere but in the auth header.
@@ -171,9 +246,40 @@ class OpenCodeClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    @property
+    def backend_name(self) -> Backend | None:
+        """The route family in use, once known (the dashboard's server line shows it)."""
+        return self._backend.resolved
+
+    async def backend(self, *, timeout: float | None = None) -> Backend:
+        """The route family this server speaks: ``api`` when it answers ``GET /api/health``.
+
+        Probed once per server (all views share the answer). Only a 404 (or 405) means "no
+        ``/api``"; any other failure is raised and nothing is remembered, so a server that was
+        briefly unreachable is probed again rather than demoted for good.
+        """
+        choice = self._backend
+        if choice.resolved is not None:
+            return choice.resolved
+        async with choice.lock:
+            if choice.resolved is None:
+                try:
+                    await self.request("GET", "/api/health", timeout=timeout)
+                    choice.resolved = "api"
+                except HttpStatusError as exc:
+                    if exc.status not in (404, 405):
+                        raise
+                    choice.resolved = "legacy"
+        return choice.resolved
+
+    async def _api(self) -> bool:
+        return await self.backend() == "api"
+
     def _params(self, path: str, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {}
-        if self.directory and not path.startswith("/global/"):
+        # `/api/` routes name a directory their own way (`location[...]`, or `directory` as a
+        # filter of the session list): the caller passes it; `/global/` routes take none.
+        if self.directory and not path.startswith(("/global/", "/api/")):
             params["directory"] = self.directory
         if extra:
             params.update({k: v for k, v in extra.items() if v is not None})
@@ -224,8 +330,17 @@ class OpenCodeClient:
     # ------------------------------------------------------------------ endpoints
 
     async def health(self, *, timeout: float | None = None) -> Health:
+        """``GET /global/health`` (the version; ``/api/health`` has none), then the route family.
+
+        Every front end checks health before anything else, so the route family is known from
+        then on (the dashboard shows it). A probe that fails is left for the first operation.
+        """
         response = await self.request("GET", "/global/health", timeout=timeout)
-        return _decode(response, Health)
+        health = _decode(response, Health)
+        if self._backend.resolved is None:
+            with contextlib.suppress(OpenCodeError):
+                await self.backend(timeout=timeout)
+        return health
 
     async def list_sessions(self, *, limit: int | None = None, roots: bool | None = None) -> list[Session]:
         params = {"limit": limit, "roots": None if roots is None else str(roots).lower()}
@@ -238,6 +353,8 @@ class OpenCodeClient:
         dashboard must show every project's sessions. OpenCode 1.18.33 lists them all at
         ``GET /experimental/session``; a server without that route (404) gets the one-project list.
         """
+        if await self._api():
+            return await self._api_sessions(limit)
         try:
             # Unscoped: a directory would narrow the list to that directory.
             return await self.at(None)._get("/experimental/session", _SESSIONS, params={"limit": limit})
@@ -246,7 +363,28 @@ class OpenCodeClient:
                 raise
         return await self.list_sessions(limit=limit)
 
+    async def _api_sessions(self, limit: int | None) -> list[Session]:
+        """``GET /api/session``: every project's sessions, newest first, a page at a time.
+
+        Without a limit, pages are followed (``cursor.next``) until one comes back empty.
+        """
+        sessions: list[Session] = []
+        cursor: str | None = None
+        for _ in range(100):  # a bound, never a loop forever on a server that repeats a cursor
+            params = {"limit": limit, "cursor": cursor}
+            page = await self._get("/api/session", _API_SESSION_PAGE, params=params)
+            sessions.extend(item.to_session() for item in page.data)
+            cursor = page.cursor.next if page.cursor else None
+            if limit is not None or not page.data or not cursor:
+                break
+        return sessions if limit is None else sessions[:limit]
+
     async def create_session(self, *, title: str | None = None, parent_id: str | None = None) -> Session:
+        if title is None and parent_id is None and await self._api():
+            # `/api` takes neither a title nor a parent: those sessions are made the legacy way.
+            body_api: dict[str, Any] = {"location": {"directory": self.directory}} if self.directory else {}
+            response = await self.request("POST", "/api/session", json_body=body_api)
+            return _decode(response, _API_SESSION_ITEM).data.to_session()
         body: dict[str, Any] = {}
         if title is not None:
             body["title"] = title
@@ -255,6 +393,9 @@ class OpenCodeClient:
         return _decode(await self.request("POST", "/session", json_body=body), Session)
 
     async def get_session(self, session_id: str) -> Session:
+        if await self._api():
+            response = await self.request("GET", f"/api/session/{_seg(session_id)}")
+            return _decode(response, _API_SESSION_ITEM).data.to_session()
         return _decode(await self.request("GET", f"/session/{_seg(session_id)}"), Session)
 
     async def delete_session(self, session_id: str) -> None:
@@ -330,6 +471,8 @@ class OpenCodeClient:
         await self.request("POST", f"/question/{_seg(request_id)}/reject", json_body={})
 
     async def commands(self) -> list[Command]:
+        # Legacy in both backends: `/api/command` leaves out the skills `/command` lists (and the
+        # command route runs), and has no `source`.
         return await self._get("/command", _COMMANDS)
 
     async def paths(self) -> Paths:

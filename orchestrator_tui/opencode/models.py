@@ -195,6 +195,77 @@ class Command(_Model):
     template: str | None = None
 
 
+# --------------------------------------------------------------------------- the /api routes
+# OpenCode's `/api/` routes (opencode/client.py says which ones are used) answer other shapes,
+# wrapped in `{"data": ...}`; these models read them and map them onto the ones above, so nothing
+# past the client knows which routes answered. tests/test_opencode_contract.py checks them
+# against the server's own OpenAPI document, like the models above.
+
+
+class ApiLocation(_Model):
+    directory: str
+    workspaceID: str | None = None
+
+
+class ApiSessionTokens(_Model):
+    input: int = 0
+    output: int = 0
+    reasoning: int = 0
+    cache: CacheTokens = Field(default_factory=CacheTokens)
+
+
+class ApiSession(_Model):
+    """``SessionV2Info``: a session as ``/api/session`` shows it."""
+
+    id: str
+    title: str = ""
+    projectID: str | None = None
+    parentID: str | None = None
+    agent: str | None = None
+    cost: float | None = None
+    tokens: ApiSessionTokens | None = None
+    time: TimeSpan = Field(default_factory=TimeSpan)
+    location: ApiLocation
+    #: The directory relative to the project's root (the legacy ``path``); absent at the root.
+    subpath: str | None = None
+
+    def to_session(self) -> Session:
+        tokens = None
+        if self.tokens is not None:
+            t = self.tokens
+            tokens = Tokens(input=t.input, output=t.output, reasoning=t.reasoning, cache=t.cache)
+        return Session(
+            id=self.id,
+            title=self.title,
+            directory=self.location.directory,
+            path=self.subpath or "",
+            projectID=self.projectID,
+            parentID=self.parentID,
+            time=self.time,
+            cost=self.cost,
+            tokens=tokens,
+            agent=self.agent,
+        )
+
+
+class ApiCursor(_Model):
+    previous: str | None = None
+    next: str | None = None
+
+
+class ApiSessionPage(_Model):
+    """``SessionsResponse`` of ``GET /api/session``."""
+
+    data: list[ApiSession] = Field(default_factory=list)
+    cursor: ApiCursor | None = None
+
+
+class ApiSessionItem(_Model):
+    """``{"data": SessionV2Info}`` of ``GET``/``POST /api/session[/{id}]``."""
+
+    data: ApiSession
+
+
 # --------------------------------------------------------------------------- events
 
 

@@ -120,6 +120,7 @@ class Connection(App[None]):
             mode="managed" if snapshot.managed is not None else "attached",
             url=snapshot.base_url,
             version=snapshot.version or "",
+            backend=snapshot.client.backend_name or "",
             stream=self.pool.connection_state,
         )
         self._status_dirty = True

@@ -63,6 +63,8 @@ class ServerState:
     mode: str = "managed"  # managed | attached
     url: str = ""
     version: str = ""
+    #: The route family the client speaks to it (`legacy` or `api`, opencode/client.py); "" unknown.
+    backend: str = ""
     stream: str = "connecting"  # connecting | connected | disconnected | down
     detail: str = ""
     waiting: int = 0
@@ -87,6 +89,11 @@ class StatusLine(Static):
     """
 
     def show(self, state: ServerState) -> None:
+        self.update(self.line(state), layout=False)  # always one line: no layout pass needed
+
+    @staticmethod
+    def line(state: ServerState) -> Text:
+        """The line's text for ``state`` (pure: the tests read it without an app)."""
         text = Text()
         text.append(" orchestrator-tui ", style="bold reverse")
         text.append("  ")
@@ -96,8 +103,7 @@ class StatusLine(Static):
         if state.stream == "down":
             text.append("✗ OpenCode unavailable", style="bold red")
             text.append(f"  {visible(state.detail)}", style="red")
-            self.update(text, layout=False)
-            return
+            return text
         live = {
             "connected": ("● live", "green"),
             "connecting": ("◌ connecting", "yellow"),
@@ -119,12 +125,14 @@ class StatusLine(Static):
         what = "managed" if state.mode == "managed" else "attached"
         text.append("   ")
         text.append(f"{what} OpenCode {visible(state.version)}".strip(), style="bold")
+        if state.backend:
+            text.append(f" ({'/api' if state.backend == 'api' else 'legacy'} routes)", style="dim")
         for name, stream in state.others:
             mark, style = _SERVER_MARKS.get(stream, ("◌", "yellow"))
             text.append(f"  {mark} {visible(name)}", style=style)
         if state.url:
             text.append(f"  {visible(state.url)}", style="dim")
-        self.update(text, layout=False)  # always one line: no layout pass needed
+        return text
 
 
 def _duration(call: ToolCall) -> str:
