@@ -18,6 +18,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from orchestrator_tui.opencode.models import (
+    Agent,
     Command,
     Health,
     Message,
@@ -103,6 +104,7 @@ _MESSAGES = TypeAdapter(list[Message])
 _PERMISSIONS = TypeAdapter(list[PermissionRequest])
 _QUESTIONS = TypeAdapter(list[QuestionRequest])
 _COMMANDS = TypeAdapter(list[Command])
+_AGENTS = TypeAdapter(list[Agent])
 
 
 class OpenCodeClient:
@@ -331,6 +333,10 @@ class OpenCodeClient:
 
     async def commands(self) -> list[Command]:
         return await self._get("/command", _COMMANDS)
+
+    async def agents(self) -> list[Agent]:
+        """``GET /agent``: every agent of the instance, hidden ones included."""
+        return await self._get("/agent", _AGENTS)
 
     async def paths(self) -> Paths:
         """``GET /path``: the instance's directory, its worktree (``/`` outside git) and the home folder."""
