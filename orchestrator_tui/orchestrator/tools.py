@@ -534,8 +534,8 @@ class Orchestrator:
         """Refuse an agent the server does not have, before a session is made for it.
 
         OpenCode 1.18.33 answers a prompt for an unknown agent with 204 and then drops it: no
-        message, no error, the session idle. The run would wait for a reply that never comes
-        (the reference's did, until the inactivity timeout).
+        message is made and the session stays idle, so the run would wait for a reply that
+        never comes (docs/opencode-behaviour.md).
         """
         try:
             agents = await client.agents()
