@@ -24,7 +24,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     mcp = sub.add_parser(
         "mcp",
-        help="run the MCP server (stdio) with the six orchestrator tools",
+        help="run the MCP server (stdio) with the seven orchestrator tools",
         description="Serve the orchestrator tools over MCP stdio. Add this command to your MCP client.",
     )
     pool_help = "the pool to join (default: $ORCHESTRATOR_TUI_POOL, else 'default'); front ends of one pool share it"

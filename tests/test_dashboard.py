@@ -26,7 +26,7 @@ from textual import events
 from textual.notifications import Notification, Notify
 from textual.pilot import Pilot
 from textual.widget import Widget
-from textual.widgets import TextArea
+from textual.widgets import Input, Select, TextArea
 
 from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest
 from orchestrator_tui.opencode.process import kill_all_managed
@@ -340,6 +340,68 @@ async def test_new_session_streams_into_detail_pane(make_rig: Callable[..., Rig]
         launch = rig.registry.launches([sid])[sid]
         assert (launch.origin, launch.launcher_id) == ("human", "dashboard")
         await until(pilot, lambda: row_line(app, sid).startswith("○"), "the row's idle glyph")
+        assert rig.problems() == []
+
+
+AGENTS = {
+    "agent": {
+        "reviewer": {"description": "Reviews code.\nSecond line.", "mode": "primary", "prompt": "You review."},
+        "secret": {"description": "An internal helper.", "mode": "subagent", "hidden": True},
+    }
+}
+
+
+async def choose_agent(pilot: Pilot[None], app: DashboardApp, prefix: str) -> None:
+    """In an open prompt dialog: Tab to the agent choice, open it, type the name's start, Enter."""
+    dialog = app.screen
+    assert isinstance(dialog, TextPromptScreen)
+    select = dialog.query_one("#agent", Select)
+    await until(pilot, lambda: select.prompt == "default agent", "the agents to load")
+    await pilot.press("tab")
+    assert app.focused is select
+    await pilot.press("enter", *prefix, "enter")
+    await until(pilot, lambda: isinstance(app.focused, Input), "the focus back on the text")
+
+
+async def user_agents(rig: Rig, sid: str) -> list[str | None]:
+    client = (await rig.service.acquire()).client
+    return [(m.info.model_extra or {}).get("agent") for m in await client.messages(sid) if m.info.role == "user"]
+
+
+async def test_prompts_go_to_the_agent_chosen_in_the_dialog(make_rig: Callable[..., Rig]) -> None:
+    rig = make_rig(**AGENTS)
+    app = rig.app
+    async with rig.running() as pilot:
+        # The choice offers the visible agents only (OpenCode's own title/summary/compaction and a
+        # config's hidden ones are internal).
+        assert [a.name for a in await rig.actions.agents()] == ["build", "explore", "general", "plan", "reviewer"]
+        before = set(rig.pool_ids())
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the new-session dialog")
+        await paste(pilot, "Say exactly 'reviewed'.")
+        await choose_agent(pilot, app, "rev")
+        await pilot.press("enter")
+        (sid,) = await until(pilot, lambda: set(rig.pool_ids()) - before, "the new session in the pool")
+        await until(pilot, lambda: app.session_list.selected_id == sid, "the new session selected")
+        await until(pilot, lambda: is_idle(app, sid) and output_text(app) == "reviewed", "the first turn")
+        assert await user_agents(rig, sid) == ["reviewer"]
+        await until(pilot, lambda: detail_field(app, "Agent") == "reviewer", "'Agent reviewer' in the detail pane")
+
+        # p: the prompt dialog offers the same choice; Enter without one keeps OpenCode's default.
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the prompt dialog")
+        await paste(pilot, "Say exactly 'planned'.")
+        await choose_agent(pilot, app, "pla")
+        await pilot.press("enter")
+        await until(pilot, lambda: any(n.message == "Prompt sent to plan" for n in rig.notes), "the note")
+        await until(pilot, lambda: is_idle(app, sid) and output_text(app) == "planned", "the second turn")
+        await until(pilot, lambda: detail_field(app, "Agent") == "plan", "'Agent plan' in the detail pane")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(app.screen, TextPromptScreen), "the prompt dialog")
+        await paste(pilot, "Say exactly 'built'.")
+        await pilot.press("enter")
+        await until(pilot, lambda: is_idle(app, sid) and output_text(app) == "built", "the third turn")
+        assert await user_agents(rig, sid) == ["reviewer", "plan", "build"]
         assert rig.problems() == []
 
 

@@ -31,7 +31,15 @@ from orchestrator_tui.opencode import binary
 INSPECTOR_PACKAGE = "@modelcontextprotocol/inspector"
 INSPECTOR_VERSION = "2.12.0"
 WORKER = Path(sys.executable).with_name("orchestrator-tui")
-TOOLS = {"run", "list_sessions", "get_session_state", "list_commands", "respond_permission", "respond_question"}
+TOOLS = {
+    "run",
+    "list_sessions",
+    "get_session_state",
+    "list_agents",
+    "list_commands",
+    "respond_permission",
+    "respond_question",
+}
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
 NPM_INSTALL_TIMEOUT = 600
 INSPECTOR_TIMEOUT = 180

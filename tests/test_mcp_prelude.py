@@ -100,7 +100,7 @@ def test_unknown_protocol_version_is_left_to_the_sdk(tmp_path: Path, opencode_en
     )
     assert [r["id"] for r in replies] == [1, 2]
     assert replies[0]["result"]["protocolVersion"] in json.loads(prelude.HANDSHAKE_FILE.read_text())["initialize"]
-    assert len(replies[1]["result"]["tools"]) == 6
+    assert len(replies[1]["result"]["tools"]) == 7
 
 
 def test_modern_era_discovery_is_answered_once_and_like_the_sdk(tmp_path: Path, opencode_env: dict[str, str]) -> None:
@@ -128,7 +128,7 @@ def test_modern_era_discovery_is_answered_once_and_like_the_sdk(tmp_path: Path, 
     assert [r["id"] for r in replies] == [1, 2, 3], replies
     assert replies[0]["result"] == shipped["modern"]["2026-07-28"]["server/discover"]
     assert replies[1]["result"] == shipped["modern"]["2026-07-28"]["tools/list"]
-    assert len(replies[1]["result"]["tools"]) == 6
+    assert len(replies[1]["result"]["tools"]) == 7
     assert replies[2]["result"]["content"][0]["text"] == "invalid input: Unknown tool: nope"
 
 

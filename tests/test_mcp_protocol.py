@@ -50,7 +50,15 @@ from orchestrator_tui.mcp.server import BANNER
 from orchestrator_tui.scripted_model.server import ScriptedModelServer, opencode_config
 
 WORKER = Path(sys.executable).with_name("orchestrator-tui")
-TOOLS = ("run", "list_sessions", "get_session_state", "list_commands", "respond_permission", "respond_question")
+TOOLS = (
+    "run",
+    "list_sessions",
+    "get_session_state",
+    "list_agents",
+    "list_commands",
+    "respond_permission",
+    "respond_question",
+)
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools_list.json"
 OPTIONAL_SUFFIX = "Optional; omit or use null."
 #: Exact text.
@@ -421,6 +429,7 @@ def _check_input_schema_conventions(name: str, schema: dict[str, Any]) -> None:
         "run": set(),
         "list_sessions": set(),
         "get_session_state": {"session_id"},
+        "list_agents": set(),
         "list_commands": set(),
         "respond_permission": {"session_id", "reply"},
         "respond_question": {"session_id", "action"},
@@ -428,7 +437,7 @@ def _check_input_schema_conventions(name: str, schema: dict[str, Any]) -> None:
     assert required == expected_required, name
 
 
-async def test_sdk_client_sees_the_six_tools(
+async def test_sdk_client_sees_the_seven_tools(
     worker_env: dict[str, str], project_dir: Path, tmp_path: Path, guard: ProcessGuard
 ) -> None:
     async with sdk_worker(worker_env, project_dir, tmp_path, guard) as worker:
@@ -575,6 +584,15 @@ MALFORMED: list[tuple[str, Any, tuple[str, ...]]] = [
     ("run", {"session_id": "garbage"}, (NOT_FOUND_RUN.format(sid="garbage"),)),
     ("run", {"session_id": ""}, (NOT_FOUND_RUN.format(sid=""),)),
     ("run", {"command": "___no_such_command___", "message": "x"}, ("___no_such_command___",)),
+    (
+        "run",
+        {"command": "review", "message": "x", "agent": "plan"},
+        ("invalid input: agent cannot be provided when command is specified",),
+    ),
+    ("run", {"message": "x", "agent": ""}, ("invalid input: agent cannot be empty or whitespace-only",)),
+    ("run", {"message": "x", "agent": " \t "}, ("invalid input: agent cannot be empty or whitespace-only",)),
+    ("run", {"message": "x", "agent": 3}, ("invalid type", "`agent`")),
+    ("run", {"message": "x", "agent": "___no_such_agent___"}, ("Agent '___no_such_agent___' not found",)),
     # list_sessions
     ("list_sessions", {"limit": -1}, ("`limit`", "non-negative integer")),
     ("list_sessions", {"limit": "ten"}, ("invalid type", "`limit`")),
@@ -843,11 +861,18 @@ ACTION = st.sampled_from(["reply", "reject", "answer", ""])
 ANSWERS = st.lists(st.lists(TEXT, max_size=3), max_size=3)
 ARGUMENTS: dict[str, st.SearchStrategy[Any]] = {
     "run": _shaped(
-        {"session_id": SESSION_ID, "command": COMMAND, "message": MESSAGE, "wait_for_activity": st.booleans()},
+        {
+            "session_id": SESSION_ID,
+            "command": COMMAND,
+            "agent": st.one_of(st.sampled_from(["build", "plan", " ", ""]), TEXT),
+            "message": MESSAGE,
+            "wait_for_activity": st.booleans(),
+        },
         usual=("message",),
     ),
     "list_sessions": _shaped({"limit": st.integers(min_value=-3, max_value=30)}, usual=("limit",)),
     "get_session_state": _shaped({"session_id": SESSION_ID}, usual=("session_id",)),
+    "list_agents": _shaped({}),
     "list_commands": _shaped({}),
     "respond_permission": _shaped(
         {"session_id": SESSION_ID, "permission_request_id": REQUEST_ID, "reply": REPLY, "message": MESSAGE},

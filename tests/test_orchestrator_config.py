@@ -1,6 +1,6 @@
-"""agentic.toml loading, the command policy, the idle grace and the timeout texts.
+"""agentic.toml loading, the command and agent policies, the idle grace and the timeout texts.
 
-Ports the reference's ``src/config.rs`` tests and the command-policy cases of
+Ports the reference's ``src/config.rs`` tests and the command- and agent-policy cases of
 ``src/server.rs``, plus the loader's behaviour and the timeout fixes.
 """
 
@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestrator_tui.orchestrator.config import (
+    AgentPolicy,
+    AgentsConfig,
     CommandPolicy,
     CommandsConfig,
     OrchestratorConfig,
@@ -117,6 +119,46 @@ def test_config_builds_its_policy() -> None:
     assert config.command_policy().decide("a") == "allowed"
     assert config.command_policy().decide("b") == "denied_by_denylist"
     assert config.command_policy().decide("c") == "denied_by_allowlist"
+
+
+# ================================================================================================
+# agent policy (the reference's agent_policy_* cases of src/server.rs)
+# ================================================================================================
+
+
+def test_agent_policy_allows_all_when_allowlist_is_empty() -> None:
+    policy = AgentPolicy(allow=[], deny=["Bash"])
+    assert policy.decide("Plan") == "allowed"
+    assert policy.decide("Bash") == "denied_by_denylist"
+
+
+def test_agent_policy_trims_entries_and_deny_wins() -> None:
+    assert AgentPolicy(allow=["  Plan  "], deny=["Plan"]).decide("Plan") == "denied_by_denylist"
+
+
+def test_agent_policy_matching_is_case_sensitive() -> None:
+    policy = AgentPolicy(allow=["Plan"], deny=["Bash"])
+    assert policy.decide("Plan") == "allowed"
+    assert policy.decide("plan") == "denied_by_allowlist"
+
+
+def test_agent_policy_blocked_messages() -> None:
+    policy = AgentPolicy(allow=["plan", "blocked"], deny=["blocked"])
+    assert policy.blocked_message("plan") is None
+    assert policy.blocked_message("blocked") == (
+        "Agent 'blocked' cannot be used because it is blocked by orchestrator.agents.deny."
+    )
+    assert policy.blocked_message("build") == (
+        "Agent 'build' cannot be used because it is not present in orchestrator.agents.allow."
+    )
+
+
+def test_config_builds_its_agent_policy_apart_from_the_command_policy() -> None:
+    config = OrchestratorConfig(agents=AgentsConfig(allow=["a"], deny=["b"]))
+    assert config.agent_policy().decide("a") == "allowed"
+    assert config.agent_policy().decide("b") == "denied_by_denylist"
+    assert config.agent_policy().decide("c") == "denied_by_allowlist"
+    assert config.command_policy().decide("c") == "allowed"
 
 
 # ================================================================================================
@@ -273,6 +315,16 @@ def test_invalid_toml_falls_back_with_a_warning(dirs: tuple[Path, Path, dict[str
             'Fix: write e.g. `deny = ["plan", "research"]`.',
         ),
         (
+            '[orchestrator.agents]\nallow = "plan"\n',
+            '`orchestrator.agents.allow` must be an array of agent names (strings), got "plan". '
+            'Fix: write e.g. `allow = ["build", "plan"]`.',
+        ),
+        (
+            '[orchestrator]\nagents = ["plan"]\n',
+            "`orchestrator.agents` must be a table, got an array. Fix: write it as an "
+            "`[orchestrator.agents]` section with `allow = [...]` / `deny = [...]`.",
+        ),
+        (
             "orchestrator = 5\n",
             "`orchestrator` must be a table, got 5. Fix: write it as an `[orchestrator]` section.",
         ),
@@ -375,6 +427,28 @@ def test_overlap_warns_that_deny_wins() -> None:
         "[orchestrator.commands.overlap] orchestrator.commands: "
         "commands appear in both allow and deny: plan. deny wins at runtime"
     ]
+
+
+def test_agent_entries_warn_like_command_entries() -> None:
+    config = OrchestratorConfig(agents=AgentsConfig(allow=[" plan", "x", "x"], deny=["plan", ""]))
+    assert advisory_warnings(config) == [
+        "[orchestrator.agents.allow.trimmed_entry] orchestrator.agents.allow: "
+        'entry " plan" has surrounding whitespace; effective value is "plan"',
+        "[orchestrator.agents.allow.duplicate] orchestrator.agents.allow: duplicate agent entries after trimming: x",
+        '[orchestrator.agents.deny.empty_entry] orchestrator.agents.deny: entry "" becomes empty after trimming',
+        "[orchestrator.agents.overlap] orchestrator.agents: "
+        "agents appear in both allow and deny: plan. deny wins at runtime",
+    ]
+
+
+def test_load_reads_the_agents_table(dirs: tuple[Path, Path, dict[str, str]]) -> None:
+    _, project, env = dirs
+    (project / "agentic.toml").write_text('[orchestrator.agents]\nallow = ["build", "plan"]\ndeny = ["plan"]\n')
+    config, warnings = load_config(project, env)
+    assert config.agent_policy().decide("build") == "allowed"
+    assert config.agent_policy().decide("plan") == "denied_by_denylist"
+    assert config.agent_policy().decide("explore") == "denied_by_allowlist"
+    assert [w.split("]")[0] + "]" for w in warnings] == ["[orchestrator.agents.overlap]"]
 
 
 def test_entry_with_control_characters_is_quoted_like_rust() -> None:

@@ -74,6 +74,7 @@ def test_tool_names_are_short() -> None:
         "run",
         "list_sessions",
         "get_session_state",
+        "list_agents",
         "list_commands",
         "respond_permission",
         "respond_question",

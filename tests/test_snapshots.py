@@ -164,6 +164,7 @@ class Fixture:
         cost: float = 0.0,
         status: dict[str, Any] | None = None,
         client: str | None = None,
+        agent: str | None = None,
     ) -> str:
         additions, deletions = changes
         tin, tout, treason = tokens
@@ -185,6 +186,7 @@ class Fixture:
                     "cache": {"read": 0, "write": 0},
                 },
                 cost=cost,
+                **({"agent": agent} if agent is not None else {}),
             )
         )
         if origin is not None:
@@ -321,6 +323,7 @@ def busy_pool() -> Fixture:
         tokens=(41_230, 6_904, 1_200),
         cost=0.3125,
         status={"type": "busy"},
+        agent="build",
     )
     readme = f.session(
         "ses_5a1e7d40bffeH2kPq9ZsV0cN1x",

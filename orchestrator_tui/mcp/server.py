@@ -1,4 +1,4 @@
-"""`orchestrator-tui mcp`: the six tools over MCP stdio, on the official SDK's low-level server.
+"""`orchestrator-tui mcp`: the seven tools over MCP stdio, on the official SDK's low-level server.
 
 The low-level ``Server`` is used rather than ``MCPServer`` because the contract fixes details
 the decorator API would choose for us: the exact input schemas (nullable-first types, the

@@ -60,6 +60,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from orchestrator_tui.opencode.models import (
     ApiSessionItem,
     ApiSessionPage,
+    Agent,
     Command,
     Health,
     Message,
@@ -173,6 +174,7 @@ class _BackendChoice:
         self.wanted = wanted
         self.resolved: Backend | None = wanted if wanted in ("legacy", "api") else None  # type: ignore[assignment]
         self.lock = asyncio.Lock()
+_AGENTS = TypeAdapter(list[Agent])
 
 
 class OpenCodeClient:
@@ -474,6 +476,10 @@ class OpenCodeClient:
         # Legacy in both backends: `/api/command` leaves out the skills `/command` lists (and the
         # command route runs), and has no `source`.
         return await self._get("/command", _COMMANDS)
+
+    async def agents(self) -> list[Agent]:
+        """``GET /agent``: every agent of the instance, hidden ones included."""
+        return await self._get("/agent", _AGENTS)
 
     async def paths(self) -> Paths:
         """``GET /path``: the instance's directory, its worktree (``/`` outside git) and the home folder."""

@@ -266,6 +266,21 @@ class ApiSessionItem(_Model):
     data: ApiSession
 
 
+class Agent(_Model):
+    """One entry of ``GET /agent``.
+
+    1.18.33 sends every agent, its own internal ones too (``compaction``, ``title``, ``summary``:
+    ``hidden: true``, no description); ``hidden`` and ``description`` are absent when unset.
+    ``mode`` is ``primary``, ``subagent`` or ``all``; ``native`` marks OpenCode's built-ins.
+    """
+
+    name: str
+    description: str | None = None
+    mode: str | None = None
+    hidden: bool | None = None
+    native: bool | None = None
+
+
 # --------------------------------------------------------------------------- events
 
 

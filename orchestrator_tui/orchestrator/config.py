@@ -1,4 +1,4 @@
-"""Orchestrator configuration: ``agentic.toml``, the command policy, the idle grace and timeout texts.
+"""Orchestrator configuration: ``agentic.toml``, the command and agent policies, the idle grace and timeout texts.
 
 Everything here is pure (files and an environment mapping in, values out) so the
 server start path can call it and the tests can drive it without touching the real environment.
@@ -84,6 +84,15 @@ class CommandsConfig(BaseModel):
     deny: list[str] = []
 
 
+class AgentsConfig(BaseModel):
+    """``[orchestrator.agents]``: which OpenCode agents ``run``/``list_agents`` may use."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    allow: list[str] = []
+    deny: list[str] = []
+
+
 class OrchestratorConfig(BaseModel):
     """``[orchestrator]`` of ``agentic.toml``, with the reference's defaults.
 
@@ -99,6 +108,7 @@ class OrchestratorConfig(BaseModel):
     inactivity_timeout_secs: int = Field(default=DEFAULT_INACTIVITY_TIMEOUT_SECS, ge=0)
     compaction_threshold: float = DEFAULT_COMPACTION_THRESHOLD
     commands: CommandsConfig = CommandsConfig()
+    agents: AgentsConfig = AgentsConfig()
 
     def session_deadline(self) -> float | None:
         """Seconds a run may take in total, or ``None`` for no limit (configured as 0)."""
@@ -111,6 +121,10 @@ class OrchestratorConfig(BaseModel):
     def command_policy(self) -> CommandPolicy:
         """The allow/deny policy built from ``commands``."""
         return CommandPolicy(self.commands.allow, self.commands.deny)
+
+    def agent_policy(self) -> AgentPolicy:
+        """The allow/deny policy built from ``agents``."""
+        return AgentPolicy(self.agents.allow, self.agents.deny)
 
 
 # ================================================================================================
@@ -253,27 +267,32 @@ def _build(
             )
         values["compaction_threshold"] = float(value)
 
-    commands = orchestrator.get("commands", {})
-    if not isinstance(commands, dict):
-        raise fail(
-            ("orchestrator", "commands"),
-            "a table",
-            commands,
-            "write it as an `[orchestrator.commands]` section with `allow = [...]` / `deny = [...]`",
-        )
-    lists: dict[str, list[str]] = {}
-    for key in ("allow", "deny"):
-        if key in commands:
-            value = commands[key]
-            if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-                raise fail(
-                    ("orchestrator", "commands", key),
-                    "an array of command names (strings)",
-                    value,
-                    f'write e.g. `{key} = ["plan", "research"]`',
-                )
-            lists[key] = list(value)
-    return OrchestratorConfig(commands=CommandsConfig(**lists), **values)
+    def name_lists(section: str, what: str, example: str) -> dict[str, list[str]]:
+        table = orchestrator.get(section, {})
+        if not isinstance(table, dict):
+            raise fail(
+                ("orchestrator", section),
+                "a table",
+                table,
+                f"write it as an `[orchestrator.{section}]` section with `allow = [...]` / `deny = [...]`",
+            )
+        lists: dict[str, list[str]] = {}
+        for key in ("allow", "deny"):
+            if key in table:
+                value = table[key]
+                if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+                    raise fail(
+                        ("orchestrator", section, key),
+                        f"an array of {what} names (strings)",
+                        value,
+                        f"write e.g. `{key} = {example}`",
+                    )
+                lists[key] = list(value)
+        return lists
+
+    commands = name_lists("commands", "command", '["plan", "research"]')
+    agents = name_lists("agents", "agent", '["build", "plan"]')
+    return OrchestratorConfig(commands=CommandsConfig(**commands), agents=AgentsConfig(**agents), **values)
 
 
 def _toml_repr(value: object) -> str:
@@ -340,8 +359,16 @@ def advisory_warnings(config: OrchestratorConfig) -> list[str]:
                 "expected a value between 0.0 and 1.0",
             )
         )
-    for which, entries in (("allow", config.commands.allow), ("deny", config.commands.deny)):
-        path = f"orchestrator.commands.{which}"
+    warnings.extend(_list_warnings("commands", "command", config.commands.allow, config.commands.deny))
+    warnings.extend(_list_warnings("agents", "agent", config.agents.allow, config.agents.deny))
+    return warnings
+
+
+def _list_warnings(section: str, what: str, allow: list[str], deny: list[str]) -> list[str]:
+    """The advisory checks of one allow/deny pair (the reference's for commands; the same for agents)."""
+    warnings: list[str] = []
+    for which, entries in (("allow", allow), ("deny", deny)):
+        path = f"orchestrator.{section}.{which}"
         seen: set[str] = set()
         duplicates: set[str] = set()
         for entry in entries:
@@ -372,17 +399,17 @@ def advisory_warnings(config: OrchestratorConfig) -> list[str]:
                 _warning(
                     f"{path}.duplicate",
                     path,
-                    f"duplicate command entries after trimming: {', '.join(sorted(duplicates))}",
+                    f"duplicate {what} entries after trimming: {', '.join(sorted(duplicates))}",
                 )
             )
-    policy = config.command_policy()
+    policy = CommandPolicy(allow, deny)
     overlap = sorted(set(policy.allow) & set(policy.deny))
     if overlap:
         warnings.append(
             _warning(
-                "orchestrator.commands.overlap",
-                "orchestrator.commands",
-                f"commands appear in both allow and deny: {', '.join(overlap)}. deny wins at runtime",
+                f"orchestrator.{section}.overlap",
+                f"orchestrator.{section}",
+                f"{what}s appear in both allow and deny: {', '.join(overlap)}. deny wins at runtime",
             )
         )
     return warnings
@@ -427,7 +454,27 @@ class CommandPolicy:
         return None
 
     def __repr__(self) -> str:
-        return f"CommandPolicy(allow={sorted(self.allow)!r}, deny={sorted(self.deny)!r})"
+        return f"{type(self).__name__}(allow={sorted(self.allow)!r}, deny={sorted(self.deny)!r})"
+
+
+class AgentPolicy(CommandPolicy):
+    """Which OpenCode agents ``run(agent=...)`` may use and ``list_agents`` shows.
+
+    The same rules as :class:`CommandPolicy` (trimmed entries, exact case-sensitive match, deny
+    wins, an empty allow list allows all), the reference's ``[orchestrator.agents]``; only the
+    refusal text differs.
+    """
+
+    __slots__ = ()
+
+    def blocked_message(self, name: str) -> str | None:
+        """The InvalidInput text for a blocked agent, or ``None`` if it is allowed."""
+        decision = self.decide(name)
+        if decision == "denied_by_denylist":
+            return f"Agent '{name}' cannot be used because it is blocked by orchestrator.agents.deny."
+        if decision == "denied_by_allowlist":
+            return f"Agent '{name}' cannot be used because it is not present in orchestrator.agents.allow."
+        return None
 
 
 # ================================================================================================
@@ -503,6 +550,8 @@ __all__ = [
     "DEFAULT_INACTIVITY_TIMEOUT_SECS",
     "DEFAULT_SESSION_DEADLINE_SECS",
     "IDLE_GRACE_ENV",
+    "AgentPolicy",
+    "AgentsConfig",
     "CommandDecision",
     "CommandPolicy",
     "CommandsConfig",

@@ -26,6 +26,7 @@ from orchestrator_tui.safetext import visible
 if TYPE_CHECKING:
     from orchestrator_tui.orchestrator.types import (
         GetSessionStateOutput,
+        ListAgentsOutput,
         ListCommandsOutput,
         ListSessionsOutput,
         RunOutput,
@@ -158,6 +159,21 @@ def list_commands_text(out: ListCommandsOutput) -> str:
     if not out.commands:
         lines.append("  (no commands available)\n")
     lines.append("\nUse orchestrator_run(command=<name>, message=<args>) to execute\n")
+    return "".join(lines)
+
+
+def list_agents_text(out: ListAgentsOutput) -> str:
+    """One line per agent with the first line of its description, then how to use one."""
+    lines = ["Available agents:\n"]
+    for agent in out.agents:
+        line = f"  {_shown(agent.name)}"
+        first = _first_line(agent.description) if agent.description is not None else None
+        if first is not None:
+            line += f" - {_shown(first)}"
+        lines.append(line + "\n")
+    if not out.agents:
+        lines.append("  (no agents available)\n")
+    lines.append("\nUse orchestrator_run(message=<prompt>, agent=<name>) for raw prompts\n")
     return "".join(lines)
 
 

@@ -129,6 +129,8 @@ class RunPlan:
     command: str | None = None
     wait_for_activity: bool = False
     idle_grace: float = 1.0
+    #: The agent a prompt is sent to (``None``: OpenCode's default); commands name their own.
+    agent: str | None = None
 
 
 @dataclass
@@ -325,7 +327,7 @@ class RunMachine:
         elif plan.message is not None:
             assert turn is not None
             try:
-                await self.client.prompt_async(sid, plan.message, message_id=turn.message_id)
+                await self.client.prompt_async(sid, plan.message, message_id=turn.message_id, agent=plan.agent)
             except OpenCodeError as exc:
                 raise Internal(f"Failed to send prompt: {exc}") from exc
             prompt_turn = turn

@@ -1,7 +1,9 @@
-"""The tool catalogue: names, descriptions and I/O models of the six tools, in one place.
+"""The tool catalogue: names, descriptions and I/O models of the seven tools, in one place.
 
 Adapters (MCP today) build their tool listings from this table, so a tool's name,
-description and schemas cannot drift between the listing and the dispatcher.
+description and schemas cannot drift between the listing and the dispatcher. Names, order and
+descriptions are the Rust reference's (0.7.10) word for word: agents written against it read
+the same listing.
 """
 
 from __future__ import annotations
@@ -12,45 +14,45 @@ from pydantic import BaseModel
 
 from orchestrator_tui.orchestrator import types as t
 
-RUN_DESCRIPTION = """Start or resume an OpenCode session, optionally running a named command or sending a raw prompt.
+RUN_DESCRIPTION = """Start or resume an OpenCode session. Optionally run a named command or send a raw prompt.
 
-Returns when the session reaches one of these states:
-- status=completed: the session finished; `response` holds the final assistant output.
-- status=permission_required: the session is waiting for approval; call respond_permission.
-- status=question_required: the session asked a question; call respond_question.
+Returns when:
+- status=completed: Session finished executing. Response contains final assistant output.
+- status=permission_required: Session needs permission approval. Call respond_permission to continue.
+- status=question_required: Session needs question answers. Call respond_question to continue.
 
 Parameters:
-- session_id: an existing session to resume; omit to create a new session.
-- command: an OpenCode command name (e.g. "research", "implement_plan"); `message` becomes its $ARGUMENTS.
-- message: the prompt text (or the command's $ARGUMENTS); required for new work, omit for resume-only/status checks.
+- session_id: Existing session to resume (omit to create new)
+- command: OpenCode command name (e.g., "research", "implement_plan")
+- agent: Explicit agent for raw-prompt execution only. Invalid with command.
+- message: Prompt text or $ARGUMENTS for command template
 
 Examples:
-- run(message="explain this code")
-- run(command="research", message="caching strategies")
-- run(session_id="...", message="continue")
-- run(session_id="...")  (check status)"""
+- New session with prompt: run(message="explain this code")
+- New session with prompt and agent: run(message="explain this code", agent="Plan")
+- New session with command: run(command="research", message="caching strategies")
+- Resume session: run(session_id="...", message="continue")
+- Check status: run(session_id="...")"""
 
-RESPOND_PERMISSION_DESCRIPTION = """Respond to a permission request of an OpenCode session.
+RESPOND_PERMISSION_DESCRIPTION = """Respond to a permission request from an OpenCode session.
 
-After replying, keeps monitoring the session and returns when it completes or when another
-permission or question is required (same output as run).
-
-Parameters:
-- session_id: the session with the pending permission.
-- permission_request_id: the request to answer (returned by run); recommended.
-- reply: "once" allows this request, "always" allows matching patterns from now on, "reject" denies it.
-- message: optional text sent with the reply (with reject, it tells the agent why)."""
-
-RESPOND_QUESTION_DESCRIPTION = """Respond to a question request of an OpenCode session.
-
-After replying, keeps monitoring the session and returns when it completes or when another
-interruption is required (same output as run).
+After responding, continues monitoring the session and returns when complete or when another permission is required.
 
 Parameters:
-- session_id: the session with the pending question.
-- question_request_id: the request to answer (returned by run); recommended.
-- action: "reply" answers the questions, "reject" dismisses them.
-- answers: required when action=reply; one list of selected labels (or free text) per question."""
+- session_id: Session with pending permission
+- reply: "once" (allow this request), "always" (allow for matching patterns), or "reject" (deny)
+- message: Optional message to include with reply"""
+
+RESPOND_QUESTION_DESCRIPTION = """Respond to a question request from an OpenCode session.
+
+After replying, continues monitoring the session and returns when complete or when another interruption is required.
+
+Parameters:
+- session_id: Session with pending question
+- action: "reply" or "reject"
+- answers: Required when action=reply; one list per question"""
+
+LIST_AGENTS_DESCRIPTION = "List available visible OpenCode agents that can be used with run(message=..., agent=...)."
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ TOOL_SPECS: dict[str, ToolSpec] = {
             t.GetSessionStateInput,
             t.GetSessionStateOutput,
         ),
+        ToolSpec("list_agents", LIST_AGENTS_DESCRIPTION, t.ListAgentsInput, t.ListAgentsOutput),
         ToolSpec(
             "list_commands",
             "List available OpenCode commands that can be used with run.",

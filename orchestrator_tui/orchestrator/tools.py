@@ -1,10 +1,10 @@
-"""The six orchestrator tools as plain async methods, transport-free.
+"""The seven orchestrator tools as plain async methods, transport-free.
 
 :class:`Orchestrator` is what the MCP adapter calls and what tests drive directly. Inputs
 are validated models; outputs are the seed's output types; every failure is a
 :class:`~orchestrator_tui.orchestrator.errors.ToolError` whose text is the contract.
 
-Over 600 lines because the six tools share one :class:`Orchestrator` (its pool, client, config,
+Over 600 lines because the seven tools share one :class:`Orchestrator` (its pool, client, config,
 policy, registry and call log), and the gate that holds a permission for a rule or a human reads
 all of them; the answering of ``respond_permission``/``respond_question`` is the pool's one
 answer path (:mod:`~orchestrator_tui.pool.answers`), and how OpenCode's objects read in the
@@ -443,6 +443,8 @@ class Orchestrator:
                 output = await self.list_sessions(inp)  # type: ignore[arg-type]
             elif name == "get_session_state":
                 output = await self.get_session_state(inp)  # type: ignore[arg-type]
+            elif name == "list_agents":
+                output = await self.list_agents(inp)  # type: ignore[arg-type]
             else:
                 output = await self.list_commands(inp)  # type: ignore[arg-type]
             return output, result
@@ -486,8 +488,13 @@ class Orchestrator:
             raise InvalidInput(
                 "message is required when command is specified (becomes $ARGUMENTS for template expansion)"
             )
+        if inp.command is not None and inp.agent is not None:
+            raise InvalidInput("agent cannot be provided when command is specified")
         if message is not None and not message:
             raise InvalidInput("message cannot be empty or whitespace-only")
+        agent = inp.agent.strip() if inp.agent is not None else None
+        if agent is not None and not agent:
+            raise InvalidInput("agent cannot be empty or whitespace-only")
         snapshot = await self.acquire()
         config = self.config_for(snapshot)
         route = await self.router.route(snapshot, inp.session_id)
@@ -497,6 +504,12 @@ class Orchestrator:
             if blocked:
                 raise InvalidInput(blocked)
             await self._check_command(client, inp.command, message or "")
+        if agent is not None:
+            blocked = config.agent_policy().blocked_message(agent)
+            if blocked:
+                raise InvalidInput(blocked)
+            if message is not None:  # a resume-only call sends nothing: the agent is not used
+                await self._check_agent(client, agent)
         if inp.session_id is not None:
             sid = inp.session_id
             await self._existing_session(
@@ -519,6 +532,7 @@ class Orchestrator:
             command=inp.command,
             wait_for_activity=bool(inp.wait_for_activity),
             idle_grace=idle_grace_ms(self.env) / 1000,
+            agent=agent,
         )
         return await self._machine(route, config, progress, reserved, after_reply=after_reply).execute(plan)
 
@@ -531,6 +545,20 @@ class Orchestrator:
             raise Internal(f"Failed to check command '{name}' before running it: {exc}") from exc
         command = next((c for c in commands if c.name == name), None)
         check_command_run(command, arguments, paths, self._current_policy())
+
+    async def _check_agent(self, client: OpenCodeClient, name: str) -> None:
+        """Refuse an agent the server does not have, before a session is made for it.
+
+        OpenCode 1.18.33 answers a prompt for an unknown agent with 204 and then drops it: no
+        message is made and the session stays idle, so the run would wait for a reply that
+        never comes (docs/opencode-behaviour.md).
+        """
+        try:
+            agents = await client.agents()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list agents: {exc}") from exc
+        if not any(a.name == name for a in agents):
+            raise InvalidInput(f"Agent '{name}' not found. Use list_agents to see the available agents.")
 
     async def _existing_session(self, client: OpenCodeClient, sid: str, not_found: str) -> Session:
         """The session ``sid``; ``not_found`` (the tool's own hint) when there is no such session."""
@@ -748,6 +776,23 @@ class Orchestrator:
                 t.CommandInfo(name=c.name, description=c.description)
                 for c in commands
                 if policy.decide(c.name) == "allowed"
+            ]
+        )
+
+    async def list_agents(self, inp: t.ListAgentsInput) -> t.ListAgentsOutput:
+        """The visible agents the agent policy allows (OpenCode's hidden, internal ones left out)."""
+        snapshot = await self.acquire()
+        config = self.config_for(snapshot)
+        try:
+            agents = await snapshot.client.agents()
+        except OpenCodeError as exc:
+            raise Internal(f"Failed to list agents: {exc}") from exc
+        policy = config.agent_policy()
+        return t.ListAgentsOutput(
+            agents=[
+                t.AgentInfo(name=a.name, description=a.description)
+                for a in agents
+                if not a.hidden and policy.decide(a.name) == "allowed"
             ]
         )
 

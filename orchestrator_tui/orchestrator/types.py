@@ -1,7 +1,7 @@
-"""The agent's contract: the input and output models of the six tools, as the wire carries them.
+"""The agent's contract: the input and output models of the seven tools, as the wire carries them.
 
 Field names, which fields are omitted from JSON and which are always present follow the Rust
-reference crate ``opencode-orchestrator-mcp`` 0.6.3, so an agent written against it reads the
+reference crate ``opencode-orchestrator-mcp`` 0.7.10, so an agent written against it reads the
 same structured results. The contract's other parts each have their own module, all built on
 these models: the text the agent reads (:mod:`~orchestrator_tui.orchestrator.render`, reached
 through each output's ``.text()``), the parsing of its arguments with errors that name the fix
@@ -145,6 +145,10 @@ class RunInput(_Input):
         description="`OpenCode` command name (e.g., `research`, `implement_plan`).\n"
         "If provided, the message becomes the `$ARGUMENTS` for template expansion.\n"
         "If omitted, sends a raw prompt without command template.",
+    )
+    agent: StrictStr | None = Field(
+        default=None,
+        description="Explicit agent name for raw-prompt execution.\nUnsupported when `command` is provided.",
     )
     message: StrictStr | None = Field(
         default=None,
@@ -469,6 +473,38 @@ class ListCommandsOutput(_Output):
     def text(self, now_ms: int | None = None) -> str:
         """What the agent reads (``now_ms`` is unused: this text has no ages)."""
         return render.list_commands_text(self)
+
+
+# ================================================================================================
+# list_agents
+# ================================================================================================
+
+
+class ListAgentsInput(_Input):
+    """Arguments of ``list_agents`` (none; extra fields are ignored)."""
+
+    schema_description: ClassVar[str | None] = "Input for the `list_agents` tool."
+
+
+class AgentInfo(_Output):
+    """One visible OpenCode agent (allowed by the agent policy) that ``run(agent=...)`` can use."""
+
+    schema_description: ClassVar[str | None] = "Information about an available agent."
+
+    name: str = Field(description="Agent name.")
+    description: Annotated[str | None, OMIT_IF_NONE] = Field(default=None, description="Agent description.")
+
+
+class ListAgentsOutput(_Output):
+    """Result of ``list_agents``."""
+
+    schema_description: ClassVar[str | None] = "Output from the `list_agents` tool."
+
+    agents: list[AgentInfo] = Field(description="List of available visible agents.")
+
+    def text(self, now_ms: int | None = None) -> str:
+        """What the agent reads (``now_ms`` is unused: this text has no ages)."""
+        return render.list_agents_text(self)
 
 
 # ================================================================================================

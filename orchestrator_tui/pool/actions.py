@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from orchestrator_tui.opencode.client import HttpStatusError, OpenCodeError
-from orchestrator_tui.opencode.models import Command, Session
+from orchestrator_tui.opencode.models import Agent, Command, Session
 from orchestrator_tui.pool.answers import AlreadyAnswered, Answer, Answered, Answerer, Gone, Refusal, answer
 from orchestrator_tui.pool.handle import ServerUnavailable
 from orchestrator_tui.pool.registry import Origin, Registry, Rule
@@ -226,12 +226,19 @@ class PoolActions:
     # ------------------------------------------------------------------ sessions
 
     async def new_session(
-        self, prompt: str, *, title: str | None = None, directory: str | None = None, like: str | None = None
+        self,
+        prompt: str,
+        *,
+        title: str | None = None,
+        directory: str | None = None,
+        like: str | None = None,
+        agent: str | None = None,
     ) -> Session:
         """Create a session and send it its first prompt (asynchronously).
 
         ``directory``: the project it works in (default: the pool's own directory); ``like``: a
-        session whose server it is made on (default: the pool's own server)."""
+        session whose server it is made on (default: the pool's own server); ``agent``: the
+        agent the prompt goes to (default: OpenCode's default agent)."""
         text = prompt.strip()
         if not text:
             raise ActionError("A new session needs a prompt: type what the agent should do.")
@@ -245,16 +252,17 @@ class PoolActions:
         if self.registry is not None:
             self.registry.record_launch(session.id, self.origin, self.launcher_id, self.client_name)
         self.service.pool.load_sessions([session], server=self.service.link_of(like).name)
-        await self.send_prompt(session.id, text)
+        await self.send_prompt(session.id, text, agent=agent)
         return session
 
-    async def send_prompt(self, session_id: str, text: str) -> None:
+    async def send_prompt(self, session_id: str, text: str, *, agent: str | None = None) -> None:
+        """Queue a prompt; ``agent`` (None: OpenCode's default) is the agent that answers it."""
         text = text.strip()
         if not text:
             raise ActionError("Nothing to send: the prompt is empty.")
         client = await self._client(session_id)
         try:
-            await client.prompt_async(session_id, text)
+            await client.prompt_async(session_id, text, agent=agent)
         except OpenCodeError as exc:
             raise ActionError(f"Could not send the prompt: {exc}") from exc
 
@@ -280,6 +288,22 @@ class PoolActions:
             return await client.commands()
         except OpenCodeError as exc:
             raise ActionError(f"Could not list commands: {exc}") from exc
+
+    async def agents(self, session_id: str | None = None, *, directory: str | None = None) -> list[Agent]:
+        """The agents a prompt can be sent to: the visible ones of the session's server and
+        directory (or, for a new session, of ``session_id``'s server in ``directory``).
+
+        OpenCode's hidden agents (its own ``title``, ``summary``, ``compaction``, or one a config
+        marks hidden) are internal and left out. The agent's ``[orchestrator.agents]`` policy
+        does not apply: it limits the orchestrating agent, not the human."""
+        client = await self._client(session_id)
+        if directory is not None:
+            client = client.at(directory)
+        try:
+            agents = await client.agents()
+        except OpenCodeError as exc:
+            raise ActionError(f"Could not list agents: {exc}") from exc
+        return [a for a in agents if not a.hidden]
 
     async def abort(self, session_id: str) -> None:
         client = await self._client(session_id)

@@ -54,23 +54,31 @@ class SessionActions(App[None]):
             self.notify("Select a session first (↑/↓), or press n to start one.")
         return sid
 
+    def _new_session_place(self) -> tuple[str | None, str | None]:
+        """(directory, a session whose server it goes on) of a session started now: filtered to one
+        project, it works there, on the server that project's sessions are on."""
+        project = self.session_list.project_filter
+        like = next(iter(self.session_list.shown), None) if project is not None else None
+        return project, like
+
     @work(group="dialog", exclusive=True)
     async def action_new_session(self) -> None:
-        prompt = await self.push_screen_wait(
-            TextPromptScreen(
-                "New session", "what should the agent do?", help_text="Enter starts the session · Esc cancels"
-            )
+        project, like = self._new_session_place()
+        dialog = TextPromptScreen(
+            "New session",
+            "what should the agent do?",
+            help_text="Enter starts the session · Esc cancels",
+            agents=lambda: self.actions_.agents(like, directory=project),
         )
+        prompt = await self.push_screen_wait(dialog)
         if prompt:
-            self._start_session(prompt)
+            self._start_session(prompt, dialog.agent)
 
     @work(group="act")
-    async def _start_session(self, prompt: str) -> None:
+    async def _start_session(self, prompt: str, agent: str | None = None) -> None:
         try:
-            # Filtered to one project: the new session works there, on the server its sessions are on.
-            project = self.session_list.project_filter
-            like = next(iter(self.session_list.shown), None) if project is not None else None
-            session = await self.actions_.new_session(prompt, directory=project, like=like)
+            project, like = self._new_session_place()
+            session = await self.actions_.new_session(prompt, directory=project, like=like, agent=agent)
         except ActionError as exc:
             self.notify(visible(str(exc), multiline=True), severity="error", title="Could not start", markup=False)
             return
@@ -84,9 +92,12 @@ class SessionActions(App[None]):
         sid = self._selected()
         if sid is None:
             return
-        text = await self.push_screen_wait(TextPromptScreen("Send a prompt", "message for this session"))
+        dialog = TextPromptScreen("Send a prompt", "message for this session", agents=lambda: self.actions_.agents(sid))
+        text = await self.push_screen_wait(dialog)
         if text:
-            self._act(self.actions_.send_prompt(sid, text), "Prompt sent")
+            agent = dialog.agent
+            done = f"Prompt sent to {visible(agent)}" if agent else "Prompt sent"
+            self._act(self.actions_.send_prompt(sid, text, agent=agent), done)
 
     @work(group="dialog", exclusive=True)
     async def action_run_command(self) -> None:

@@ -207,7 +207,8 @@ class DetailPane(Vertical):
         retry = (view.retry.attempt, view.retry.message) if view.retry is not None else None
         # While a session streams, this runs on every screen refresh; the facts rarely change,
         # and rendering the table is the expensive part: only when what it says changed.
-        info_key = (view.id, view.directory, row, retry, tuple(pending), client_version, activity)
+        agent = view.info.agent if view.info is not None else None
+        info_key = (view.id, view.directory, agent, row, retry, tuple(pending), client_version, activity)
         # (Something else may have written into the pane meanwhile: the connection error does.)
         if info_key != self._info_key or error is not None or info.content is not self._facts_shown:
             self._info_key = info_key
@@ -253,6 +254,9 @@ class DetailPane(Vertical):
         if row.origin == "agent" and row.client and client_version:
             origin.append_text(Text.assemble(" ", shown(client_version), style="dim"))
         table.add_row("From", origin)
+        # The agent of the session's latest prompt (OpenCode says none until the first one).
+        agent = view.info.agent if view.info is not None else None
+        table.add_row("Agent", shown(agent) if agent else Text("—", style="dim"))
         directory = shown(view.directory or "")
         if row.path:
             directory.append_text(Text.assemble("  (", shown(row.path), ")"))
@@ -261,9 +265,9 @@ class DetailPane(Vertical):
             "Pending",
             Text("◆ " + ", ".join(pending), style="bold magenta") if pending else Text("nothing", style="dim"),
         )
-        table.add_row("Activity", activity)
-        if row.tokens:
-            table.add_row("Usage", f"{row.tokens:,} tokens · ${row.cost:.4f}")
+        # Usage shares the activity's row: the facts' height is fixed (9 rows, the error included).
+        usage = f" · {row.tokens:,} tokens · ${row.cost:.4f}" if row.tokens else ""
+        table.add_row("Activity", activity + usage)
         if view.last_error and row.state == "error":
             error = view.last_error
             data = error.get("data") if isinstance(error.get("data"), dict) else {}

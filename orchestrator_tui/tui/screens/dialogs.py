@@ -1,10 +1,13 @@
 """Small dialogs the dashboard asks through: a confirmation, one line of text, a command to run.
 
-Text from projects (command names and descriptions) is shown through :func:`shown`; what is sent back
-(a command's name) is the exact original.
+Text from projects (command and agent names and descriptions) is shown through :func:`shown`; what
+is sent back (a command's or an agent's name) is the exact original.
 """
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
 
 from rich.console import RenderableType
 from rich.text import Text
@@ -18,12 +21,18 @@ from textual.widgets import (
     Input,
     Label,
     OptionList,
+    Select,
     Static,
 )
 from textual.widgets.option_list import Option
 
-from orchestrator_tui.opencode.models import Command
+from orchestrator_tui.opencode.models import Agent, Command
 from orchestrator_tui.tui.safe import shown
+
+log = logging.getLogger(__name__)
+
+#: What the agent choice says while nothing is chosen: the prompt goes to OpenCode's default agent.
+DEFAULT_AGENT = "default agent"
 
 
 class ConfirmScreen(ModalScreen[bool]):
@@ -57,22 +66,69 @@ class ConfirmScreen(ModalScreen[bool]):
 
 
 class TextPromptScreen(ModalScreen[str | None]):
-    """Ask for one line of text (a prompt, a rejection message); Esc cancels."""
+    """Ask for one line of text (a prompt, a rejection message); Esc cancels.
+
+    With ``agents`` (a prompt for a session) it also offers the agent the prompt goes to, below
+    the text: the list loads while the human types, nothing chosen means OpenCode's default
+    agent, and Enter in the text still sends. The choice is :attr:`agent` once dismissed (the
+    result stays the text, so every caller reads it the same way).
+    """
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, title: str, placeholder: str = "", *, allow_empty: bool = False, help_text: str = "") -> None:
+    def __init__(
+        self,
+        title: str,
+        placeholder: str = "",
+        *,
+        allow_empty: bool = False,
+        help_text: str = "",
+        agents: Callable[[], Awaitable[list[Agent]]] | None = None,
+    ) -> None:
         super().__init__(classes="dialog-screen")
         self._title = title
         self._placeholder = placeholder
         self._allow_empty = allow_empty
         self._help = help_text
+        self._load_agents = agents
+        #: The agent chosen (its exact name), or None for OpenCode's default.
+        self.agent: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self._title, classes="dialog-title")
             yield Input(placeholder=self._placeholder, id="text")
-            yield Static(self._help or "Enter to send · Esc to cancel", classes="dialog-hint")
+            if self._load_agents is not None:
+                yield Select[str]([], prompt=f"{DEFAULT_AGENT} (loading the agents…)", id="agent")
+            hint = self._help or "Enter to send · Esc to cancel"
+            if self._load_agents is not None:
+                hint += " · Tab: agent"
+            yield Static(hint, classes="dialog-hint")
+
+    def on_mount(self) -> None:
+        if self._load_agents is not None:
+            self.run_worker(self._fill_agents(self._load_agents), exclusive=True)
+
+    async def _fill_agents(self, load: Callable[[], Awaitable[list[Agent]]]) -> None:
+        select = self.query_one("#agent", Select)
+        try:
+            agents = await load()
+        except Exception as exc:  # the prompt still goes to the default agent
+            log.info("could not list agents: %s", exc)
+            select.prompt = f"{DEFAULT_AGENT} (the agents could not be listed)"
+            return
+        select.set_options(
+            (
+                Text.assemble(shown(a.name, "bold"), ("  ", ""), shown(_first_line(a.description)[:70], "dim")),
+                a.name,
+            )
+            for a in agents
+        )
+        select.prompt = DEFAULT_AGENT
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        self.agent = event.value if isinstance(event.value, str) else None
+        self.query_one("#text", Input).focus()  # back to the text: Enter sends
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         value = event.value.strip()
@@ -83,6 +139,10 @@ class TextPromptScreen(ModalScreen[str | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def _first_line(text: str | None) -> str:
+    return text.split("\n", 1)[0] if text else ""
 
 
 class CommandPickerScreen(ModalScreen[tuple[str, str] | None]):
