@@ -58,9 +58,9 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from orchestrator_tui.opencode.models import (
+    Agent,
     ApiSessionItem,
     ApiSessionPage,
-    Agent,
     Command,
     Health,
     Message,
