@@ -301,6 +301,33 @@ def test_default_and_suggested_rule_patterns() -> None:
     assert default_rule_pattern(request("webfetch")) == "*"
 
 
+@pytest.mark.parametrize("steps_between", [0, 1])
+async def test_rule_engine_stops_when_a_pool_change_comes_with_the_stop(tmp_path: Path, steps_between: int) -> None:
+    """The dashboard stops its rule engine as it closes, and a pool change (a request answered,
+    the stream dropping) can wake the engine in the same moment: stop() still returns. On
+    Python 3.11, asyncio.wait_for swallowed the cancel in that moment; the engine went back
+    to waiting and the dashboard's exit waited for it forever (a dashboard test hit the
+    300 s test timeout that way)."""
+    from orchestrator_tui.pool.service import PoolService, ServerSpec
+
+    service = PoolService(ServerSpec(cwd=tmp_path))  # never started: no request ever pending
+    registry = Registry(tmp_path / "registry.sqlite3")
+    engine = RuleEngine(service, registry, channel="dashboard")
+    try:
+        engine.start()
+        await asyncio.sleep(0.1)  # the engine waits for the next change
+        service.pool.set_connection("connected")
+        service.pool.flush()  # the change reaches the engine...
+        for _ in range(steps_between):
+            await asyncio.sleep(0)
+        stopping = asyncio.ensure_future(engine.stop())  # ...as the dashboard stops it
+        done, _ = await asyncio.wait({stopping}, timeout=20)
+        assert done, "the rule engine did not stop"
+    finally:
+        await service.close()
+        registry.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # real OpenCode: helpers
 # ---------------------------------------------------------------------------------------------

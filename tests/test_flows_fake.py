@@ -1143,6 +1143,43 @@ async def test_a_turn_that_ends_without_a_reply_completes_with_a_warning_not_sil
     }
 
 
+async def test_an_abort_written_after_the_idle_is_reported_as_the_abort(
+    fake: FakeOpenCode, make: Callable[..., Orchestrator]
+) -> None:
+    # OpenCode 1.18.33 aborts a model request in flight by marking the session idle first and
+    # writing MessageAbortedError into the reply a moment later (seconds under load). A run that
+    # sees the idle while the reply is still open must not call it a turn without a reply: it
+    # waits for the reply to settle and reports the abort. (The real abort, with its
+    # session.error event: tests/test_integration_real.py::test_aborting_before_the_first_token_ends_the_run.)
+    mount_session(fake)
+    no_requests(fake)
+    fake.get("/session/status", Seq(status_idle(), status_busy(SID), status_idle()))
+    fake.post("/session/{id}/prompt_async", Reply(status=204))
+    aborted = {"name": "MessageAbortedError", "data": {"message": "Aborted"}}
+    reads = 0
+
+    def transcript(_request: Request) -> list[dict[str, Any]]:
+        nonlocal reads
+        reads += 1
+        [prompt] = fake.calls("POST", f"/session/{SID}/prompt_async")
+        reply = assistant_message(SID, mid="a-reply", created=11)
+        reply["info"]["parentID"] = prompt.json["messageID"]
+        if reads > 2:  # the abort is written after the idle was seen and the transcript read twice
+            reply["info"]["time"]["completed"] = 12
+            reply["info"]["error"] = aborted
+        return [user_message(SID, mid=prompt.json["messageID"], created=10), reply]
+
+    fake.get("/session/{id}/message", transcript)
+    orch = make()
+
+    with pytest.raises(Internal) as info:
+        await call(orch, "run", timeout=8, session_id=SID, message="work")
+    assert str(info.value) == (
+        'internal error: Session error: {"name": "MessageAbortedError", "data": {"message": "Aborted"}}'
+    )
+    assert reads > 2
+
+
 async def test_the_answer_on_the_stream_is_the_reply_to_this_prompt(
     fake: FakeOpenCode, make: Callable[..., Orchestrator]
 ) -> None:

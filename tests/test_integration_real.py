@@ -391,3 +391,29 @@ async def test_a_command_run_while_another_message_streams_reports_only_its_own_
     asked = await asyncio.wait_for(orch.run(t.RunInput(session_id=sid, command="ask-me", message="please")), 120)
     assert asked.output.status == t.RunStatus.QUESTION_REQUIRED, asked.output
     assert not other_words.search(asked.output.partial_response or ""), asked.output.partial_response
+
+
+async def test_aborting_before_the_first_token_ends_the_run(orchestrator: Any, scripted_model: Any) -> None:
+    """The abort comes while the model request is open but has not sent a token (`STALL`).
+
+    OpenCode publishes ``session.error`` (MessageAbortedError), marks the session idle, and only
+    then writes the error into the reply, which has no part yet: the run reports the abort, not
+    a turn that ended without a reply.
+    """
+    sid = await new_session(orchestrator)
+    asked = len(scripted_model.requests)
+    run = asyncio.ensure_future(orchestrator.run(t.RunInput(session_id=sid, message="STALL")))
+    for _ in range(600):
+        if any(r.get("reply") == "stall" for r in scripted_model.requests[asked:]):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        pytest.fail("the model request never came")
+    assert not orchestrator.service.pool.session(sid).text  # not a token yet
+    await (await orchestrator.acquire()).client.abort_session(sid)
+    try:
+        result = await asyncio.wait_for(run, 60)
+    except Internal as exc:
+        assert "MessageAbortedError" in str(exc), exc
+    else:
+        pytest.fail(f"the aborted run was not reported as aborted: {result.output}")

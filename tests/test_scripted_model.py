@@ -444,6 +444,36 @@ def test_hang_keeps_alive_until_stop() -> None:
         httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
 
 
+def test_stall_keeps_alive_without_a_token_until_stop() -> None:
+    """`STALL`: the stream opens and stays open, but no token ever comes (a model that never
+    starts answering), until the server stops."""
+    server = ScriptedModelServer().start()
+    seen: list[str] = []
+    ended = threading.Event()
+
+    def consume() -> None:
+        try:
+            with httpx.stream(
+                "POST", f"{server.base_url}/chat/completions", json=body_for("STALL"), timeout=10
+            ) as response:
+                seen.extend(line for line in response.iter_lines() if line)
+        except httpx.HTTPError:
+            seen.append("<broken>")
+        finally:
+            ended.set()
+
+    threading.Thread(target=consume, daemon=True).start()
+    deadline = time.monotonic() + 5
+    while not any(line.startswith(": keepalive") for line in seen) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert seen and all(line.startswith(": keepalive") for line in seen), seen
+    assert not ended.is_set()
+    server.stop()
+    assert ended.wait(3), "stop() must end a stalled stream"
+    assert not any(line.startswith("data:") for line in seen), seen
+    assert server.requests[-1]["reply"] == "stall"
+
+
 def test_hang_client_disconnect_is_quiet(capfd: pytest.CaptureFixture[str]) -> None:
     with ScriptedModelServer() as server:
         with httpx.stream(

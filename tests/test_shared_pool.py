@@ -148,7 +148,15 @@ def test_second_front_end_attaches_and_the_last_one_out_stops_the_server(
 
 
 def test_front_ends_starting_at_once_start_one_server(members: Callable[[], Member], pool_env: dict[str, str]) -> None:
-    rounds = 20
+    """Two front ends started together end on one server, which stops once both have left.
+
+    Three rounds: the first in a fresh pool folder (both set the registry up at once), the
+    others right after the previous round's server stopped (its keeper may still be clearing
+    the record). More rounds repeat the same interleaving: measured over 20 rounds, the two
+    asked for the pool lock 4-549 ms apart and the second one asked every time while the
+    first held it to start the server (3.3-7.0 s), then attached.
+    """
+    rounds = 3
     for round_ in range(rounds):
         pair = [members(), members()]
         seen = [m.read() for m in pair]

@@ -699,10 +699,18 @@ class RunMachine:
         of the turn (a tool call, with more to come) is never taken for the end of it.
 
         ``turn_ran``: the session was seen busy since the dispatch. If it is idle now and still
-        no reply answers our message, OpenCode ended the turn without one (aborted, or failed
-        before the model answered; or it let a prompt that arrived as the previous turn was
-        ending go unanswered). Waiting longer would only end in the inactivity timeout, so the
-        run completes without a response and says why: never a silent empty ``completed``.
+        no reply answers our message, OpenCode ended the turn without one (it let a prompt that
+        arrived as the previous turn was ending go unanswered). Waiting longer would only end in
+        the inactivity timeout, so the run completes without a response and says why: never a
+        silent empty ``completed``.
+
+        A reply that exists but is neither finished nor failed while the session is idle is an
+        abort being written, not a turn without a reply: OpenCode 1.18.33 aborts a model request
+        in flight (with or without a first token) by publishing ``session.error``
+        (``MessageAbortedError``), then the idle, and only then writing the error into the reply,
+        a moment later (seconds under load). A poll that sees the idle can overtake that event
+        on our side, so the run keeps waiting: the event, the reply's update or the next
+        transcript read reports the abort as the session error it is.
         """
         messages = await transcript_or_none(lambda: self.client, sid)
         if messages is None:
@@ -724,8 +732,12 @@ class RunMachine:
             if messages is None:
                 return None
             seen = Turn.from_transcript(turn.message_id, messages)
+            if seen.answer is not None and seen.answer.error:
+                raise Internal(session_error_text(seen.answer.error))
             if not seen.complete and self.server_replaced:
                 raise Internal(self.interrupted_text(sid))
+            if seen.answer is not None and not seen.complete:
+                return None  # an abort being written into the reply (see above)
             if not seen.complete:
                 warning = (
                     f"OpenCode ended the turn without a reply to this run's message ({turn.message_id}): it was "

@@ -303,14 +303,18 @@ class RuleEngine:
         self._wake.set()  # requests already pending when we start
 
     async def stop(self) -> None:
+        """Stop answering; returns once the engine's task has ended.
+
+        ``asyncio.wait`` rather than ``await task`` under ``suppress(CancelledError)``: that
+        would also swallow a cancellation of ``stop()`` itself.
+        """
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait({task})
 
     def _on_changes(self, changes: Changes) -> None:
         if changes.requests or changes.connection:
@@ -318,8 +322,12 @@ class RuleEngine:
 
     async def _run(self) -> None:
         while True:
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives in the
+            # step after the event is set (a pool change as the dashboard closes), so the loop
+            # went on and stop() waited for it forever. asyncio.timeout lets the cancel through.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), RESCAN_INTERVAL)
+                async with asyncio.timeout(RESCAN_INTERVAL):
+                    await self._wake.wait()
             self._wake.clear()
             pending = list(self.service.pool.permissions.values())
             if not pending:

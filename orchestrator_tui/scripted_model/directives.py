@@ -13,7 +13,9 @@ every turn, so looking further back would make earlier turns leak into later one
 * Directives (an uppercase word anywhere in the text; the earliest one in the text wins):
   ``READ <path>``, ``BASH <command>``, ``EDIT <path> <old> => <new>``, ``WRITE <path> <content>``,
   ``ASK``, ``ASKMULTI``, ``CALL <tool> <json>``, ``ECHO <text>``, ``FAST <n>``, ``SLOW <n> <ms>``,
-  ``HANG``, ``ERROR500``, ``ERROR400``, ``STREAM <text>``.
+  ``HANG``, ``STALL``, ``ERROR500``, ``ERROR400``, ``STREAM <text>``. ``HANG`` streams a few
+  words, then holds the stream open; ``STALL`` holds it open before the first token (a model
+  that never starts answering).
   ``READ``/``BASH``/``EDIT`` arguments end at the end of their line; ``WRITE``/``ECHO``/``STREAM``
   text and ``CALL``'s JSON run on to the end of the message, so they may span lines.
 * Natural prompts used by the integration tests: a double-quoted file path plus the word "read"
@@ -277,6 +279,7 @@ _DIRECTIVES: Final[tuple[tuple[re.Pattern[str], _Builder], ...]] = (
     (re.compile(r"\bFAST[ \t]+(\d+)\b"), _fast),
     (re.compile(r"\bSLOW[ \t]+(\d+)[ \t]+(\d+)\b"), _slow),
     (re.compile(r"\bHANG\b"), lambda m: TextReply(("hanging... ",), kind="hang", hang=True)),
+    (re.compile(r"\bSTALL\b"), lambda m: TextReply((), kind="stall", hang=True)),
     (
         re.compile(r"\bERROR500\b"),
         lambda m: ErrorReply(500, "scripted internal error", "server_error", kind="error500"),

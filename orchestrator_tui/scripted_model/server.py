@@ -47,7 +47,7 @@ MODEL_NAME: Final = "scripted-model"
 #: The `provider/model` id OpenCode knows this server by (see `opencode_config`).
 MODEL_ID: Final = f"{PROVIDER_ID}/{MODEL_NAME}"
 
-#: Seconds between SSE comment keepalives of ``HANG`` (also how fast a hang notices a disconnect).
+#: Seconds between SSE comment keepalives of ``HANG`` and ``STALL`` (also how fast a hang notices a disconnect).
 KEEPALIVE_INTERVAL: Final = 0.5
 #: Without a delay, SSE frames are coalesced into writes of about this many bytes, so ``FAST``
 #: is limited by OpenCode rather than by one syscall per token. Each frame is still one chunk.
@@ -479,7 +479,7 @@ def _config_hint(base_url: str) -> str:
     return (
         "Point OpenCode at it with this config (opencode.json, or the environment):\n"
         f"  export OPENCODE_CONFIG_CONTENT={shlex.quote(config)}\n"
-        f"Model: {MODEL_ID}. Directives: READ BASH EDIT WRITE ASK ASKMULTI CALL ECHO FAST SLOW HANG "
+        f"Model: {MODEL_ID}. Directives: READ BASH EDIT WRITE ASK ASKMULTI CALL ECHO FAST SLOW HANG STALL "
         "ERROR500 ERROR400 STREAM."
     )
 
