@@ -2,10 +2,12 @@
 
     python -m benchmarks [NAME ...]      (./dev bench)
 
-NAME is any of ``cold_start``, ``status_line``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``
-and ``pty_keys`` (the dashboard: the human-side budgets; default: all, in that order). Each module
-has ``run() -> list[Figure]``. These are measurements, not tests: the exit status is 0 even when a
-budget is missed (the table says MISSED); it is 1 only when a benchmark could not run at all.
+NAME is any of ``cold_start``, ``status_line``, ``run_overhead``, ``concurrent_runs``, ``pool_ingest``, ``recovery``,
+``pty_keys`` (the dashboard: the human-side budgets), ``pool_ingest_servers`` and ``pty_keys_servers``
+(the same two with 3 servers × 3,000 sessions); default: all, in that order. Each module has
+``run(**options) -> list[Figure]``; a NAME is a module and its options. These are measurements,
+not tests: the exit status is 0 even when a budget is missed (the table says MISSED); it is 1 only
+when a benchmark could not run at all.
 """
 
 from __future__ import annotations
@@ -15,17 +17,57 @@ import importlib
 import sys
 import time
 import traceback
+from typing import Any
 
 from benchmarks._common import Figure, Interrupted, print_figures, print_table
 
-BENCHMARKS = {
-    "cold_start": "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
-    "status_line": "orchestrator-tui status (process start → line printed, exited; no server involved)",
-    "run_overhead": "run overhead (session.idle on /event → MCP client has the tools/call result)",
-    "concurrent_runs": "concurrent runs (200 run calls at once on one worker, every response checked)",
-    "pool_ingest": "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
-    "recovery": "shared pool recovery (the pool's OpenCode SIGKILLed under two front ends → both working)",
-    "pty_keys": "dashboard key → screen in a real pty (160×48, 10,000 sessions, 1,000 events/s)",
+#: name → (module, options of its ``run``, what it measures)
+BENCHMARKS: dict[str, tuple[str, dict[str, Any], str]] = {
+    "cold_start": (
+        "cold_start",
+        {},
+        "worker cold start (orchestrator-tui mcp: process start → initialize + tools/list answered)",
+    ),
+    "status_line": (
+        "status_line",
+        {},
+        "orchestrator-tui status (process start → line printed, exited; no server involved)",
+    ),
+    "run_overhead": (
+        "run_overhead",
+        {},
+        "run overhead (session.idle on /event → MCP client has the tools/call result)",
+    ),
+    "concurrent_runs": (
+        "concurrent_runs",
+        {},
+        "concurrent runs (200 run calls at once on one worker, every response checked)",
+    ),
+    "pool_ingest": (
+        "pool_ingest",
+        {},
+        "pool ingest (recorded real events through parse_event + Pool.apply, one core)",
+    ),
+    "recovery": (
+        "recovery",
+        {},
+        "shared pool recovery (the pool's OpenCode SIGKILLed under two front ends → both working)",
+    ),
+    "pty_keys": (
+        "pty_keys",
+        {},
+        "dashboard key → screen in a real pty (160×48, 10,000 sessions, 1,000 events/s)",
+    ),
+    "pool_ingest_servers": (
+        "pool_ingest",
+        {"servers": 3},
+        "pool ingest, 3 servers (their events interleaved, through parse_global_event + Pool.apply, one core)",
+    ),
+    "pty_keys_servers": (
+        "pty_keys",
+        {"servers": 3},
+        "dashboard key → screen in a real pty, 3 fake OpenCode servers × 3,000 sessions, 1,000 events/s in all",
+    ),
 }
 
 
@@ -41,11 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     started = time.monotonic()
     for name in names:
-        print(f"\n== {BENCHMARKS[name]}", flush=True)
+        module_name, options, title = BENCHMARKS[name]
+        print(f"\n== {title}", flush=True)
         began = time.monotonic()
         try:
-            module = importlib.import_module(f"benchmarks.{name}")
-            results = module.run()
+            module = importlib.import_module(f"benchmarks.{module_name}")
+            results = module.run(**options)
         except (KeyboardInterrupt, Interrupted):
             print(f"\n{name}: interrupted; stopping", flush=True)
             return 130
