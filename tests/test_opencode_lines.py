@@ -3,8 +3,8 @@
 People attach orchestrator-tui to the OpenCode they already run, which need not be the pinned
 1.18.33. ``./dev test-opencode-lines`` runs this module once per older line npm serves, with
 ``ORCHESTRATOR_TUI_OPENCODE_VERSION=<line>.x`` (tests/conftest.py installs that release into the
-user cache beside the pinned one); without that variable the module is skipped: the whole suite
-covers the pinned release, and running this too would push it past its time.
+user cache beside the pinned one); without that variable tests/conftest.py does not collect it:
+the whole suite covers the pinned release, and running this too would push it past its time.
 
 The server is "the user's" ``opencode serve`` (its own process group, a password, the scripted
 model), and orchestrator-tui attaches to it as ``--attach URL`` does. A release outside the
