@@ -9,7 +9,6 @@ alive and stops it when it is replaced.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -208,13 +207,11 @@ async def test_concurrent_healthy_acquires_are_not_serialized(
     fake.get("/global/health", blocking_health)
     snapshot = snapshot_at(clients, fake.url)
     handle = ServerHandle.preloaded(snapshot)
-    started = time.monotonic()
     acquires = asyncio.gather(*(handle.acquire() for _ in range(3)))
     # All three probes reach the server while none has been answered: no lock is held over them.
     await asyncio.wait_for(all_in.wait(), 1)
     release.set()
     results = await asyncio.wait_for(acquires, 1)
-    assert time.monotonic() - started < 0.25
     assert all(r is snapshot for r in results)
     assert handle.starts == 0
 
