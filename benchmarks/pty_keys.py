@@ -28,9 +28,11 @@ dashboard follows N fake OpenCode servers over HTTP (`benchmarks._fake_servers`,
 its own), as ``--attach URL --server NAME=URL ...`` on its command line makes it: the pool's own
 and N - 1 attached, each holding its sessions (session ``i`` on server ``i % N``) and streaming
 its share of the ``--rate`` events/s on ``/global/event``. The same figures, except first paint:
-app start (no session in the pool yet) → the first rows of every server on screen, which takes
-in connecting, every server's resync over HTTP (``GET /experimental/session`` and the rest) and
-the list drawn with all of them. The feed is the fake servers' (the app reports what it applied).
+two figures against its budget: data in (every server's session list loaded into the pool) → the
+first rows of every server on screen, as the budget says it; and app start (no session in the
+pool yet) → the same, which takes in connecting, every server's resync over HTTP
+(``GET /experimental/session`` and the rest) and the list drawn with all of them. The feed is
+the fake servers' (the app reports what it applied).
 
 Figures are p50/p99/max over the presses. The machine's load average is printed with them: on a
 shared 2-core machine the terminal side (this process) competes with the app for the cores.
@@ -718,8 +720,16 @@ def run(
     what = "pty" if servers == 1 else f"pty, {servers} servers"
     pool = f"{sessions / 1000:g}k sessions" if servers == 1 else f"{servers} × {fmt(sessions)} sessions"
     events = f"{fmt(rate)} events/s"
+    if servers == 1:
+        paint = [Figure(f"{what}: first paint, {pool}", r["first_paint_ms"], "ms", 500, "max")]
+    else:
+        # The budget says "data in → first paint"; from app start is what a person waits for.
+        paint = [
+            Figure(f"{what}: data in → first paint, {pool}", r["first_paint_ms"] - r["data_in_ms"], "ms", 500, "max"),
+            Figure(f"{what}: first paint from app start, {pool}", r["first_paint_ms"], "ms", 500, "max"),
+        ]
     return [
-        Figure(f"{what}: first paint, {pool}", r["first_paint_ms"], "ms", 500, "max"),
+        *paint,
         Figure(f"{what}: key → screen at {events} (p50)", row.p(50), "ms", 50, "max"),
         Figure(f"{what}: key → screen at {events} (p99)", row.p(99), "ms", 100, "max"),
         Figure(f"{what}: key → screen at {events} (max)", max(row.values), "ms", 100, "max"),
