@@ -346,3 +346,20 @@ def test_the_contract_check_sees_a_drift() -> None:
     assert "Command.name: not in the document" in problems
     assert "Command.description: we read ['string'], the document says ['number']" in problems
 
+
+
+async def test_a_web_page_at_api_health_means_the_legacy_routes() -> None:
+    """OpenCode 1.15 answers an unknown route with its web app's HTML page, status 200: that is no
+    ``/api`` surface (`./dev test-opencode-lines` meets it for real; the pinned server cannot)."""
+    import httpx
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/health":
+            return httpx.Response(200, text="<!doctype html>\n<html></html>\n", headers={"content-type": "text/html"})
+        return httpx.Response(404)
+
+    client = OpenCodeClient("http://127.0.0.1:9", transport=httpx.MockTransport(handler), backend="auto")
+    try:
+        assert await client.backend() == "legacy"
+    finally:
+        await client.aclose()

@@ -266,8 +266,10 @@ class OpenCodeClient:
         async with choice.lock:
             if choice.resolved is None:
                 try:
-                    await self.request("GET", "/api/health", timeout=timeout)
-                    choice.resolved = "api"
+                    response = await self.request("GET", "/api/health", timeout=timeout)
+                    # Older releases (1.15) answer unknown routes with their web app's HTML page,
+                    # 200: only a JSON object is the /api surface answering.
+                    choice.resolved = "api" if isinstance(_json_or_none(response), dict) else "legacy"
                 except HttpStatusError as exc:
                     if exc.status not in (404, 405):
                         raise
@@ -487,6 +489,13 @@ class OpenCodeClient:
 
     async def providers(self) -> dict[str, Any]:
         return _decode_any(await self.request("GET", "/provider"))
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
 
 
 def _seg(value: str) -> str:
