@@ -62,7 +62,7 @@ async def assert_group_gone(pgid: int, within: float = 5.0) -> None:
     """Nothing of the group runs any more (SIGKILL is sent; the kernel may need a moment to
     finish the victims), and once init has reaped the orphans, the group is gone."""
     deadline = time.monotonic() + within
-    dying_deadline = time.monotonic() + 1.0
+    dying_deadline = time.monotonic() + within  # SIGKILLed processes die at once, but a loaded machine schedules late
     while live_members(pgid):
         assert time.monotonic() < dying_deadline, f"group {pgid} still has live processes"
         await asyncio.sleep(0.01)
@@ -197,7 +197,7 @@ async def test_real_server_swallowed_sigterm_escalates_to_sigkill(
     t0 = time.monotonic()
     await server.stop(grace=0.5)
     elapsed = time.monotonic() - t0
-    assert 0.5 <= elapsed < 3.0
+    assert 0.5 <= elapsed < 10.0  # the grace, then SIGKILL: not the 300 s the child would wait
     assert server.returncode == -signal.SIGKILL
     await assert_group_gone(server.pid)
 
@@ -207,7 +207,7 @@ async def test_stopped_child_is_killed_after_the_grace(start: StartFn) -> None:
     os.kill(server.pid, signal.SIGSTOP)
     t0 = time.monotonic()
     await server.stop(grace=0.5)
-    assert 0.5 <= time.monotonic() - t0 < 2.0
+    assert 0.5 <= time.monotonic() - t0 < 10.0  # the grace, then SIGKILL
     assert server.returncode == -signal.SIGKILL
     await assert_group_gone(server.pid)
 
@@ -328,7 +328,7 @@ async def test_no_listening_line_and_no_doc_times_out_and_kills(
     t0 = time.monotonic()
     with pytest.raises(ServerStartError) as err:
         await start(fake("echo starting >&2; sleep 30 & exec sleep 30"), startup_timeout=0.3)
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 10.0  # not the child's 30 s
     assert str(err.value) == "Server not ready within 300ms\nstarting"
     assert servers[0].exited()
     await assert_group_gone(servers[0].pid)
@@ -427,9 +427,12 @@ async def test_stdout_keeps_being_drained(start: StartFn, tmp_path: Path) -> Non
     assert done.exists()
 
 
-async def test_exited_notices_a_dead_child(start: StartFn) -> None:
-    server = await start(fake(f"{READY}; sleep 0.2; exit 0"))
+async def test_exited_notices_a_dead_child(start: StartFn, tmp_path: Path) -> None:
+    # the child exits only when told to (a file appears), so a slow start cannot make it early
+    go = tmp_path / "go"
+    server = await start(fake(f'{READY}; while [ ! -e "{go}" ]; do sleep 0.02; done; exit 0'))
     assert not server.exited()
+    go.touch()
     for _ in range(100):
         if server.exited():
             break
@@ -443,8 +446,8 @@ async def test_stop_takes_the_whole_group_and_tolerates_a_dead_leader(start: Sta
     assert len(live_members(server.pid)) == 2
     os.kill(server.pid, signal.SIGKILL)  # leader gone, its child still in the group
     t0 = time.monotonic()
-    await server.stop(grace=2.0)
-    assert time.monotonic() - t0 < 1.0  # no waiting for a leader that is already dead
+    await server.stop(grace=30.0)
+    assert time.monotonic() - t0 < 10.0  # no waiting out the grace for a leader already dead
     await assert_group_gone(server.pid)
 
 
