@@ -9,7 +9,6 @@ so a read timeout of :data:`SILENCE_TIMEOUT` doubles as the dead-connection dete
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -94,8 +93,13 @@ class EventStream:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                # The stream's own end is expected; a cancel of whoever called stop() is theirs.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
         self._connected.clear()
         self._set_status(StreamStatus("stopped"))
 

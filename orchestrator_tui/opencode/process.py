@@ -393,8 +393,11 @@ class ManagedServer:
                 continue
             # The readers wake us at once; the slice also notices a child that died while some
             # grandchild still holds its stdout open.
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for can swallow a cancel of the
+            # caller that arrives as the future completes, and a start must stay cancellable.
             try:
-                await asyncio.wait_for(fut, min(remaining, 0.25))
+                async with asyncio.timeout(min(remaining, 0.25)):
+                    await fut
             except TimeoutError:
                 self._drop_waiter(fut)
         elapsed = loop.time() - started
