@@ -10,22 +10,15 @@ subprocess started in B, spoken to by the MCP SDK's client. A and B are separate
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_dashboard import SLOW, Rig, inbox_ids, looked_at, row_line, until
-from test_two_supervisors import agent_worker
+from test_dashboard import SLOW, inbox_ids, looked_at, row_line, until
+from test_two_supervisors import agent_worker, joined_dashboard
 
-from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.discovery import Membership, PoolFolder
-from orchestrator_tui.pool.registry import Registry
-from orchestrator_tui.pool.service import PoolService, ServerSpec
-from orchestrator_tui.tui.app import DashboardApp
+from orchestrator_tui.pool.discovery import PoolFolder
 
 pytestmark = pytest.mark.real_opencode
 
@@ -57,35 +50,12 @@ def pool_env(opencode_env: dict[str, str], model_config: Callable[..., str]) -> 
     return {**opencode_env, "OPENCODE_CONFIG_CONTENT": model_config(**PERMISSIONS)}
 
 
-@asynccontextmanager
-async def dashboard_in(project: Path, env: dict[str, str]) -> AsyncIterator[Rig]:
-    """The dashboard started in ``project``, joined to the pool as ``orchestrator-tui`` joins it."""
-    registry = Registry.for_pool("default", env)
-    membership = Membership.join(registry, "human", "orchestrator-tui dashboard", directory=str(project))
-    service = PoolService(
-        ServerSpec(cwd=project, env=env, every_directory=True),
-        membership=membership,
-        directories=lambda: [m.directory for m in registry.members() if m.directory],
-    )
-    actions = PoolActions(service, registry)
-    app = DashboardApp(service, actions, registry, bell=False)
-    try:
-        yield Rig(app=app, service=service, registry=registry, actions=actions, env=env)
-    finally:
-        await asyncio.wait_for(service.close(), 20)
-        record = PoolFolder(registry.path.parent).read_record()
-        registry.close()
-        if record is not None:  # nothing outlives the test
-            with suppress(ProcessLookupError):
-                os.killpg(record.pid, signal.SIGKILL)
-
-
 @pytest.mark.usefixtures("both_backends")
 async def test_the_dashboard_in_one_project_supervises_an_agent_in_another(
     projects: tuple[Path, Path], pool_env: dict[str, str], tmp_path: Path
 ) -> None:
     a, b = projects
-    async with dashboard_in(a, pool_env) as human, human.running() as pilot:
+    async with joined_dashboard(a, pool_env) as human, human.running() as pilot:
         app = human.app
         (PoolFolder(human.registry.path.parent).path / "policy.toml").write_text(HUMAN_BASH)
         async with agent_worker(pool_env, b, tmp_path) as agent:
@@ -102,7 +72,7 @@ async def test_the_dashboard_in_one_project_supervises_an_agent_in_another(
             assert app.session_list.rows[sid].project == str(b)
             await until(pilot, lambda: "beta" in row_line(app, sid), "the Project column naming beta")
             # A resync re-reads B's instance (the worker's directory), and never a non-path.
-            directories = human.service.resync_directories()
+            directories = human.service.primary.resync_directories()
             assert str(b) in directories and all(d.startswith("/") for d in directories), directories
 
             # B's permission shows in A's inbox, and `o` there completes B's run.

@@ -12,23 +12,18 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 
 import pytest
-from test_dashboard import SLOW, Rig, inbox_ids, looked_at, row_line, until
-from test_two_supervisors import agent_worker
+from test_dashboard import SLOW, inbox_ids, looked_at, row_line, until
+from test_two_supervisors import agent_worker, joined_dashboard
 
 from orchestrator_tui.opencode import binary
 from orchestrator_tui.opencode.client import OpenCodeClient
 from orchestrator_tui.opencode.keeper import pid_alive
 from orchestrator_tui.opencode.process import ManagedServer
-from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.discovery import Membership, PoolFolder
 from orchestrator_tui.pool.registry import Registry
 from orchestrator_tui.pool.servers import ServerConfigError, load_servers
-from orchestrator_tui.pool.service import PoolService, ServerSpec
-from orchestrator_tui.tui.app import DashboardApp
 
 pytestmark = pytest.mark.real_opencode
 
@@ -71,26 +66,6 @@ def write_pool_config(env: dict[str, str], lab: ManagedServer) -> dict[str, str]
     return {**env, "LAB_OPENCODE_PASSWORD": lab.password.reveal()}
 
 
-@asynccontextmanager
-async def dashboard(project: Path, env: dict[str, str]) -> AsyncIterator[Rig]:
-    registry = Registry.for_pool("default", env)
-    membership = Membership.join(registry, "human", "orchestrator-tui dashboard", directory=str(project))
-    servers = load_servers(registry.path.parent, env=env)
-    spec = ServerSpec(cwd=project, env=env, every_directory=True)
-    service = PoolService(spec, membership=membership, servers=servers)
-    actions = PoolActions(service, registry)
-    app = DashboardApp(service, actions, registry, bell=False)
-    try:
-        yield Rig(app=app, service=service, registry=registry, actions=actions, env=env)
-    finally:
-        await asyncio.wait_for(service.close(), 20)
-        record = PoolFolder(registry.path.parent).read_record()
-        registry.close()
-        if record is not None:
-            with suppress(ProcessLookupError):
-                os.killpg(record.pid, signal.SIGKILL)
-
-
 async def test_two_servers_in_one_pool(
     lab: ManagedServer, pool_env: dict[str, str], project_dir: Path, tmp_path: Path
 ) -> None:
@@ -103,7 +78,7 @@ async def test_two_servers_in_one_pool(
     finally:
         await direct.aclose()
 
-    async with dashboard(project_dir, env) as human, human.running() as pilot:
+    async with joined_dashboard(project_dir, env) as human, human.running() as pilot:
         app = human.app
         local = await human.actions.new_session("Say exactly 'at home'", title="home work")
         # The sessions of both servers in one list, each naming its server.
@@ -180,7 +155,7 @@ async def test_the_pool_never_stops_an_attached_server_and_still_stops_its_own(
     lab: ManagedServer, pool_env: dict[str, str], project_dir: Path
 ) -> None:
     env = write_pool_config(pool_env, lab)
-    async with dashboard(project_dir, env) as human, human.running() as pilot:
+    async with joined_dashboard(project_dir, env) as human, human.running() as pilot:
         await until(pilot, lambda: human.app.pool.servers.get("lab", ("", ""))[0] == "connected", "the lab followed")
         own = human.service.handle.current
         assert own is not None and own.pid is not None

@@ -29,8 +29,10 @@ from test_mcp_protocol import WORKER, ProcessGuard, text_of
 from orchestrator_tui.pool.actions import PoolActions
 from orchestrator_tui.pool.discovery import Membership, PoolFolder
 from orchestrator_tui.pool.registry import Registry
+from orchestrator_tui.pool.servers import load_servers
 from orchestrator_tui.pool.service import PoolService, ServerSpec
 from orchestrator_tui.tui.app import DashboardApp
+from orchestrator_tui.tui.main import _member_directories
 
 pytestmark = pytest.mark.real_opencode
 
@@ -117,17 +119,23 @@ def pool_env(opencode_env: dict[str, str], model_config: Callable[..., str]) -> 
     return {**opencode_env, "OPENCODE_CONFIG_CONTENT": model_config(**PERMISSIONS)}
 
 
-@pytest.fixture
-async def human(pool_env: dict[str, str], project_dir: Path) -> AsyncIterator[Rig]:
-    """The dashboard, joined to the pool as ``orchestrator-tui`` joins it."""
-    registry = Registry.for_pool("default", pool_env)
-    membership = Membership.join(registry, "human", "orchestrator-tui dashboard")
-    service = PoolService(ServerSpec(cwd=project_dir, env=pool_env), membership=membership)
+@asynccontextmanager
+async def joined_dashboard(project: Path, env: dict[str, str]) -> AsyncIterator[Rig]:
+    """The dashboard started in ``project``, joined to the pool exactly as ``orchestrator-tui``
+    joins it: following every directory, re-reading its members' directories at each resync,
+    with the servers of the pool's ``pool.toml``. Nothing it started outlives the test."""
+    registry = Registry.for_pool("default", env)
+    membership = Membership.join(registry, "human", "orchestrator-tui dashboard", directory=str(project))
+    service = PoolService(
+        ServerSpec(cwd=project, env=env, every_directory=True),
+        membership=membership,
+        directories=_member_directories(registry),
+        servers=load_servers(registry.path.parent, env=env),
+    )
     actions = PoolActions(service, registry)
     app = DashboardApp(service, actions, registry, bell=False)
-    rig = Rig(app=app, service=service, registry=registry, actions=actions, env=pool_env)
     try:
-        yield rig
+        yield Rig(app=app, service=service, registry=registry, actions=actions, env=env)
     finally:
         await asyncio.wait_for(service.close(), 20)
         record = PoolFolder(registry.path.parent).read_record()
@@ -135,6 +143,12 @@ async def human(pool_env: dict[str, str], project_dir: Path) -> AsyncIterator[Ri
         if record is not None:  # nothing outlives the test
             with suppress(ProcessLookupError):
                 os.killpg(record.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+async def human(pool_env: dict[str, str], project_dir: Path) -> AsyncIterator[Rig]:
+    async with joined_dashboard(project_dir, pool_env) as rig:
+        yield rig
 
 
 async def test_agent_and_human_supervise_one_pool(
