@@ -116,6 +116,16 @@ def test_resync_marks_absent_sessions_idle_and_forgets_deleted_ones() -> None:
     assert pool.sessions["ses_a"].info is not None and pool.sessions["ses_a"].info.time.updated == 2
 
 
+def test_a_session_the_stream_brought_after_the_list_was_asked_for_is_not_forgotten() -> None:
+    pool = Pool()
+    pool.load_sessions([Session.model_validate(session("ses_old"))])
+    asked = time.monotonic()
+    # While the list is on its way, the stream announces a new session: the list cannot have it.
+    pool.apply(None, ev("session.created", info=session("ses_new")))
+    pool.load_sessions([], complete=True, asked=asked)
+    assert set(pool.sessions) == {"ses_new"}  # the old one is gone; the newer one stays
+
+
 async def test_changes_are_coalesced_per_loop_turn() -> None:
     pool = Pool()
     seen: list[Changes] = []

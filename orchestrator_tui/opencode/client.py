@@ -48,8 +48,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
 import json
 import os
+import ssl
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 from urllib.parse import quote
@@ -177,6 +179,13 @@ class _BackendChoice:
 _AGENTS = TypeAdapter(list[Agent])
 
 
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One TLS context for every client. Building one reads the whole CA bundle (5-10 ms of CPU),
+    and a dashboard following several servers makes a client for each as it starts."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class OpenCodeClient:
     """A thin typed client bound to one server (and optionally one directory instance).
 
@@ -213,6 +222,7 @@ class OpenCodeClient:
             auth=httpx.BasicAuth(self.auth[0], self.auth[1].reveal()) if self.auth else None,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
             transport=transport,
+            verify=_tls_context(),
             # A proxy from the environment must never capture traffic to our own server.
             trust_env=False,
             # Keep-alive connections to a server that just died fail on reuse; a small pool
@@ -339,12 +349,22 @@ class OpenCodeClient:
         Every front end checks health before anything else, so the route family is known from
         then on (the dashboard shows it). A probe that fails is left for the first operation.
         """
-        response = await self.request("GET", "/global/health", timeout=timeout)
-        health = _decode(response, Health)
-        if self._backend.resolved is None:
-            with contextlib.suppress(OpenCodeError):
-                await self.backend(timeout=timeout)
+        # Both at once: a dashboard starting with several servers waits one round trip less each.
+        probe = asyncio.ensure_future(self._probe_quietly(timeout)) if self._backend.resolved is None else None
+        try:
+            response = await self.request("GET", "/global/health", timeout=timeout)
+            health = _decode(response, Health)
+        except BaseException:
+            if probe is not None:
+                probe.cancel()
+            raise
+        if probe is not None:
+            await probe
         return health
+
+    async def _probe_quietly(self, timeout: float | None) -> None:
+        with contextlib.suppress(OpenCodeError):
+            await self.backend(timeout=timeout)
 
     async def list_sessions(self, *, limit: int | None = None, roots: bool | None = None) -> list[Session]:
         params = {"limit": limit, "roots": None if roots is None else str(roots).lower()}

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator_tui.opencode.client import OpenCodeClient, OpenCodeError
 from orchestrator_tui.opencode.events import EventStream, StreamStatus
-from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest, SessionStatus
+from orchestrator_tui.opencode.models import PermissionRequest, QuestionRequest, Session, SessionStatus
 from orchestrator_tui.pool.handle import ServerHandle, ServerUnavailable, Snapshot
 from orchestrator_tui.pool.state import PRIMARY, Pool
 
@@ -58,6 +58,10 @@ class ServerLink:
         self._stream: EventStream | None = None
         self._stream_snapshot: Snapshot | None = None
         self._recovery: asyncio.Task[None] | None = None
+        #: Set once a resync has loaded this server's state into the pool (the one the stream
+        #: starts on connect, usually): a front end paints its first list from that, not from
+        #: a second read of its own.
+        self._synced = asyncio.Event()
         handle._on_replace = self._on_replace
         self.handle = handle
 
@@ -144,7 +148,7 @@ class ServerLink:
         client = self.client_for(session_id)
         return client if client is not None else snapshot.client
 
-    def resync_directories(self) -> list[str]:
+    def resync_directories(self, listed: Iterable[Session] = ()) -> list[str]:
         """The directories whose instances a resync re-reads, most recently active first.
 
         OpenCode lists statuses and requests per directory, with no list of the directories it
@@ -176,9 +180,9 @@ class ServerLink:
             view = sessions.get(request.sessionID)
             add(view.directory if view is not None else None, now)
         horizon = now - ACTIVE_WINDOW
-        for view in sessions.values():
-            info = view.info
-            if info is not None and info.directory and (updated := (info.time.updated or 0) / 1000) > horizon:
+        infos = [view.info for view in sessions.values() if view.info is not None]
+        for info in [*infos, *listed]:
+            if info.directory and (updated := (info.time.updated or 0) / 1000) > horizon:
                 add(info.directory, updated)
         ordered = sorted(found, key=found.__getitem__, reverse=True)
         if len(ordered) > MAX_RESYNC_DIRECTORIES:
@@ -217,6 +221,16 @@ class ServerLink:
         """Wait until the event stream is connected (best effort; polling covers gaps)."""
         return self._stream is not None and await self._stream.wait_connected(timeout)
 
+    async def wait_synced(self, timeout: float) -> None:
+        """Wait until the pool holds this server's state: the resync the stream starts when it
+        connects, or, if that has not happened within ``timeout``, one read here (the stream
+        may be slow or refused; the sessions and requests must show all the same)."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._synced.wait()
+        except TimeoutError:
+            await self.resync()
+
     async def resync(self, client: OpenCodeClient | None = None) -> None:
         """Re-read sessions, statuses and pending requests (after every (re)connect)."""
         if client is None:
@@ -230,6 +244,7 @@ class ServerLink:
             # Each part on its own: OpenCode 1.18.33 answers GET /permission with HTTP 400 while a
             # webfetch permission is pending (its metadata does not serialize), and that must not
             # cost us the sessions and statuses.
+            asked = time.monotonic()
             sessions, statuses, permissions, questions = await _gather_parts(
                 client.list_sessions(limit=RESYNC_SESSION_LIMIT),
                 client.session_status(),
@@ -237,19 +252,23 @@ class ServerLink:
                 client.questions(),
             )
             if sessions is not None:
-                self.pool.load_sessions(sessions, complete=True, server=self.name)
+                self.pool.load_sessions(sessions, complete=True, server=self.name, asked=asked)
             if statuses is not None:
                 self.pool.load_statuses(statuses, server=self.name)
             self.pool.load_requests(permissions, questions, server=self.name)
         self.pool.resyncs += 1
+        self._synced.set()
 
     async def _resync_every_directory(self, client: OpenCodeClient) -> None:
         """The resync of a pool following every directory: every project's sessions, then each
-        live directory's statuses and requests (OpenCode keeps them per directory instance)."""
+        live directory's statuses and requests (OpenCode keeps them per directory instance).
+
+        Everything is loaded into the pool at once, after the last read: a session is drawn once,
+        with its status, rather than first idle and then again busy a moment later.
+        """
+        asked = time.monotonic()
         (sessions,) = await _gather_parts(client.all_sessions(limit=RESYNC_SESSION_LIMIT))
-        if sessions is not None:
-            self.pool.load_sessions(sessions, complete=True, server=self.name)
-        directories = self.resync_directories()
+        directories = self.resync_directories(sessions or ())
         gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
 
         async def one(directory: str) -> tuple[object, ...]:
@@ -272,6 +291,8 @@ class ServerLink:
             if isinstance(asked, list):
                 questions.extend(asked)
                 covered[2].add(directory)
+        if sessions is not None:
+            self.pool.load_sessions(sessions, complete=True, server=self.name, asked=asked)
         self.pool.load_statuses(statuses, directories=covered[0], server=self.name)
         self.pool.load_requests(
             permissions,

@@ -375,12 +375,14 @@ class PoolService:
         client = link.client_for(session_id)
         return client if client is not None else snapshot.client
 
-    def resync_directories(self) -> list[str]:
-        return self.primary.resync_directories()
-
     async def wait_stream(self, timeout: float) -> bool:
         """Wait until the pool's own server's event stream is connected (best effort)."""
         return await self.primary.wait_stream(timeout)
+
+    async def wait_synced(self, timeout: float) -> None:
+        """Wait until the pool holds its own server's sessions, statuses and requests
+        (:meth:`ServerLink.wait_synced`)."""
+        await self.primary.wait_synced(timeout)
 
     async def resync(self, client: OpenCodeClient | None = None) -> None:
         """Re-read the pool's own server (``client``: a given client of it)."""

@@ -107,6 +107,9 @@ class SessionView:
     #: ``Pool.connects`` when the text message started: equal to the current value means the
     #: whole message was seen on the live stream, so ``text`` is its complete text.
     text_connection: int = -1
+    #: When the pool first heard of the session (monotonic): a resync's list asked for before
+    #: then cannot say the session is gone.
+    born: float = field(default_factory=time.monotonic)
     _text: dict[str, list[str]] = field(default_factory=dict)
     _part_kinds: dict[str, str] = field(default_factory=dict)
 
@@ -505,8 +508,19 @@ class Pool:
 
     # ------------------------------------------------------------------ resync
 
-    def load_sessions(self, sessions: Iterable[Session], *, complete: bool = False, server: str = PRIMARY) -> None:
-        """Merge a REST session list of ``server``; ``complete``: every session the pool tracks there."""
+    def load_sessions(
+        self,
+        sessions: Iterable[Session],
+        *,
+        complete: bool = False,
+        server: str = PRIMARY,
+        asked: float | None = None,
+    ) -> None:
+        """Merge a REST session list of ``server``; ``complete``: every session the pool tracks there.
+
+        ``asked`` (monotonic): when the list was asked for. A session the stream brought in since
+        then is missing from the list because it is newer, not because it is gone.
+        """
         seen = set()
         for info in sessions:
             seen.add(info.id)
@@ -517,7 +531,12 @@ class Pool:
                 self._dirty.add(info.id)
         if complete:
             gone = [
-                sid for sid, v in self.sessions.items() if sid not in seen and v.info is not None and v.server == server
+                sid
+                for sid, v in self.sessions.items()
+                if sid not in seen
+                and v.info is not None
+                and v.server == server
+                and (asked is None or v.born < asked)
             ]
             for sid in gone:
                 self.forget(sid)

@@ -126,6 +126,8 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         self._requests_dirty = True
         self._status_dirty = True
         self._flush_pending = False
+        #: False until the first full reload: rows built before it would all be built again.
+        self._loaded = False
         self._detail_pending = False
         self._seen_requests: set[str] = set()
         self._origins: dict[str, Launch | None] = {}
@@ -234,7 +236,7 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         if self._requests_dirty:
             # A request changes its session's glyph too.
             dirty |= {r.sessionID for r in self._pending()}
-        if dirty or removed:
+        if (dirty or removed) and self._loaded:
             self._lookup_origins(dirty)
             rows = {sid: self._row(sid) for sid in dirty if sid in self.pool.sessions}
             rows = {sid: row for sid, row in rows.items() if row is not None}
@@ -258,6 +260,9 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
             self._refresh_detail()
 
     def _full_reload(self) -> None:
+        # Every row is built here: what was marked changed until now is covered.
+        self._loaded = True
+        self._dirty, self._removed = set(), set()
         self._lookup_origins(set(self.pool.sessions), force=True)
         rows = {sid: row for sid in self.pool.sessions if (row := self._row(sid)) is not None}
         self.session_list.set_rows(rows)

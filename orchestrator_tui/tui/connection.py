@@ -68,8 +68,7 @@ class Connection(App[None]):
                 delay = min(delay * 2, 30.0)
                 continue
             self._server_up(snapshot)
-            await self.service.wait_stream(10)
-            await self.service.resync()
+            await self.service.wait_synced(10)
             self._full_reload()
             self._load_commands()
             if self.rule_engine is not None:
