@@ -218,8 +218,20 @@ class ServerLink:
             delay = min(delay * 2, 10.0)
 
     async def wait_stream(self, timeout: float) -> bool:
-        """Wait until the event stream is connected (best effort; polling covers gaps)."""
-        return self._stream is not None and await self._stream.wait_connected(timeout)
+        """Wait until the event stream is connected (best effort; polling covers gaps).
+
+        Whichever stream is current counts: after a server is replaced, the old stream is
+        stopped and a new one made a moment later, and the old one never connects again.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (stream := self._stream) is not None:
+            remaining = deadline - loop.time()
+            if await stream.wait_connected(max(0.0, min(remaining, 0.1))) and stream is self._stream:
+                return True
+            if remaining <= 0:
+                return False
+        return False
 
     async def wait_synced(self, timeout: float) -> None:
         """Wait until the pool holds this server's state: the resync the stream starts when it
