@@ -351,7 +351,8 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 
 
 async def test_doc_probe_after_timeout_accepts_a_server_without_the_line(start: StartFn) -> None:
-    server = await start(Launcher(sys.executable, ("-c", DOC_SERVER)), startup_timeout=0.7)
+    # Long enough for a Python to start and listen on a loaded machine: the probe comes after it.
+    server = await start(Launcher(sys.executable, ("-c", DOC_SERVER)), startup_timeout=2.5)
     assert not server.exited()
     async with httpx.AsyncClient(timeout=2) as client:
         assert (await client.get(f"{server.base_url}/doc", auth=server.auth)).status_code == 200
