@@ -229,6 +229,42 @@ async def test_reconnect_resyncs_pending_requests(service: PoolService) -> None:
 
 
 @pytest.mark.real_opencode
+async def test_a_resync_of_every_directory_forgets_what_was_deleted_unseen_and_keeps_the_rest(
+    project_dir: Path, opencode_env: dict[str, str], model_config: Callable[..., str], tmp_path: Path
+) -> None:
+    """The dashboard's resync (every directory): a session deleted while the stream was down is
+    forgotten; the others, in any directory, stay, with their state."""
+    other = tmp_path / "other-project"
+    other.mkdir()
+    service = PoolService(
+        ServerSpec(cwd=project_dir, config_content=model_config(), env=opencode_env, every_directory=True)
+    )
+    try:
+        snapshot = await service.acquire()
+        await service.wait_synced(10)
+        here = await snapshot.client.create_session()
+        there = await snapshot.client.at(str(other)).create_session()
+        doomed = await snapshot.client.at(str(other)).create_session()
+        await wait_until(lambda: {here.id, there.id, doomed.id} <= set(service.pool.sessions))
+        await snapshot.client.at(str(other)).prompt_async(there.id, "ASK")
+        await wait_until(lambda: service.pool.needs_input(there.id))
+
+        link = service.primary
+        assert link._stream is not None
+        await link._stream.stop()  # the deletion happens while nobody listens
+        await snapshot.client.at(str(other)).delete_session(doomed.id)
+        resyncs = service.pool.resyncs
+        await link._attach(snapshot)  # a new stream, as after any cut; it resyncs on connect
+        await wait_until(lambda: service.pool.resyncs > resyncs)
+        assert doomed.id not in service.pool.sessions
+        assert {here.id, there.id} <= set(service.pool.sessions)
+        assert service.pool.needs_input(there.id)  # its question, read from its own directory
+        assert service.pool.sessions[there.id].directory == str(other)
+    finally:
+        await service.close()
+
+
+@pytest.mark.real_opencode
 async def test_pool_follows_a_rebuilt_server(service: PoolService) -> None:
     snapshot = await service.acquire()
     assert await service.wait_stream(10)

@@ -256,7 +256,7 @@ class ServerLink:
             # Each part on its own: OpenCode 1.18.33 answers GET /permission with HTTP 400 while a
             # webfetch permission is pending (its metadata does not serialize), and that must not
             # cost us the sessions and statuses.
-            asked = time.monotonic()
+            listed_at = time.monotonic()
             sessions, statuses, permissions, questions = await _gather_parts(
                 client.list_sessions(limit=RESYNC_SESSION_LIMIT),
                 client.session_status(),
@@ -264,7 +264,7 @@ class ServerLink:
                 client.questions(),
             )
             if sessions is not None:
-                self.pool.load_sessions(sessions, complete=True, server=self.name, asked=asked)
+                self.pool.load_sessions(sessions, complete=True, server=self.name, asked=listed_at)
             if statuses is not None:
                 self.pool.load_statuses(statuses, server=self.name)
             self.pool.load_requests(permissions, questions, server=self.name)
@@ -278,7 +278,7 @@ class ServerLink:
         Everything is loaded into the pool at once, after the last read: a session is drawn once,
         with its status, rather than first idle and then again busy a moment later.
         """
-        asked = time.monotonic()
+        listed_at = time.monotonic()
         (sessions,) = await _gather_parts(client.all_sessions(limit=RESYNC_SESSION_LIMIT))
         directories = self.resync_directories(sessions or ())
         gate = asyncio.Semaphore(RESYNC_CONCURRENCY)
@@ -304,7 +304,7 @@ class ServerLink:
                 questions.extend(asked)
                 covered[2].add(directory)
         if sessions is not None:
-            self.pool.load_sessions(sessions, complete=True, server=self.name, asked=asked)
+            self.pool.load_sessions(sessions, complete=True, server=self.name, asked=listed_at)
         self.pool.load_statuses(statuses, directories=covered[0], server=self.name)
         self.pool.load_requests(
             permissions,
