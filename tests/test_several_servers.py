@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-from test_dashboard import SLOW, inbox_ids, looked_at, row_line, until
+from test_dashboard import SIZE, SLOW, inbox_ids, looked_at, row_line, until
 from test_two_supervisors import agent_worker, joined_dashboard
 
 from orchestrator_tui.opencode import binary
@@ -120,6 +120,26 @@ async def test_two_servers_in_one_pool(
             assert "error" in gone and "lab" in gone["error"], gone
             listed = await agent.call("list_sessions", {})
             assert local.id in {s["id"] for s in listed["sessions"]}, listed
+
+
+async def test_the_attached_server_is_supervised_while_the_pools_own_cannot_start(
+    lab: ManagedServer, pool_env: dict[str, str], project_dir: Path
+) -> None:
+    """A server that goes down never blocks the others, the pool's own included."""
+    env = {**write_pool_config(pool_env, lab), "OPENCODE_BINARY": str(project_dir / "no-such-opencode")}
+    direct = OpenCodeClient(lab.base_url, auth=(lab.username, lab.password))
+    try:
+        lab_session = await direct.create_session(title="lab work")
+        await direct.prompt_async(lab_session.id, "BASH echo on-the-lab")
+        async with joined_dashboard(project_dir, env) as human, human.app.run_test(size=SIZE) as pilot:
+            app = human.app  # never "ready": that waits for its own server
+            await until(pilot, lambda: app.server_state.stream == "down", "the pool's own server reported down")
+            await until(pilot, lambda: lab_session.id in app.session_list.rows, "the lab's session in the list")
+            assert "lab" in row_line(app, lab_session.id)
+            await until(pilot, lambda: len(inbox_ids(app)) == 1, "the lab's request in the inbox")
+            assert not app.ready.is_set()  # still retrying its own server
+    finally:
+        await direct.aclose()
 
 
 def test_pool_config_refuses_a_password_in_the_file_and_names_the_fix(tmp_path: Path) -> None:

@@ -126,7 +126,8 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         self._requests_dirty = True
         self._status_dirty = True
         self._flush_pending = False
-        #: False until the first full reload: rows built before it would all be built again.
+        #: False until the first full reload (rows built before it would all be built again),
+        #: or until the pool's own server is found down (the other servers' rows must show).
         self._loaded = False
         self._detail_pending = False
         self._seen_requests: set[str] = set()
@@ -231,12 +232,15 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
             # there is nothing left to draw into.
             return
         session_list = self.session_list
-        dirty, removed = self._dirty, self._removed
-        self._dirty, self._removed = set(), set()
-        if self._requests_dirty:
+        if self._loaded:
+            dirty, removed = self._dirty, self._removed
+            self._dirty, self._removed = set(), set()
+        else:  # kept for the first full reload (or until the own server is found down)
+            dirty, removed = set(), set()
+        if self._requests_dirty and self._loaded:
             # A request changes its session's glyph too.
             dirty |= {r.sessionID for r in self._pending()}
-        if (dirty or removed) and self._loaded:
+        if dirty or removed:
             self._lookup_origins(dirty)
             rows = {sid: self._row(sid) for sid in dirty if sid in self.pool.sessions}
             rows = {sid: row for sid, row in rows.items() if row is not None}
