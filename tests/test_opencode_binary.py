@@ -458,3 +458,27 @@ def test_import_is_stdlib_only() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_the_dashboard_installs_opencode_before_it_takes_the_screen(
+    tmp_path: Path, bin_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The install's progress goes to the terminal before the dashboard draws on it, never over it;
+    nothing is installed for a server we attach to, and a failure is left to the dashboard."""
+    from orchestrator_tui.pool.service import ServerSpec
+    from orchestrator_tui.tui.main import install_before_the_screen
+
+    cache = tmp_path / "cache"
+    env = _env(bin_dir, cache)
+    install_before_the_screen(ServerSpec(cwd=tmp_path, env=env))  # no npm: no exception, nothing there
+    assert not binary.cached_binary_path(cache).exists()
+    assert "npm was not found" not in capsys.readouterr().err  # the dashboard says it, with the fix
+
+    npm_log = tmp_path / "npm.log"
+    _fake_npm(bin_dir, log=npm_log)
+    install_before_the_screen(ServerSpec(cwd=tmp_path, env=env, attach_url="http://127.0.0.1:9"))
+    assert not npm_log.exists()  # attached: not ours to start
+    install_before_the_screen(ServerSpec(cwd=tmp_path, env=env))
+    assert binary.cached_binary_path(cache).exists()
+    err = capsys.readouterr().err
+    assert "Installing OpenCode 1.18.33" in err and "installed in" in err
