@@ -126,6 +126,19 @@ def test_a_session_the_stream_brought_after_the_list_was_asked_for_is_not_forgot
     assert set(pool.sessions) == {"ses_new"}  # the old one is gone; the newer one stays
 
 
+def test_a_session_deleted_after_the_list_was_asked_for_stays_gone() -> None:
+    pool = Pool()
+    pool.load_sessions([Session.model_validate(session("ses_a")), Session.model_validate(session("ses_b"))])
+    asked = time.monotonic()
+    # While the list is on its way (it still has ses_b), the stream says ses_b was deleted.
+    pool.apply(None, ev("session.deleted", info=session("ses_b")))
+    listed = [Session.model_validate(session("ses_a")), Session.model_validate(session("ses_b"))]
+    pool.load_sessions(listed, complete=True, asked=asked)
+    assert set(pool.sessions) == {"ses_a"}
+    pool.load_sessions(listed, complete=True, asked=time.monotonic())  # a list asked later is the truth
+    assert set(pool.sessions) == {"ses_a", "ses_b"}
+
+
 async def test_changes_are_coalesced_per_loop_turn() -> None:
     pool = Pool()
     seen: list[Changes] = []

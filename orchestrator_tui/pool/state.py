@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -183,6 +184,9 @@ class Pool:
         self.permissions: dict[str, PermissionRequest] = {}
         self.questions: dict[str, QuestionRequest] = {}
         self._resolved: OrderedDict[str, None] = OrderedDict()
+        #: Sessions forgotten, and when (monotonic): a list asked for before then must not
+        #: bring one back (bounded like ``_resolved``).
+        self._forgotten: OrderedDict[str, float] = OrderedDict()
         self._watches: dict[str, list[SessionWatch]] = {}
         self._listeners: list[ChangeListener] = []
         self._dirty: set[str] = set()
@@ -411,6 +415,10 @@ class Pool:
     def forget(self, session_id: str) -> None:
         """Drop a session (deleted) and its pending requests."""
         self.sessions.pop(session_id, None)
+        self._forgotten[session_id] = time.monotonic()
+        self._forgotten.move_to_end(session_id)
+        if len(self._forgotten) > MAX_RESOLVED:
+            self._forgotten.popitem(last=False)
         for store in (self.permissions, self.questions):
             for rid in [rid for rid, r in store.items() if r.sessionID == session_id]:
                 del store[rid]
@@ -519,10 +527,14 @@ class Pool:
         """Merge a REST session list of ``server``; ``complete``: every session the pool tracks there.
 
         ``asked`` (monotonic): when the list was asked for. A session the stream brought in since
-        then is missing from the list because it is newer, not because it is gone.
+        then is missing from the list because it is newer, not because it is gone; one deleted
+        since then is in the list because the list is older, and stays gone.
         """
         seen = set()
+        forgotten = self._forgotten
         for info in sessions:
+            if asked is not None and forgotten.get(info.id, -math.inf) >= asked:
+                continue
             seen.add(info.id)
             view = self.session(info.id)
             view.server = server
