@@ -9,6 +9,7 @@ so a read timeout of :data:`SILENCE_TIMEOUT` doubles as the dead-connection dete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -93,13 +94,10 @@ class EventStream:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            try:
+            # The cancel is swallowed, the caller's too if one lands here: a replacement
+            # (ServerLink._attach) stops the old stream, then must make the new one.
+            with contextlib.suppress(asyncio.CancelledError):
                 await task
-            except asyncio.CancelledError:
-                # The stream's own end is expected; a cancel of whoever called stop() is theirs.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
         self._connected.clear()
         self._set_status(StreamStatus("stopped"))
 

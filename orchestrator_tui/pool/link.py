@@ -240,8 +240,19 @@ class ServerLink:
         try:
             async with asyncio.timeout(timeout):
                 await self._synced.wait()
+            return
         except TimeoutError:
-            await self.resync()
+            pass
+        if (stream := self._stream) is not None and stream.connected:
+            # Its resync is under way (a big server, a loaded machine): a second read would
+            # only double it. Unless that one failed: then read here after all.
+            try:
+                async with asyncio.timeout(3 * timeout):
+                    await self._synced.wait()
+                return
+            except TimeoutError:
+                pass
+        await self.resync()
 
     async def resync(self, client: OpenCodeClient | None = None) -> None:
         """Re-read sessions, statuses and pending requests (after every (re)connect)."""

@@ -53,6 +53,10 @@ log = logging.getLogger(__name__)
 
 #: Screen refresh period for pool changes (coalesced): ~20 updates per second at most.
 REFRESH_INTERVAL = 0.05
+#: How long rows wait for the first full reload (which builds them all once) before changes
+#: build them as they come: the pool's own server may be slow to start or to be kept by another
+#: front end, and the other servers' sessions must show meanwhile.
+ROWS_WAIT = 1.5
 
 
 def styles_dir() -> Path:
@@ -127,7 +131,7 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         self._status_dirty = True
         self._flush_pending = False
         #: False until the first full reload (rows built before it would all be built again),
-        #: or until the pool's own server is found down (the other servers' rows must show).
+        #: the pool's own server found down, or ROWS_WAIT (the other servers' rows must show).
         self._loaded = False
         self._detail_pending = False
         self._seen_requests: set[str] = set()
@@ -187,6 +191,7 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         self.set_interval(MEMBERS_INTERVAL, self._count_members)
         self._count_members()
         self._refresh_status()
+        self.set_timer(ROWS_WAIT, self._open_rows)
         self._start_attention()
         if self.pool_problem is not None:
             self.notify(
@@ -262,6 +267,12 @@ class DashboardApp(Connection, Answering, Attention, PoolScreens, SessionActions
         selected = session_list.selected_id
         if (selected is not None and (selected in dirty or selected in removed)) or (selected is None and removed):
             self._refresh_detail()
+
+    def _open_rows(self) -> None:
+        """Build rows as changes come from now on, without waiting for the first full reload."""
+        if not self._loaded:
+            self._loaded = True
+            self._schedule_flush()
 
     def _full_reload(self) -> None:
         # Every row is built here: what was marked changed until now is covered.

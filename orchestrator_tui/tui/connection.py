@@ -52,7 +52,7 @@ class Connection(App[None]):
     detail: DetailPane
     _on_ready: Callable[[Any], Any] | None
     _status_dirty: bool
-    _loaded: bool
+    _open_rows: Callable[[], None]
     _full_reload: Callable[[], None]
     _refresh_status: Callable[[], None]
     _schedule_flush: Callable[[], None]
@@ -85,10 +85,8 @@ class Connection(App[None]):
     def _server_down(self, exc: ServerUnavailable, retry_in: float) -> None:
         if not self.is_running:  # shutting down: the panes may already be gone
             return
-        if not self._loaded:
-            # No full reload is coming soon: show the sessions the other servers bring meanwhile.
-            self._loaded = True
-            self._schedule_flush()
+        # No full reload is coming soon: show the sessions the other servers bring meanwhile.
+        self._open_rows()
         error = str(exc)
         if exc.fix is None:
             fix = "The dashboard keeps retrying; it will connect as soon as OpenCode answers."

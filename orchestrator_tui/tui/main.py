@@ -101,19 +101,27 @@ def _member_directories(registry: Registry | None) -> Callable[[], list[str]] | 
     return directories
 
 
-def install_before_the_screen(spec: ServerSpec) -> None:
+def install_before_the_screen(spec: ServerSpec, membership: Membership | None = None) -> None:
     """Install the pinned OpenCode now if the pool would start it and it is missing, while the
     terminal is still a terminal: npm takes 10-60 s, and its progress written once the dashboard
     owns the screen would be drawn over it.
 
-    Nothing to do for a server we attach to, or inside an OpenCode session (none may be started
-    there). A failure is left to the dashboard, which shows it with the fix and keeps retrying.
+    Nothing to do for a server we attach to, a pool whose server runs already (joining it needs
+    no binary), or inside an OpenCode session (none may be started there). A failure is left to
+    the dashboard, which shows it with the fix and keeps retrying.
     """
     from orchestrator_tui.opencode import binary
     from orchestrator_tui.pool.service import recursion_guard
 
     if spec.attach_url or recursion_guard(spec.env) is not None:
         return
+    if membership is not None:
+        try:
+            record = membership.folder.read_record()
+        except Exception:  # an unsafe or unreadable record: the pool's start says what is wrong
+            record = None
+        if record is not None and record.alive():
+            return
     with contextlib.suppress(binary.LauncherError):
         # sys.stderr as it is now (the terminal), not as it was when binary was imported.
         binary.resolve_launcher(spec.cwd, spec.env if spec.env is not None else os.environ, progress=sys.stderr)
@@ -177,7 +185,7 @@ def run_dashboard(
         if demo_env is not None:
             demo_env.close()
         raise
-    install_before_the_screen(spec)
+    install_before_the_screen(spec, membership)
     service = PoolService(
         spec, membership=membership, directories=_member_directories(registry), servers=attached
     )
