@@ -106,6 +106,17 @@ def test_answered_request_is_not_resurrected_by_a_stale_resync() -> None:
     assert not pool.needs_input("ses_a")
 
 
+def test_a_request_asked_while_the_snapshot_was_on_its_way_stays_in_the_inbox() -> None:
+    pool = Pool()
+    perm = {"id": "per_1", "sessionID": "ses_a", "permission": "bash", "patterns": ["ls"], "always": [], "metadata": {}}
+    asked = time.monotonic()
+    pool.apply(None, ev("permission.asked", **perm))  # announced after GET /permission went out
+    pool.load_requests([], [], asked=asked)
+    assert list(pool.permissions) == ["per_1"]  # kept: the snapshot is older than the request
+    pool.load_requests([], [], asked=time.monotonic())  # a snapshot asked later is the truth
+    assert pool.permissions == {}
+
+
 def test_resync_marks_absent_sessions_idle_and_forgets_deleted_ones() -> None:
     pool = Pool()
     pool.load_sessions([Session.model_validate(session("ses_a")), Session.model_validate(session("ses_b"))])

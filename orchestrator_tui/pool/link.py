@@ -278,7 +278,7 @@ class ServerLink:
                 self.pool.load_sessions(sessions, complete=True, server=self.name, asked=listed_at)
             if statuses is not None:
                 self.pool.load_statuses(statuses, server=self.name)
-            self.pool.load_requests(permissions, questions, server=self.name)
+            self.pool.load_requests(permissions, questions, server=self.name, asked=listed_at)
         self.pool.resyncs += 1
         self._synced.set()
 
@@ -323,6 +323,7 @@ class ServerLink:
             permission_directories=covered[1],
             question_directories=covered[2],
             server=self.name,
+            asked=listed_at,
         )
 
     def _apply(self, directory: str | None, event: Any) -> None:

@@ -187,6 +187,10 @@ class Pool:
         #: Sessions forgotten, and when (monotonic): a list asked for before then must not
         #: bring one back (bounded like ``_resolved``).
         self._forgotten: OrderedDict[str, float] = OrderedDict()
+        #: When the stream announced each request (monotonic; bounded like ``_resolved``): a
+        #: snapshot asked for before then is missing it because it is older, not because the
+        #: request is gone.
+        self._announced: OrderedDict[str, float] = OrderedDict()
         self._watches: dict[str, list[SessionWatch]] = {}
         self._listeners: list[ChangeListener] = []
         self._dirty: set[str] = set()
@@ -399,6 +403,9 @@ class Pool:
         """A permission or question asked: pending until answered (unless answered already)."""
         if request.id not in self._resolved:
             pending[request.id] = request
+            self._announced[request.id] = time.monotonic()
+            if len(self._announced) > MAX_RESOLVED:
+                self._announced.popitem(last=False)
             self._touch_requests()
             self._touch(request.sessionID)
 
@@ -612,8 +619,12 @@ class Pool:
         permission_directories: Collection[str] | None = None,
         question_directories: Collection[str] | None = None,
         server: str = PRIMARY,
+        asked: float | None = None,
     ) -> None:
         """Replace the pending sets with a REST snapshot, minus anything answered meanwhile.
+
+        ``asked`` (monotonic): when the snapshot was asked for; a request the stream announced
+        since then is kept, although the snapshot lacks it.
 
         ``None`` means "could not be listed": that set is left as the events made it.
         ``permission_directories``/``question_directories``: that snapshot covers only the sessions
@@ -632,10 +643,13 @@ class Pool:
             if fresh is None:
                 continue
             fresh_ids = {r.id for r in fresh}
+            announced = self._announced
             gone = [
                 rid
                 for rid, r in store.items()
-                if rid not in fresh_ids and self._covers(directories, r.sessionID, server)
+                if rid not in fresh_ids
+                and self._covers(directories, r.sessionID, server)
+                and (asked is None or announced.get(rid, -math.inf) < asked)
             ]
             for rid in gone:
                 req = store.pop(rid)
