@@ -5,6 +5,7 @@ Everything here is offline and fast: installs run against a fake ``npm`` on a pr
 
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import shutil
@@ -465,6 +466,8 @@ def test_the_dashboard_installs_opencode_before_it_takes_the_screen(
 ) -> None:
     """The install's progress goes to the terminal before the dashboard draws on it, never over it;
     nothing is installed for a server we attach to, and a failure is left to the dashboard."""
+    from orchestrator_tui.opencode import keeper
+    from orchestrator_tui.pool.discovery import PoolFolder
     from orchestrator_tui.pool.service import ServerSpec
     from orchestrator_tui.tui.main import install_before_the_screen
 
@@ -478,6 +481,15 @@ def test_the_dashboard_installs_opencode_before_it_takes_the_screen(
     _fake_npm(bin_dir, log=npm_log)
     install_before_the_screen(ServerSpec(cwd=tmp_path, env=env, attach_url="http://127.0.0.1:9"))
     assert not npm_log.exists()  # attached: not ours to start
+    # The pool's server runs already (its keeper holds the lock): joining it needs no binary.
+    folder = PoolFolder(tmp_path / "pool")
+    held = os.open(folder.path / keeper.SERVER_ALIVE_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        install_before_the_screen(ServerSpec(cwd=tmp_path, env=env), folder)
+        assert not npm_log.exists()
+    finally:
+        os.close(held)
     install_before_the_screen(ServerSpec(cwd=tmp_path, env=env))
     assert binary.cached_binary_path(cache).exists()
     err = capsys.readouterr().err

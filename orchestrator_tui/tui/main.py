@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator_tui import __version__
 from orchestrator_tui.pool.actions import PoolActions
-from orchestrator_tui.pool.discovery import Membership, join_pool
+from orchestrator_tui.pool.discovery import Membership, PoolFolder, join_pool
 from orchestrator_tui.pool.registry import PoolStateError, Registry, state_root
 from orchestrator_tui.pool.servers import ServerConfigError, load_servers
 from orchestrator_tui.pool.service import PoolService, ServerSpec
@@ -101,27 +101,25 @@ def _member_directories(registry: Registry | None) -> Callable[[], list[str]] | 
     return directories
 
 
-def install_before_the_screen(spec: ServerSpec, membership: Membership | None = None) -> None:
+def install_before_the_screen(spec: ServerSpec, folder: PoolFolder | None = None) -> None:
     """Install the pinned OpenCode now if the pool would start it and it is missing, while the
     terminal is still a terminal: npm takes 10-60 s, and its progress written once the dashboard
     owns the screen would be drawn over it.
 
-    Nothing to do for a server we attach to, a pool whose server runs already (joining it needs
-    no binary), or inside an OpenCode session (none may be started there). A failure is left to
-    the dashboard, which shows it with the fix and keeps retrying.
+    Nothing to do for a server we attach to, a pool whose server runs already (``folder``: the
+    keeper's lock, which is what decides whether `start_shared` starts one), or inside an
+    OpenCode session (none may be started there). A failure is left to the dashboard, which
+    shows it with the fix and keeps retrying.
     """
     from orchestrator_tui.opencode import binary
     from orchestrator_tui.pool.service import recursion_guard
 
     if spec.attach_url or recursion_guard(spec.env) is not None:
         return
-    if membership is not None:
-        try:
-            record = membership.folder.read_record()
-        except Exception:  # an unsafe or unreadable record: the pool's start says what is wrong
-            record = None
-        if record is not None and record.alive():
-            return
+    if folder is not None:
+        with contextlib.suppress(OSError):  # the pool's own start says what is wrong with the folder
+            if folder.server_kept():
+                return
     with contextlib.suppress(binary.LauncherError):
         # sys.stderr as it is now (the terminal), not as it was when binary was imported.
         binary.resolve_launcher(spec.cwd, spec.env if spec.env is not None else os.environ, progress=sys.stderr)
@@ -185,7 +183,7 @@ def run_dashboard(
         if demo_env is not None:
             demo_env.close()
         raise
-    install_before_the_screen(spec, membership)
+    install_before_the_screen(spec, membership.folder if membership is not None else None)
     service = PoolService(
         spec, membership=membership, directories=_member_directories(registry), servers=attached
     )
