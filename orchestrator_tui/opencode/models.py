@@ -207,13 +207,6 @@ class ApiLocation(_Model):
     workspaceID: str | None = None
 
 
-class ApiSessionTokens(_Model):
-    input: int = 0
-    output: int = 0
-    reasoning: int = 0
-    cache: CacheTokens = Field(default_factory=CacheTokens)
-
-
 class ApiSession(_Model):
     """``SessionV2Info``: a session as ``/api/session`` shows it."""
 
@@ -223,17 +216,13 @@ class ApiSession(_Model):
     parentID: str | None = None
     agent: str | None = None
     cost: float | None = None
-    tokens: ApiSessionTokens | None = None
+    tokens: Tokens | None = None  # without `total` here, as on a legacy session
     time: TimeSpan = Field(default_factory=TimeSpan)
     location: ApiLocation
     #: The directory relative to the project's root (the legacy ``path``); absent at the root.
     subpath: str | None = None
 
     def to_session(self) -> Session:
-        tokens = None
-        if self.tokens is not None:
-            t = self.tokens
-            tokens = Tokens(input=t.input, output=t.output, reasoning=t.reasoning, cache=t.cache)
         return Session(
             id=self.id,
             title=self.title,
@@ -243,7 +232,7 @@ class ApiSession(_Model):
             parentID=self.parentID,
             time=self.time,
             cost=self.cost,
-            tokens=tokens,
+            tokens=self.tokens,
             agent=self.agent,
         )
 
