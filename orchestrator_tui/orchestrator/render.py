@@ -149,31 +149,36 @@ def session_state_text(out: GetSessionStateOutput, now_ms: int | None = None) ->
 
 def list_commands_text(out: ListCommandsOutput) -> str:
     """One line per command with the first line of its description, then how to run one."""
-    lines = ["Available commands:\n"]
-    for cmd in out.commands:
-        line = f"  {_shown(cmd.name)}"
-        first = _first_line(cmd.description) if cmd.description is not None else None
-        if first is not None:
-            line += f" - {_shown(first)}"
-        lines.append(line + "\n")
-    if not out.commands:
-        lines.append("  (no commands available)\n")
-    lines.append("\nUse orchestrator_run(command=<name>, message=<args>) to execute\n")
-    return "".join(lines)
+    return _listing(
+        "Available commands:",
+        [(c.name, c.description) for c in out.commands],
+        "(no commands available)",
+        "Use orchestrator_run(command=<name>, message=<args>) to execute",
+    )
 
 
 def list_agents_text(out: ListAgentsOutput) -> str:
     """One line per agent with the first line of its description, then how to use one."""
-    lines = ["Available agents:\n"]
-    for agent in out.agents:
-        line = f"  {_shown(agent.name)}"
-        first = _first_line(agent.description) if agent.description is not None else None
+    return _listing(
+        "Available agents:",
+        [(a.name, a.description) for a in out.agents],
+        "(no agents available)",
+        "Use orchestrator_run(message=<prompt>, agent=<name>) for raw prompts",
+    )
+
+
+def _listing(header: str, entries: list[tuple[str, str | None]], empty: str, footer: str) -> str:
+    """The reference's shape for both lists: ``  name - first line of the description``."""
+    lines = [header + "\n"]
+    for name, description in entries:
+        line = f"  {_shown(name)}"
+        first = _first_line(description) if description is not None else None
         if first is not None:
             line += f" - {_shown(first)}"
         lines.append(line + "\n")
-    if not out.agents:
-        lines.append("  (no agents available)\n")
-    lines.append("\nUse orchestrator_run(message=<prompt>, agent=<name>) for raw prompts\n")
+    if not entries:
+        lines.append(f"  {empty}\n")
+    lines.append(f"\n{footer}\n")
     return "".join(lines)
 
 
