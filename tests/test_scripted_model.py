@@ -410,19 +410,18 @@ def test_directives_only_look_at_the_last_message() -> None:
 # -- lifecycle ----------------------------------------------------------------------------------
 
 
-def test_hang_keeps_alive_until_stop() -> None:
-    server = ScriptedModelServer().start()
-    port = server.port
+def _stream_in_background(server: ScriptedModelServer, prompt: str) -> tuple[list[str], threading.Event]:
+    """Ask for ``prompt`` and read the streamed reply in a thread: its non-empty lines, as they
+    come, and an event set when the stream ends (``<broken>`` if it broke)."""
     seen: list[str] = []
     ended = threading.Event()
 
     def consume() -> None:
         try:
             with httpx.stream(
-                "POST", f"{server.base_url}/chat/completions", json=body_for("HANG"), timeout=10
+                "POST", f"{server.base_url}/chat/completions", json=body_for(prompt), timeout=10
             ) as response:
-                for line in response.iter_lines():
-                    seen.append(line)
+                seen.extend(line for line in response.iter_lines() if line)
         except httpx.HTTPError:
             seen.append("<broken>")
         finally:
@@ -432,6 +431,13 @@ def test_hang_keeps_alive_until_stop() -> None:
     deadline = time.monotonic() + 5
     while not any(line.startswith(": keepalive") for line in seen) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return seen, ended
+
+
+def test_hang_keeps_alive_until_stop() -> None:
+    server = ScriptedModelServer().start()
+    port = server.port
+    seen, ended = _stream_in_background(server, "HANG")
     assert any("hanging" in line for line in seen), seen
     assert any(line.startswith(": keepalive") for line in seen), seen
     assert not ended.is_set()
@@ -448,24 +454,7 @@ def test_stall_keeps_alive_without_a_token_until_stop() -> None:
     """`STALL`: the stream opens and stays open, but no token ever comes (a model that never
     starts answering), until the server stops."""
     server = ScriptedModelServer().start()
-    seen: list[str] = []
-    ended = threading.Event()
-
-    def consume() -> None:
-        try:
-            with httpx.stream(
-                "POST", f"{server.base_url}/chat/completions", json=body_for("STALL"), timeout=10
-            ) as response:
-                seen.extend(line for line in response.iter_lines() if line)
-        except httpx.HTTPError:
-            seen.append("<broken>")
-        finally:
-            ended.set()
-
-    threading.Thread(target=consume, daemon=True).start()
-    deadline = time.monotonic() + 5
-    while not any(line.startswith(": keepalive") for line in seen) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    seen, ended = _stream_in_background(server, "STALL")
     assert seen and all(line.startswith(": keepalive") for line in seen), seen
     assert not ended.is_set()
     server.stop()
