@@ -56,6 +56,17 @@ PRIMARY = "local"
 
 #: What a session asks of a human: a permission or a question.
 AskedRequest = TypeVar("AskedRequest", PermissionRequest, QuestionRequest)
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(memory: OrderedDict[_K, _V], key: _K, value: _V) -> None:
+    """Keep ``key`` as the newest entry of a bounded memory: past :data:`MAX_RESOLVED` entries,
+    the oldest go (what the pool remembers of requests and sessions must not grow forever)."""
+    memory[key] = value
+    memory.move_to_end(key)
+    while len(memory) > MAX_RESOLVED:
+        memory.popitem(last=False)
 
 #: How many tool calls the pool remembers per session (the dashboard's timeline).
 MAX_TOOL_CALLS = 50
@@ -403,17 +414,13 @@ class Pool:
         """A permission or question asked: pending until answered (unless answered already)."""
         if request.id not in self._resolved:
             pending[request.id] = request
-            self._announced[request.id] = time.monotonic()
-            if len(self._announced) > MAX_RESOLVED:
-                self._announced.popitem(last=False)
+            _remember(self._announced, request.id, time.monotonic())
             self._touch_requests()
             self._touch(request.sessionID)
 
     def resolve_request(self, request_id: str) -> None:
         """Forget a pending request, and remember that it is answered."""
-        self._resolved[request_id] = None
-        if len(self._resolved) > MAX_RESOLVED:
-            self._resolved.popitem(last=False)
+        _remember(self._resolved, request_id, None)
         req = self.permissions.pop(request_id, None) or self.questions.pop(request_id, None)
         if req is not None:
             self._touch_requests()
@@ -422,10 +429,7 @@ class Pool:
     def forget(self, session_id: str) -> None:
         """Drop a session (deleted) and its pending requests."""
         self.sessions.pop(session_id, None)
-        self._forgotten[session_id] = time.monotonic()
-        self._forgotten.move_to_end(session_id)
-        if len(self._forgotten) > MAX_RESOLVED:
-            self._forgotten.popitem(last=False)
+        _remember(self._forgotten, session_id, time.monotonic())
         for store in (self.permissions, self.questions):
             for rid in [rid for rid, r in store.items() if r.sessionID == session_id]:
                 del store[rid]
@@ -654,9 +658,7 @@ class Pool:
             for rid in gone:
                 req = store.pop(rid)
                 if replaced:
-                    self.lost[rid] = LostRequest(req, _now_ms())
-                    while len(self.lost) > MAX_RESOLVED:
-                        self.lost.popitem(last=False)
+                    _remember(self.lost, rid, LostRequest(req, _now_ms()))
                 self._dirty.add(req.sessionID)
                 self._dirty_requests = True
             for req in fresh:
