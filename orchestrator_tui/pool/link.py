@@ -237,21 +237,22 @@ class ServerLink:
         """Wait until the pool holds this server's state: the resync the stream starts when it
         connects, or, if that has not happened within ``timeout``, one read here (the stream
         may be slow or refused; the sessions and requests must show all the same)."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._synced.wait()
-            return
-        except TimeoutError:
-            pass
-        if (stream := self._stream) is not None and stream.connected:
-            # Its resync is under way (a big server, a loaded machine): a second read would
-            # only double it. Unless that one failed: then read here after all.
+
+        async def synced_within(seconds: float) -> bool:
             try:
-                async with asyncio.timeout(3 * timeout):
+                async with asyncio.timeout(seconds):
                     await self._synced.wait()
-                return
+                return True
             except TimeoutError:
-                pass
+                return False
+
+        if await synced_within(timeout):
+            return
+        # A connected stream's resync is under way (a big server, a loaded machine): a second
+        # read would only double it. Unless that one failed: then read here after all.
+        stream = self._stream
+        if stream is not None and stream.connected and await synced_within(3 * timeout):
+            return
         await self.resync()
 
     async def resync(self, client: OpenCodeClient | None = None) -> None:
