@@ -10,6 +10,7 @@ own, and never holds the others up.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -180,8 +181,8 @@ class ServerLink:
             view = sessions.get(request.sessionID)
             add(view.directory if view is not None else None, now)
         horizon = now - ACTIVE_WINDOW
-        infos = [view.info for view in sessions.values() if view.info is not None]
-        for info in [*infos, *listed]:
+        known = (view.info for view in sessions.values() if view.info is not None)
+        for info in itertools.chain(known, listed):
             if info.directory and (updated := (info.time.updated or 0) / 1000) > horizon:
                 add(info.directory, updated)
         ordered = sorted(found, key=found.__getitem__, reverse=True)
